@@ -1,0 +1,151 @@
+"""Column types and the UTC clock, each one definition with its per-dialect variants.
+
+Every dialect difference in column types lives here, expressed through ``with_variant``
+(types) or ``sqlalchemy.ext.compiler`` (the UTC-now default), never as a second table.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import TIMESTAMP, BigInteger, Boolean, DateTime, Double, String, Text
+from sqlalchemy.dialects import mssql, mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+__all__ = [
+    "MYSQL_TABLE_OPTIONS",
+    "UTCDateTime",
+    "big_integer",
+    "boolean",
+    "double",
+    "long_text",
+    "name_text",
+    "sql_utc_now",
+]
+
+#: Table options on MySQL/MariaDB: InnoDB, full Unicode, exact (binary) key comparison.
+MYSQL_TABLE_OPTIONS: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+}
+
+#: SQL Server compares NVARCHAR case-insensitively by default; keys must be exact.
+MSSQL_EXACT_COLLATION = "Latin1_General_100_BIN2"
+
+
+def name_text(length: int, *, key: bool = False) -> TypeEngine[str]:
+    """A bounded name: TEXT where length is free, NVARCHAR / VARCHAR(n) where keys need it."""
+    return (
+        Text()
+        .with_variant(
+            mssql.NVARCHAR(length, collation=MSSQL_EXACT_COLLATION if key else None), "mssql"
+        )
+        .with_variant(mysql.VARCHAR(length), "mysql", "mariadb")
+        .with_variant(String(), "bigquery")
+    )
+
+
+def long_text() -> TypeEngine[str]:
+    """Unbounded text (error messages): NVARCHAR(max) on SQL Server, MEDIUMTEXT on MySQL."""
+    return (
+        Text()
+        .with_variant(mssql.NVARCHAR(None), "mssql")
+        .with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+        .with_variant(String(), "bigquery")
+    )
+
+
+def big_integer() -> TypeEngine[int]:
+    """A signed 64-bit integer (BIGINT / INT64)."""
+    return BigInteger()
+
+
+def boolean() -> TypeEngine[bool]:
+    """A boolean (BIT on SQL Server, BOOL on BigQuery); no CHECK constraint is created."""
+    return Boolean(create_constraint=False)
+
+
+def double() -> TypeEngine[float]:
+    """A double-precision float (``float`` on SQL Server, FLOAT64 on BigQuery)."""
+    return Double().with_variant(mssql.FLOAT(), "mssql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A UTC timestamp: naive input is taken as UTC, aware input is converted, output is aware.
+
+    Stored in the legacy column types: ``timestamp`` (PostgreSQL), ``DATETIME2`` (SQL Server),
+    ``DATETIME(6)`` (MySQL), ``TIMESTAMP`` (BigQuery), ISO text (SQLite).
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        variants: TypeEngine[datetime] = (
+            DateTime(timezone=False)
+            .with_variant(mssql.DATETIME2(), "mssql")  # type: ignore[no-untyped-call]
+            .with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+            .with_variant(TIMESTAMP(timezone=True), "bigquery")
+        )
+        self.impl = variants  # type: ignore[assignment]
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        moment: datetime = value
+        if moment.utcoffset() is not None:
+            moment = moment.astimezone(timezone.utc)
+        return moment.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"the database returned {type(value).__name__} for a timestamp")
+        stored: datetime = value
+        if stored.utcoffset() is None:
+            return stored.replace(tzinfo=timezone.utc)
+        return stored.astimezone(timezone.utc)
+
+
+class sql_utc_now(FunctionElement[datetime]):
+    """The database's current UTC time, for server defaults (each dialect spells it its own way)."""
+
+    type = UTCDateTime()
+    name = "sql_utc_now"
+    inherit_cache = True
+
+
+@compiles(sql_utc_now)
+def _utc_now_default(element: sql_utc_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CURRENT_TIMESTAMP"
+
+
+@compiles(sql_utc_now, "postgresql")
+def _utc_now_postgresql(element: sql_utc_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return "(now() AT TIME ZONE 'utc')"
+
+
+@compiles(sql_utc_now, "mssql")
+def _utc_now_mssql(element: sql_utc_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return "SYSUTCDATETIME()"
+
+
+@compiles(sql_utc_now, "mysql")
+@compiles(sql_utc_now, "mariadb")
+def _utc_now_mysql(element: sql_utc_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return "(UTC_TIMESTAMP(6))"
+
+
+@compiles(sql_utc_now, "bigquery")
+def _utc_now_bigquery(element: sql_utc_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CURRENT_TIMESTAMP()"

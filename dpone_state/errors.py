@@ -1,0 +1,69 @@
+"""Typed errors: each one says what went wrong and what to change, and never carries a secret."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendMismatchError",
+    "InvalidIdentifierError",
+    "InvalidStateError",
+    "RevisionConflictError",
+    "StateError",
+    "StateNotProvisionedError",
+    "StateUnavailableError",
+    "UnsupportedBackendError",
+]
+
+
+class StateError(Exception):
+    """Base class of every error dpone-state raises on purpose."""
+
+
+class InvalidStateError(StateError, ValueError):
+    """A value handed to the library cannot be stored; nothing was written."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class InvalidIdentifierError(InvalidStateError):
+    """A configured schema or table name cannot be used as an identifier."""
+
+
+class StateNotProvisionedError(StateError):
+    """The state tables (or their schema) do not exist in the target database."""
+
+    def __init__(self, table: str, detail: str = "") -> None:
+        self.table = table
+        hint = (
+            f"state table {table} does not exist: provision it with `alembic upgrade head` "
+            "(or `dpone-state upgrade`), or call create_tables() once"
+        )
+        super().__init__(f"{hint} ({detail})" if detail else hint)
+
+
+class RevisionConflictError(StateError):
+    """A compare-and-set save lost: the stored checkpoint is not at the expected revision."""
+
+    def __init__(self, source_schema: str, source_table: str, expected_revision: int) -> None:
+        self.source_schema = source_schema
+        self.source_table = source_table
+        self.expected_revision = expected_revision
+        super().__init__(
+            f"checkpoint of {source_schema!r}.{source_table!r} is not at revision "
+            f"{expected_revision}: another writer saved it first (or it does not exist); "
+            "reload it with load_state() and decide again"
+        )
+
+
+class StateUnavailableError(StateError):
+    """The state database could not be reached or dropped the connection; safe to retry."""
+
+
+class UnsupportedBackendError(StateError, ValueError):
+    """The engine's dialect is not one dpone-state supports."""
+
+
+class BackendMismatchError(StateError, TypeError):
+    """A backend-specific storage class was given an engine of another dialect."""

@@ -1,0 +1,41 @@
+"""Reading driver errors, per dialect: which mean "table missing" and which "connection lost".
+
+The only place that knows driver error codes; storages turn these into typed errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+__all__ = ["is_connection_failure", "is_missing_table"]
+
+#: SQLSTATEs / error codes that mean the table or its schema does not exist.
+_POSTGRES_MISSING = frozenset({"42P01", "3F000"})  # undefined_table, invalid_schema_name
+_MYSQL_MISSING = frozenset({1146, 1049})  # ER_NO_SUCH_TABLE, ER_BAD_DB_ERROR
+_MSSQL_MISSING = frozenset({"42S02"})  # Invalid object name
+
+
+def is_missing_table(error: DBAPIError, dialect_name: str) -> bool:
+    """Whether ``error`` says the state table (or the schema holding it) does not exist."""
+    orig = error.orig
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    if dialect_name == "postgresql":
+        return getattr(orig, "pgcode", None) in _POSTGRES_MISSING
+    if dialect_name in ("mysql", "mariadb"):
+        return bool(args) and args[0] in _MYSQL_MISSING
+    if dialect_name == "sqlite":
+        text = str(orig)
+        return text.startswith("no such table") or text.startswith("unknown database")
+    if dialect_name == "mssql":
+        return bool(args) and args[0] in _MSSQL_MISSING
+    if dialect_name == "bigquery":
+        text = str(orig)
+        return "Not found: Table" in text or "Not found: Dataset" in text
+    return False
+
+
+def is_connection_failure(error: DBAPIError) -> bool:
+    """Whether ``error`` is a lost or refused connection (the call may be retried)."""
+    return bool(error.connection_invalidated)

@@ -1,0 +1,204 @@
+"""The values the runtime stores: XMin checkpoints and run-state rows, validated on construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+
+from dpone_state.errors import InvalidStateError
+
+__all__ = [
+    "ERROR_MESSAGE_MAX",
+    "KEY_NAME_MAX",
+    "MAX_BIGINT",
+    "MAX_DAG_ID",
+    "MAX_TIMESTAMP",
+    "MIN_TIMESTAMP",
+    "NAME_MAX",
+    "RunState",
+    "RunStateStatus",
+    "XMinState",
+    "check_key_name",
+    "check_name",
+    "to_utc",
+    "utc_now",
+]
+
+#: Largest value of a signed 64-bit column (xmin checkpoints, counts, revisions).
+MAX_BIGINT = 2**63 - 1
+#: Longest source schema / table name in a checkpoint key (fits every backend's key limits).
+KEY_NAME_MAX = 128
+#: Longest source/target name in a run row (the legacy ``nvarchar(256)``).
+NAME_MAX = 256
+#: Longest ``dag_id`` (a run key part; fits SQL Server's 900-byte clustered key with the date).
+MAX_DAG_ID = 400
+LOAD_STRATEGY_MAX = 64
+#: Longest error message kept (characters); MySQL ``MEDIUMTEXT`` holds 16 MiB of utf8mb4.
+ERROR_MESSAGE_MAX = 1_000_000
+#: Timestamps every backend stores (MySQL ``DATETIME`` starts at year 1000).
+MIN_TIMESTAMP = datetime(1000, 1, 1, tzinfo=timezone.utc)
+MAX_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+
+
+class RunStateStatus(str, Enum):
+    """State of one ETL run, stored as its lower-case value."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    UP_FOR_RETRY = "up_for_retry"
+    SKIPPED = "skipped"
+    RUNNING = "running"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def to_utc(field_name: str, value: object) -> datetime:
+    """Naive datetimes are UTC, aware ones are converted; the result is aware UTC and in range."""
+    if not isinstance(value, datetime):
+        raise InvalidStateError(field_name, f"expected a datetime, got {type(value).__name__}")
+    try:
+        aware = value.replace(tzinfo=timezone.utc) if value.utcoffset() is None else value
+        result = aware.astimezone(timezone.utc)
+    except OverflowError:
+        raise InvalidStateError(
+            field_name, f"{value.isoformat()} is out of range once converted to UTC"
+        ) from None
+    if not MIN_TIMESTAMP <= result <= MAX_TIMESTAMP:
+        raise InvalidStateError(
+            field_name,
+            f"{result.isoformat()} is outside the range every backend stores "
+            f"({MIN_TIMESTAMP.date()} .. {MAX_TIMESTAMP.date()})",
+        )
+    return result
+
+
+def _check_text(field_name: str, value: object, max_len: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidStateError(field_name, f"expected a string, got {type(value).__name__}")
+    if len(value) > max_len:
+        raise InvalidStateError(field_name, f"is {len(value)} characters long; at most {max_len}")
+    if "\x00" in value:
+        raise InvalidStateError(field_name, "contains a NUL character, which no backend stores")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidStateError(field_name, "is not valid Unicode (lone surrogate)") from None
+    return value
+
+
+def check_name(field_name: str, value: object, max_len: int = NAME_MAX) -> str:
+    """A name: a non-empty string without NUL or edge whitespace, within the column limit.
+
+    Edge whitespace is refused because SQL Server and MySQL compare strings ignoring trailing
+    spaces, so such names would not be distinct keys on every backend.
+    """
+    text = _check_text(field_name, value, max_len)
+    if not text:
+        raise InvalidStateError(field_name, "must not be empty")
+    if text != text.strip():
+        raise InvalidStateError(field_name, "must not start or end with whitespace")
+    return text
+
+
+def check_key_name(field_name: str, value: object) -> str:
+    """A checkpoint key part (source schema or table name)."""
+    return check_name(field_name, value, KEY_NAME_MAX)
+
+
+def _check_int(field_name: str, value: object, *, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidStateError(field_name, f"expected an integer, got {type(value).__name__}")
+    if not 0 <= value <= MAX_BIGINT:
+        raise InvalidStateError(field_name, f"{value} is outside 0 .. 2**63-1")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class XMinState:
+    """A Postgres XMin checkpoint: the 64-bit, epoch-extended transaction ID to resume from.
+
+    ``timestamp`` is when the checkpoint was first stored (``__dpone__loaded_at``);
+    ``revision`` counts saves and is what compare-and-set (``expected_revision``) checks.
+    """
+
+    xmin_value: int
+    timestamp: datetime = field(default_factory=utc_now)
+    is_initial: bool = False
+    wraparound_detected: bool = False
+    frozen_xid: int | None = None
+    revision: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("xmin_value", self.xmin_value)
+        _check_int("frozen_xid", self.frozen_xid, optional=True)
+        _check_int("revision", self.revision)
+        for name in ("is_initial", "wraparound_detected"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidStateError(name, "expected a bool")
+        object.__setattr__(self, "timestamp", to_utc("timestamp", self.timestamp))
+
+
+@dataclass(frozen=True)
+class RunState:
+    """One ETL run of a DAG, keyed by ``(dag_id, execution_date)``. Datetimes are aware UTC."""
+
+    dag_id: str
+    source_schema: str
+    source_table: str
+    target_schema: str
+    target_table: str
+    load_strategy: str
+    execution_date: datetime
+    state: RunStateStatus
+    started_at: datetime
+    ended_at: datetime | None = None
+    duration_min: float | None = None
+    error_message: str | None = None
+    id: int | None = None
+    rows_read: int | None = None
+    rows_written: int | None = None
+    rows_updated: int | None = None
+    rows_deleted: int | None = None
+    process_name: str | None = None
+
+    def __post_init__(self) -> None:
+        check_name("dag_id", self.dag_id, MAX_DAG_ID)
+        for name in ("source_schema", "source_table", "target_schema", "target_table"):
+            check_name(name, getattr(self, name))
+        check_name("load_strategy", self.load_strategy, LOAD_STRATEGY_MAX)
+        if self.process_name is not None:
+            check_name("process_name", self.process_name)
+        try:
+            status = RunStateStatus(self.state)
+        except ValueError:
+            valid = ", ".join(s.value for s in RunStateStatus)
+            raise InvalidStateError("state", f"{self.state!r} is not one of: {valid}") from None
+        object.__setattr__(self, "state", status)
+        for name in ("execution_date", "started_at"):
+            object.__setattr__(self, name, to_utc(name, getattr(self, name)))
+        if self.ended_at is not None:
+            object.__setattr__(self, "ended_at", to_utc("ended_at", self.ended_at))
+        if self.duration_min is not None:
+            if isinstance(self.duration_min, bool) or not isinstance(
+                self.duration_min, (int, float)
+            ):
+                raise InvalidStateError("duration_min", "expected a number of minutes")
+            if not math.isfinite(self.duration_min) or self.duration_min < 0:
+                raise InvalidStateError(
+                    "duration_min", f"{self.duration_min} is not a finite number >= 0"
+                )
+            object.__setattr__(self, "duration_min", float(self.duration_min))
+        if self.error_message is not None:
+            _check_text("error_message", self.error_message, ERROR_MESSAGE_MAX)
+        for name in ("id", "rows_read", "rows_written", "rows_updated", "rows_deleted"):
+            _check_int(name, getattr(self, name), optional=True)

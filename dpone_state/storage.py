@@ -1,0 +1,458 @@
+"""The two storages and their eight methods, written once in Core for every backend.
+
+Each public method is one SQL statement (no existence check, no DDL, no read-before-write).
+Tables come from the migrations or one explicit ``create_tables()`` call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Final
+
+from sqlalchemy import Table, delete, inspect, select, update
+from sqlalchemy.engine import Connection, CursorResult, Engine, Row
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.schema import CreateSchema
+
+from dpone_state.engine import SUPPORTED_DIALECTS, create_state_engine, safe_url
+from dpone_state.errors import (
+    BackendMismatchError,
+    InvalidIdentifierError,
+    InvalidStateError,
+    RevisionConflictError,
+    StateNotProvisionedError,
+    StateUnavailableError,
+    UnsupportedBackendError,
+)
+from dpone_state.failures import is_connection_failure, is_missing_table
+from dpone_state.models import (
+    MAX_DAG_ID,
+    RunState,
+    XMinState,
+    check_key_name,
+    check_name,
+    to_utc,
+    utc_now,
+)
+from dpone_state.tables import (
+    DEFAULT_RUN_TABLE,
+    DEFAULT_SCHEMA,
+    DEFAULT_XMIN_TABLE,
+    LOADED_AT,
+    UPDATED_AT,
+    new_metadata,
+    run_id_kind,
+    run_state_table,
+    xmin_state_table,
+)
+from dpone_state.upsert import INCOMING, Upsert, upsert_applied
+
+__all__ = ["DEFAULT", "RunStateStorage", "XMinStateStorage"]
+
+log = logging.getLogger("dpone_state")
+
+
+class _Default:
+    """The per-dialect default schema: ``etl_state``, or none on SQLite (no schemas there)."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Final = _Default()
+
+#: Longest schema or table name accepted (SQL Server's and BigQuery's limits are larger).
+IDENTIFIER_MAX = 128
+#: Largest page ``get_run_states_by_dag`` returns in one call.
+MAX_LIMIT = 10_000
+#: Dialects without schemas: a ``schema`` there is an attached database.
+_NO_SCHEMA_DIALECTS = frozenset({"sqlite"})
+
+
+def _identifier(field: str, value: object) -> str:
+    if not isinstance(value, str) or not value or value != value.strip():
+        raise InvalidIdentifierError(
+            field, f"{value!r} is not a usable name: use a non-empty string without edge spaces"
+        )
+    if "\x00" in value or len(value) > IDENTIFIER_MAX:
+        raise InvalidIdentifierError(
+            field, f"must be at most {IDENTIFIER_MAX} characters and contain no NUL"
+        )
+    return value
+
+
+def _first_line(error: BaseException | None) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class _Storage:
+    """Shared plumbing: engine, dialect check, table, error translation."""
+
+    #: Dialects a backend-specific subclass accepts (empty: every supported dialect).
+    dialects: ClassVar[tuple[str, ...]] = ()
+    default_table: ClassVar[str]
+
+    def __init__(
+        self,
+        connector: Engine | str,
+        schema: str | _Default | None = DEFAULT,
+        table: str | None = None,
+    ) -> None:
+        if isinstance(connector, Engine):
+            engine = connector
+        elif isinstance(connector, str):
+            engine = create_state_engine(connector)
+        else:
+            raise TypeError(
+                f"connector must be a SQLAlchemy Engine or a URL string, not "
+                f"{type(connector).__name__}"
+            )
+        dialect = engine.dialect.name
+        if self.dialects and dialect not in self.dialects:
+            raise BackendMismatchError(
+                f"{type(self).__name__} needs a {' or '.join(self.dialects)} engine, "
+                f"got {dialect!r} ({safe_url(engine.url)}); use the storage class of that "
+                "backend, or the generic XMinStateStorage / RunStateStorage"
+            )
+        if dialect not in SUPPORTED_DIALECTS:
+            valid = ", ".join(sorted(SUPPORTED_DIALECTS))
+            raise UnsupportedBackendError(f"dialect {dialect!r} is not supported; use: {valid}")
+        if isinstance(schema, _Default):
+            schema = None if dialect in _NO_SCHEMA_DIALECTS else DEFAULT_SCHEMA
+        self.engine: Engine = engine
+        self.schema: str | None = None if schema is None else _identifier("schema", schema)
+        self.table_name: str = _identifier("table", table or self.default_table)
+        self.table: Table = self._build_table()
+
+    def _build_table(self) -> Table:
+        raise NotImplementedError
+
+    @property
+    def qualified_name(self) -> str:
+        """``schema.table`` as configured (for messages)."""
+        return f"{self.schema}.{self.table_name}" if self.schema else self.table_name
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({safe_url(self.engine.url)!r}, table={self.qualified_name!r})"
+        )
+
+    @contextmanager
+    def _translated_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as error:
+            if is_missing_table(error, self.engine.dialect.name):
+                raise StateNotProvisionedError(self.qualified_name) from error
+            if is_connection_failure(error):
+                raise StateUnavailableError(
+                    f"lost the connection to the state database {safe_url(self.engine.url)}: "
+                    f"{type(error.orig).__name__}; the call can be retried"
+                ) from error
+            raise
+
+    @contextmanager
+    def _connect(self, *, write: bool) -> Iterator[Connection]:
+        """A connection; ``write`` wraps it in a transaction committed on success."""
+        with self._translated_errors():
+            try:
+                conn = self.engine.connect()
+            except DBAPIError as error:
+                raise StateUnavailableError(
+                    f"cannot connect to the state database {safe_url(self.engine.url)}: "
+                    f"{_first_line(error.orig)}"
+                ) from error
+            with conn:
+                if write:
+                    with conn.begin():
+                        yield conn
+                else:
+                    yield conn
+
+    def _write(self, statement: Any) -> CursorResult[Any]:
+        with self._connect(write=True) as conn:
+            result: CursorResult[Any] = conn.execute(statement)
+            return result
+
+    def _read(self, statement: Any) -> list[Row[Any]]:
+        with self._connect(write=False) as conn:
+            return list(conn.execute(statement).all())
+
+    def create_tables(self) -> None:
+        """Create the schema (where the dialect has schemas) and the table, if missing.
+
+        An explicit provisioning step; production databases are provisioned by the migrations.
+        """
+        dialect = self.engine.dialect.name
+        with self._translated_errors(), self.engine.begin() as conn:
+            if (
+                self.schema is not None
+                and dialect not in _NO_SCHEMA_DIALECTS
+                and not inspect(conn).has_schema(self.schema)
+            ):
+                conn.execute(CreateSchema(self.schema, if_not_exists=True))
+            self.table.metadata.create_all(conn, checkfirst=True)
+        log.info("provisioned %s on %s", self.qualified_name, safe_url(self.engine.url))
+
+
+class XMinStateStorage(_Storage):
+    """Postgres XMin checkpoints, one row per ``(source_schema, source_table)``."""
+
+    default_table = DEFAULT_XMIN_TABLE
+
+    def __init__(
+        self,
+        connector: Engine | str,
+        schema: str | _Default | None = DEFAULT,
+        table: str = DEFAULT_XMIN_TABLE,
+    ) -> None:
+        super().__init__(connector, schema, table)
+
+    def _build_table(self) -> Table:
+        return xmin_state_table(new_metadata(), self.schema, self.table_name)
+
+    def _key(self, source_schema: str, source_table: str) -> Any:
+        t = self.table
+        return (t.c.source_schema == check_key_name("source_schema", source_schema)) & (
+            t.c.source_table == check_key_name("source_table", source_table)
+        )
+
+    def save_state(
+        self,
+        source_schema: str,
+        source_table: str,
+        xmin_state: XMinState,
+        *,
+        expected_revision: int | None = None,
+    ) -> None:
+        """Upsert the checkpoint atomically; ``__dpone__loaded_at`` keeps the first save's time.
+
+        With ``expected_revision`` the save happens only if the stored revision equals it
+        (``0``: no checkpoint yet, or one never saved by dpone-state), else
+        ``RevisionConflictError``; without it the last writer wins.
+        """
+        check_key_name("source_schema", source_schema)
+        check_key_name("source_table", source_table)
+        if not isinstance(xmin_state, XMinState):
+            raise InvalidStateError(
+                "xmin_state", f"expected an XMinState, got {type(xmin_state).__name__}"
+            )
+        if expected_revision is not None and (
+            isinstance(expected_revision, bool)
+            or not isinstance(expected_revision, int)
+            or expected_revision < 0
+        ):
+            raise InvalidStateError("expected_revision", "must be an integer >= 0 or None")
+        t = self.table
+        now = utc_now()
+        values = {
+            "xmin_value": xmin_state.xmin_value,
+            "is_initial": xmin_state.is_initial,
+            "wraparound_detected": xmin_state.wraparound_detected,
+            "frozen_xid": xmin_state.frozen_xid,
+            UPDATED_AT: now,
+        }
+        if expected_revision:
+            # The row must exist at that revision: a conditional UPDATE says so on every dialect.
+            statement: Any = (
+                update(t)
+                .where(self._key(source_schema, source_table))
+                .where(t.c.revision == expected_revision)
+                .values(**values, revision=t.c.revision + 1)
+            )
+            result = self._write(statement)
+            applied = result.rowcount == 1
+        else:
+            statement = Upsert(
+                t,
+                [
+                    {
+                        "source_schema": source_schema,
+                        "source_table": source_table,
+                        **values,
+                        LOADED_AT: xmin_state.timestamp,
+                        "revision": 1,
+                    }
+                ],
+                key=["source_schema", "source_table"],
+                update={
+                    **dict.fromkeys(values, INCOMING),
+                    "revision": t.c.revision + 1,
+                },
+                where=None if expected_revision is None else t.c.revision == 0,
+            )
+            applied = upsert_applied(self._write(statement))
+        if not applied:
+            raise RevisionConflictError(source_schema, source_table, expected_revision or 0)
+
+    def load_state(self, source_schema: str, source_table: str) -> XMinState | None:
+        """The stored checkpoint, or ``None`` when there is none."""
+        t = self.table
+        rows = self._read(
+            select(
+                t.c.xmin_value,
+                t.c[LOADED_AT],
+                t.c.is_initial,
+                t.c.wraparound_detected,
+                t.c.frozen_xid,
+                t.c.revision,
+            ).where(self._key(source_schema, source_table))
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return XMinState(
+            xmin_value=row.xmin_value,
+            timestamp=row._mapping[LOADED_AT],
+            is_initial=bool(row.is_initial),
+            wraparound_detected=bool(row.wraparound_detected),
+            frozen_xid=row.frozen_xid,
+            revision=row.revision,
+        )
+
+    def delete_state(self, source_schema: str, source_table: str) -> bool:
+        """Forget the checkpoint (the next run is a full refresh); whether one existed."""
+        result = self._write(delete(self.table).where(self._key(source_schema, source_table)))
+        return result.rowcount > 0
+
+
+#: Run-row columns an upsert of an existing run changes (the rest keep their first values).
+_RUN_UPDATED_COLUMNS: Final = (
+    "state",
+    "ended_at",
+    "duration_min",
+    "error_message",
+    "rows_read",
+    "rows_written",
+    "rows_updated",
+    "rows_deleted",
+    "load_strategy",
+    UPDATED_AT,
+)
+_RUN_FIELDS: Final = (
+    "dag_id",
+    "source_schema",
+    "source_table",
+    "target_schema",
+    "target_table",
+    "load_strategy",
+    "execution_date",
+    "state",
+    "started_at",
+    "ended_at",
+    "duration_min",
+    "error_message",
+    "rows_read",
+    "rows_written",
+    "rows_updated",
+    "rows_deleted",
+    "process_name",
+)
+
+
+class RunStateStorage(_Storage):
+    """ETL run rows, one per ``(dag_id, execution_date)``."""
+
+    default_table = DEFAULT_RUN_TABLE
+
+    def __init__(
+        self,
+        connector: Engine | str,
+        schema: str | _Default | None = DEFAULT,
+        table: str = DEFAULT_RUN_TABLE,
+    ) -> None:
+        super().__init__(connector, schema, table)
+
+    def _build_table(self) -> Table:
+        return run_state_table(
+            new_metadata(),
+            self.schema,
+            self.table_name,
+            id_kind=run_id_kind(self.engine.dialect.name),
+        )
+
+    def _columns(self) -> list[Any]:
+        t = self.table
+        columns = [t.c[name] for name in _RUN_FIELDS]
+        if "id" in t.c:
+            columns.append(t.c.id)
+        return columns
+
+    def _to_model(self, row: Row[Any]) -> RunState:
+        data = row._mapping
+        return RunState(**{name: data[name] for name in (*_RUN_FIELDS, "id") if name in data})
+
+    def save_run_state(self, run_state: RunState) -> None:
+        """Upsert the run row: a new run is inserted; an existing one gets its outcome updated.
+
+        ``started_at``, ``process_name`` and the source/target names keep their first values.
+        """
+        if not isinstance(run_state, RunState):
+            raise InvalidStateError(
+                "run_state", f"expected a RunState, got {type(run_state).__name__}"
+            )
+        now = utc_now()
+        row: dict[str, Any] = {name: getattr(run_state, name) for name in _RUN_FIELDS}
+        row["state"] = run_state.state.value
+        row[LOADED_AT] = now
+        row[UPDATED_AT] = now
+        self._write(
+            Upsert(
+                self.table,
+                [row],
+                key=["dag_id", "execution_date"],
+                update=dict.fromkeys(_RUN_UPDATED_COLUMNS, INCOMING),
+            )
+        )
+
+    def update_run_state(self, run_state: RunState) -> None:
+        """The same upsert as ``save_run_state``: a run that does not exist yet is inserted."""
+        self.save_run_state(run_state)
+
+    def get_run_state(self, dag_id: str, execution_date: datetime) -> RunState | None:
+        """One run, or ``None``."""
+        t = self.table
+        rows = self._read(
+            select(*self._columns()).where(
+                t.c.dag_id == check_name("dag_id", dag_id, MAX_DAG_ID),
+                t.c.execution_date == to_utc("execution_date", execution_date),
+            )
+        )
+        return self._to_model(rows[0]) if rows else None
+
+    def get_run_states_by_dag(
+        self, dag_id: str, execution_date: datetime | None = None, limit: int = 100
+    ) -> list[RunState]:
+        """Runs of ``dag_id``, newest ``execution_date`` first, at most ``limit``.
+
+        With ``execution_date``, only runs at or before it (to page back through history).
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise InvalidStateError("limit", f"must be an integer in 1 .. {MAX_LIMIT}")
+        t = self.table
+        statement = select(*self._columns()).where(
+            t.c.dag_id == check_name("dag_id", dag_id, MAX_DAG_ID)
+        )
+        if execution_date is not None:
+            statement = statement.where(
+                t.c.execution_date <= to_utc("execution_date", execution_date)
+            )
+        statement = statement.order_by(t.c.execution_date.desc()).limit(limit)
+        return [self._to_model(row) for row in self._read(statement)]
+
+    def delete_old_states(self, days_to_keep: int = 30) -> int:
+        """Delete runs whose ``execution_date`` is older than ``days_to_keep`` days; the count."""
+        if isinstance(days_to_keep, bool) or not isinstance(days_to_keep, int) or days_to_keep < 0:
+            raise InvalidStateError("days_to_keep", "must be an integer >= 0")
+        try:
+            cutoff = utc_now() - timedelta(days=days_to_keep)
+        except OverflowError:
+            raise InvalidStateError(
+                "days_to_keep", f"{days_to_keep} days is too far back"
+            ) from None
+        result = self._write(delete(self.table).where(self.table.c.execution_date < cutoff))
+        return int(result.rowcount)

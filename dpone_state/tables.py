@@ -1,0 +1,178 @@
+"""The two state tables, defined once for every dialect, for a given schema and table names.
+
+Columns, keys and constraint names are those of dpone's existing tables (so they can be
+adopted), plus ``revision`` on the XMin table, ``process_name`` on the run table and an index
+on the run table's ``execution_date`` (retention prunes by it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import (
+    Column,
+    Identity,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    false,
+    text,
+)
+
+from dpone_state.coltypes import (
+    MYSQL_TABLE_OPTIONS,
+    UTCDateTime,
+    big_integer,
+    boolean,
+    double,
+    long_text,
+    name_text,
+    sql_utc_now,
+)
+from dpone_state.models import KEY_NAME_MAX, LOAD_STRATEGY_MAX, MAX_DAG_ID, NAME_MAX
+
+__all__ = [
+    "DEFAULT_RUN_TABLE",
+    "DEFAULT_SCHEMA",
+    "DEFAULT_XMIN_TABLE",
+    "LOADED_AT",
+    "NAMING_CONVENTION",
+    "UPDATED_AT",
+    "StateTables",
+    "build_tables",
+    "run_id_kind",
+    "run_state_table",
+    "xmin_state_table",
+]
+
+DEFAULT_SCHEMA = "etl_state"
+DEFAULT_XMIN_TABLE = "etl_xmin_state"
+DEFAULT_RUN_TABLE = "etl_run_state"
+LOADED_AT = "__dpone__loaded_at"
+UPDATED_AT = "__dpone__updated_at"
+
+#: Every constraint and index gets a predictable name: SQL Server would otherwise invent one,
+#: and an offline migration script could not drop it. Primary keys carry their legacy names.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+RunIdKind = Literal["identity", "plain", "none"]
+
+#: How each dialect keeps the run table's ``id``: an identity where the legacy table has one,
+#: a plain nullable column where the dialect cannot auto-number outside the key (SQLite,
+#: MySQL), and no column where the legacy table has none (BigQuery).
+_RUN_ID_KIND: dict[str, RunIdKind] = {
+    "postgresql": "identity",
+    "mssql": "identity",
+    "sqlite": "plain",
+    "mysql": "plain",
+    "mariadb": "plain",
+    "bigquery": "none",
+}
+
+
+def run_id_kind(dialect_name: str | None) -> RunIdKind:
+    """The ``id`` column a dialect's run table has (identity when the dialect is unknown)."""
+    return _RUN_ID_KIND.get(dialect_name or "", "identity")
+
+
+def new_metadata() -> MetaData:
+    """A MetaData with the project's naming convention."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _timestamps() -> list[Column[Any]]:
+    return [
+        Column(LOADED_AT, UTCDateTime(), nullable=False, server_default=sql_utc_now()),
+        Column(UPDATED_AT, UTCDateTime(), nullable=False, server_default=sql_utc_now()),
+    ]
+
+
+def xmin_state_table(metadata: MetaData, schema: str | None, name: str) -> Table:
+    """The XMin checkpoint table: one row per ``(source_schema, source_table)``."""
+    return Table(
+        name,
+        metadata,
+        Column("source_schema", name_text(KEY_NAME_MAX, key=True), nullable=False),
+        Column("source_table", name_text(KEY_NAME_MAX, key=True), nullable=False),
+        Column("xmin_value", big_integer(), nullable=False),
+        Column("is_initial", boolean(), nullable=False, server_default=false()),
+        Column("wraparound_detected", boolean(), nullable=False, server_default=false()),
+        Column("frozen_xid", big_integer(), nullable=True),
+        *_timestamps(),
+        Column("revision", big_integer(), nullable=False, server_default=text("0")),
+        PrimaryKeyConstraint("source_schema", "source_table", name=f"pk_{name}_source"),
+        schema=schema,
+        **MYSQL_TABLE_OPTIONS,
+    )
+
+
+def run_state_table(
+    metadata: MetaData, schema: str | None, name: str, *, id_kind: RunIdKind = "identity"
+) -> Table:
+    """The run-state table: one row per ``(dag_id, execution_date)``; ``id`` is not a key."""
+    id_column: list[Column[int]] = []
+    if id_kind == "identity":
+        id_column.append(Column("id", big_integer(), Identity(), nullable=False))
+    elif id_kind == "plain":
+        id_column.append(Column("id", big_integer(), nullable=True))
+    table = Table(
+        name,
+        metadata,
+        *id_column,
+        Column("dag_id", name_text(MAX_DAG_ID, key=True), nullable=False),
+        Column("source_schema", name_text(NAME_MAX), nullable=False),
+        Column("source_table", name_text(NAME_MAX), nullable=False),
+        Column("target_schema", name_text(NAME_MAX), nullable=False),
+        Column("target_table", name_text(NAME_MAX), nullable=False),
+        Column("load_strategy", name_text(LOAD_STRATEGY_MAX), nullable=False),
+        Column("state", name_text(32), nullable=False),
+        Column("execution_date", UTCDateTime(), nullable=False),
+        Column("started_at", UTCDateTime(), nullable=False),
+        Column("ended_at", UTCDateTime(), nullable=True),
+        Column("duration_min", double(), nullable=True),
+        Column("error_message", long_text(), nullable=True),
+        Column("rows_read", big_integer(), nullable=True),
+        Column("rows_written", big_integer(), nullable=True),
+        Column("rows_updated", big_integer(), nullable=True),
+        Column("rows_deleted", big_integer(), nullable=True),
+        *_timestamps(),
+        Column("process_name", name_text(NAME_MAX), nullable=True),
+        PrimaryKeyConstraint("dag_id", "execution_date", name=f"pk_{name}_dag_execution"),
+        schema=schema,
+        **MYSQL_TABLE_OPTIONS,
+    )
+    Index(None, table.c.execution_date)
+    return table
+
+
+@dataclass(frozen=True)
+class StateTables:
+    """Both tables of one state store, in one MetaData."""
+
+    metadata: MetaData
+    xmin: Table
+    run: Table
+
+
+def build_tables(
+    schema: str | None = DEFAULT_SCHEMA,
+    xmin_table: str = DEFAULT_XMIN_TABLE,
+    run_table: str = DEFAULT_RUN_TABLE,
+    *,
+    dialect_name: str | None = None,
+) -> StateTables:
+    """Both tables in one MetaData; ``dialect_name`` picks the run table's ``id`` column."""
+    metadata = new_metadata()
+    return StateTables(
+        metadata=metadata,
+        xmin=xmin_state_table(metadata, schema, xmin_table),
+        run=run_state_table(metadata, schema, run_table, id_kind=run_id_kind(dialect_name)),
+    )

@@ -1,0 +1,162 @@
+"""One upsert construct, compiled per dialect: INSERT a row or UPDATE the row with its key.
+
+``Upsert`` is a Core ``Insert`` that carries what to do on a key collision; each dialect
+compiles it to its own atomic statement (``sqlalchemy.ext.compiler``):
+
+- PostgreSQL, SQLite: ``INSERT … ON CONFLICT (key) DO UPDATE SET … [WHERE guard]``
+- MySQL / MariaDB: ``INSERT … ON DUPLICATE KEY UPDATE …`` (the guard is folded into each
+  assignment, see ``_compile_mysql``)
+- SQL Server: ``MERGE … WITH (HOLDLOCK)`` — ``dpone_state.mssql`` registers it.
+- BigQuery: ``MERGE`` — ``dpone_state.bigquery`` registers it.
+
+An optional ``where`` guard (compare-and-set) makes the UPDATE conditional; whether the
+statement wrote anything is read back with ``upsert_applied(result)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from sqlalchemy import Column, Table, func, literal
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import CompileError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.visitors import iterate
+
+__all__ = ["INCOMING", "Incoming", "Upsert", "upsert_applied"]
+
+
+class Incoming:
+    """Marker for "the value this statement is inserting" in an UPDATE assignment."""
+
+    _instance: Incoming | None = None
+
+    def __new__(cls) -> Incoming:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "INCOMING"
+
+
+INCOMING: Final = Incoming()
+
+UpdateValue = ColumnElement[Any] | Incoming
+
+#: ``LAST_INSERT_ID(expr)`` sets the OK packet's insert id; a guarded MySQL upsert whose guard
+#: failed reports this value, which no table of ours (none has AUTO_INCREMENT) can produce.
+MYSQL_GUARD_FAILED_MARKER: Final = 0x7D0E_5747_E000_0001
+
+
+class Upsert(Insert):
+    """INSERT ``rows`` into ``table``; on a ``key`` collision apply ``update`` instead.
+
+    ``update`` maps column names to an expression (over the table's current row and bound
+    parameters) or ``INCOMING``; ``where`` (over the current row) guards the UPDATE: when it is
+    false nothing is written.
+    """
+
+    inherit_cache = False
+
+    def __init__(
+        self,
+        table: Table,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        key: Sequence[str],
+        update: Mapping[str, UpdateValue],
+        where: ColumnElement[bool] | None = None,
+    ) -> None:
+        super().__init__(table)
+        if not rows:
+            raise ValueError("an upsert needs at least one row")
+        unknown = {name for row in rows for name in row} - set(table.c.keys())
+        unknown |= (set(key) | set(update)) - set(table.c.keys())
+        if unknown:
+            raise ValueError(f"{table.name} has no column(s) {sorted(unknown)}")
+        self.upsert_table = table
+        self.upsert_rows = [dict(row) for row in rows]
+        self.upsert_key = list(key)
+        self.upsert_update = dict(update)
+        self.upsert_where = where
+
+    def _insert_values(self) -> list[dict[str, Any]] | dict[str, Any]:
+        rows = self.upsert_rows
+        return rows[0] if len(rows) == 1 else rows
+
+
+@compiles(Upsert)
+def _compile_unsupported(element: Upsert, compiler: SQLCompiler, **kw: Any) -> str:
+    raise CompileError(
+        f"dpone-state has no upsert for the {compiler.dialect.name!r} dialect; supported: "
+        "sqlite, postgresql, mysql, mariadb, mssql, bigquery"
+    )
+
+
+@compiles(Upsert, "postgresql")
+@compiles(Upsert, "sqlite")
+def _compile_on_conflict(element: Upsert, compiler: SQLCompiler, **kw: Any) -> str:
+    """``INSERT … ON CONFLICT (key) DO UPDATE SET … WHERE guard`` (atomic on both)."""
+    make = postgresql.insert if compiler.dialect.name == "postgresql" else sqlite.insert
+    stmt = make(element.upsert_table).values(element._insert_values())
+    assignments = {
+        name: stmt.excluded[name] if isinstance(value, Incoming) else value
+        for name, value in element.upsert_update.items()
+    }
+    stmt = stmt.on_conflict_do_update(
+        index_elements=element.upsert_key, set_=assignments, where=element.upsert_where
+    )
+    return compiler.process(stmt, **kw)
+
+
+def _columns_read_by(clause: ColumnElement[Any] | None, table: Table) -> set[str]:
+    if clause is None:
+        return set()
+    return {
+        node.key for node in iterate(clause) if isinstance(node, Column) and node.table is table
+    }
+
+
+@compiles(Upsert, "mysql")
+@compiles(Upsert, "mariadb")
+def _compile_mysql(element: Upsert, compiler: SQLCompiler, **kw: Any) -> str:
+    """``INSERT … ON DUPLICATE KEY UPDATE col = IF(guard, new, col), …``.
+
+    MySQL has no WHERE on this clause, so the guard wraps each assignment. Assignments run left
+    to right and see earlier ones, so the columns the guard reads are assigned last. When the
+    guard fails, the last assignment calls ``LAST_INSERT_ID(marker)``: with the FOUND_ROWS flag
+    SQLAlchemy sets, a failed guard and an insert both report one row, and the marker in the
+    result's ``lastrowid`` is what tells them apart.
+    """
+    table = element.upsert_table
+    stmt = mysql.insert(table).values(element._insert_values())
+    guard = element.upsert_where
+    read_by_guard = _columns_read_by(guard, table)
+    ordered = sorted(element.upsert_update.items(), key=lambda item: item[0] in read_by_guard)
+    assignments: list[tuple[str, Any]] = []
+    for index, (name, value) in enumerate(ordered):
+        new: Any = stmt.inserted[name] if isinstance(value, Incoming) else value
+        if guard is not None:
+            current: Any = table.c[name]
+            if index == len(ordered) - 1:
+                current = func.IF(
+                    func.LAST_INSERT_ID(literal(MYSQL_GUARD_FAILED_MARKER)), current, current
+                )
+            new = func.IF(guard, new, current)
+        assignments.append((name, new))
+    return compiler.process(stmt.on_duplicate_key_update(assignments), **kw)
+
+
+def upsert_applied(result: CursorResult[Any]) -> bool:
+    """Whether a guarded ``Upsert`` wrote (inserted or updated) its row."""
+    if result.rowcount <= 0:
+        return False
+    if result.context.dialect.name in ("mysql", "mariadb"):
+        return bool(result.lastrowid != MYSQL_GUARD_FAILED_MARKER)
+    return True
