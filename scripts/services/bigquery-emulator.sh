@@ -319,8 +319,13 @@ sys.exit(0 if s.connect_ex((sys.argv[1], int(sys.argv[2]))) == 0 else 1)
 EOF
 }
 
+# the log written since byte offset $1 (this start's output), last lines, long lines cut
+log_tail() {
+    tail -c +"$(($1 + 1))" "$LOG_FILE" 2>/dev/null | tail -n 40 | cut -c1-400 >&2 || true
+}
+
 cmd_start() {
-    local pid
+    local pid log_offset=0
     if pid="$(running_pid)"; then
         if rest_ready; then
             log "already running (pid $pid) at $ENDPOINT"
@@ -337,6 +342,7 @@ cmd_start() {
             die "gRPC port $GRPC_PORT is already in use (set DPONE_STATE_BQ_EMULATOR_GRPC_PORT)"
         fi
         mkdir -p "$SERVICES_DIR" "$BQ_HOME"
+        log_offset="$(stat -c %s "$LOG_FILE" 2>/dev/null || echo 0)"
         printf '\n=== %s start: rest %s grpc %s project %s ===\n' \
             "$(date -u +%FT%TZ)" "$PORT" "$GRPC_PORT" "$PROJECT" >>"$LOG_FILE"
         # HOME points DuckDB at the pre-linked extensions (no download at start).
@@ -357,7 +363,7 @@ cmd_start() {
         if ! kill -0 "$pid" 2>/dev/null; then
             rm -f "$PID_FILE"
             log "emulator exited during start-up; last log lines:"
-            tail -n 40 "$LOG_FILE" >&2 || true
+            log_tail "$log_offset"
             die "start failed"
         fi
         if rest_ready; then
@@ -367,7 +373,7 @@ cmd_start() {
         sleep 0.5
     done
     log "not ready after ${START_TIMEOUT}s; last log lines:"
-    tail -n 40 "$LOG_FILE" >&2 || true
+    log_tail "$log_offset"
     stop_pid "$pid"
     rm -f "$PID_FILE"
     die "start timed out"

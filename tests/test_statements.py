@@ -1,0 +1,65 @@
+"""Every storage method is exactly one SQL statement: no existence check, no DDL, no pre-read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from dpone_state import RevisionConflictError, RunState, XMinState
+from tests.conftest import StateDB
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+RUN = RunState("dag", "s", "t", "ts", "tt", "full", T0, "running", T0)
+
+
+@contextmanager
+def recorded(engine: Engine) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", before)
+
+
+CALLS: dict[str, Callable[[StateDB], object]] = {
+    "save_state": lambda db: db.xmin().save_state("s", "t", XMinState(1)),
+    "save_state_cas_insert": lambda db: db.xmin().save_state(
+        "s", "new", XMinState(1), expected_revision=0
+    ),
+    "save_state_cas_update": lambda db: db.xmin().save_state(
+        "s", "t", XMinState(2), expected_revision=1
+    ),
+    "load_state": lambda db: db.xmin().load_state("s", "t"),
+    "delete_state": lambda db: db.xmin().delete_state("s", "t"),
+    "save_run_state": lambda db: db.runs().save_run_state(RUN),
+    "update_run_state": lambda db: db.runs().update_run_state(RUN),
+    "get_run_state": lambda db: db.runs().get_run_state("dag", T0),
+    "get_run_states_by_dag": lambda db: db.runs().get_run_states_by_dag("dag"),
+    "delete_old_states": lambda db: db.runs().delete_old_states(30),
+}
+
+
+@pytest.mark.parametrize("call", list(CALLS))
+def test_one_statement_per_call(db: StateDB, call: str) -> None:
+    db.xmin().save_state("s", "t", XMinState(1))  # revision 1 for the CAS update
+    with recorded(db.engine) as statements:
+        CALLS[call](db)
+    assert len(statements) == 1, statements
+
+
+def test_a_conflict_is_one_statement_too(db: StateDB) -> None:
+    db.xmin().save_state("s", "t", XMinState(1))
+    with recorded(db.engine) as statements, pytest.raises(RevisionConflictError):
+        db.xmin().save_state("s", "t", XMinState(1), expected_revision=0)
+    assert len(statements) == 1, statements

@@ -1,0 +1,154 @@
+"""XMin checkpoint storage: the same behaviour on every backend."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from dpone_state import (
+    InvalidStateError,
+    RevisionConflictError,
+    StateNotProvisionedError,
+    XMinState,
+    XMinStateStorage,
+)
+from dpone_state.models import KEY_NAME_MAX, MAX_BIGINT
+from tests.conftest import StateDB
+
+
+def count_rows(db: StateDB, storage: XMinStateStorage) -> int:
+    with db.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(storage.table)).scalar_one())
+
+
+def test_missing_checkpoint_is_none(xmin: XMinStateStorage) -> None:
+    assert xmin.load_state("public", "orders") is None
+
+
+def test_save_then_load_round_trips_every_field(xmin: XMinStateStorage) -> None:
+    first = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=timezone.utc)
+    state = XMinState(
+        MAX_BIGINT, timestamp=first, is_initial=True, wraparound_detected=True, frozen_xid=77
+    )
+    xmin.save_state("public", "orders", state)
+    loaded = xmin.load_state("public", "orders")
+    assert loaded == XMinState(
+        MAX_BIGINT,
+        timestamp=first,
+        is_initial=True,
+        wraparound_detected=True,
+        frozen_xid=77,
+        revision=1,
+    )
+    assert loaded is not None and loaded.timestamp.tzinfo is timezone.utc
+
+
+def test_save_overwrites_values_and_keeps_first_loaded_at(xmin: XMinStateStorage) -> None:
+    first = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    xmin.save_state("public", "orders", XMinState(10, timestamp=first, is_initial=True))
+    xmin.save_state(
+        "public", "orders", XMinState(20, timestamp=first + timedelta(days=1), frozen_xid=5)
+    )
+    loaded = xmin.load_state("public", "orders")
+    assert loaded == XMinState(20, timestamp=first, frozen_xid=5, revision=2)
+
+
+def test_updated_at_moves_on_save(db: StateDB, xmin: XMinStateStorage) -> None:
+    xmin.save_state("s", "t", XMinState(1))
+    with db.engine.connect() as conn:
+        before = conn.execute(sa.select(xmin.table.c["__dpone__updated_at"])).scalar_one()
+    xmin.save_state("s", "t", XMinState(2))
+    with db.engine.connect() as conn:
+        after = conn.execute(sa.select(xmin.table.c["__dpone__updated_at"])).scalar_one()
+    assert after > before and after.tzinfo is timezone.utc
+
+
+def test_keys_are_exact(db: StateDB, xmin: XMinStateStorage) -> None:
+    names = ["orders", "Orders", "ORDERS", "orders.x", "ordérs", 'or"ders', "or'ders", "a b"]
+    for value, name in enumerate(names):
+        xmin.save_state("public", name, XMinState(value))
+    for value, name in enumerate(names):
+        loaded = xmin.load_state("public", name)
+        assert loaded is not None and loaded.xmin_value == value, name
+    assert count_rows(db, xmin) == len(names)
+
+
+def test_delete_state(xmin: XMinStateStorage) -> None:
+    xmin.save_state("public", "orders", XMinState(1))
+    xmin.save_state("public", "items", XMinState(2))
+    assert xmin.delete_state("public", "orders") is True
+    assert xmin.delete_state("public", "orders") is False
+    assert xmin.load_state("public", "orders") is None
+    assert xmin.load_state("public", "items") is not None
+
+
+def test_compare_and_set(xmin: XMinStateStorage) -> None:
+    xmin.save_state("public", "orders", XMinState(1), expected_revision=0)
+    with pytest.raises(RevisionConflictError) as info:
+        xmin.save_state("public", "orders", XMinState(2), expected_revision=0)
+    assert info.value.expected_revision == 0
+    xmin.save_state("public", "orders", XMinState(2), expected_revision=1)
+    with pytest.raises(RevisionConflictError):
+        xmin.save_state("public", "orders", XMinState(3), expected_revision=1)
+    loaded = xmin.load_state("public", "orders")
+    assert loaded is not None and (loaded.xmin_value, loaded.revision) == (2, 2)
+
+
+def test_compare_and_set_on_missing_row_does_not_insert(xmin: XMinStateStorage) -> None:
+    with pytest.raises(RevisionConflictError):
+        xmin.save_state("public", "orders", XMinState(5), expected_revision=3)
+    assert xmin.load_state("public", "orders") is None
+
+
+def test_compare_and_set_accepts_an_unversioned_legacy_row(
+    db: StateDB, xmin: XMinStateStorage
+) -> None:
+    with db.engine.begin() as conn:  # a row as the legacy runtime writes it: revision 0
+        conn.execute(
+            sa.insert(xmin.table).values(
+                source_schema="public",
+                source_table="orders",
+                xmin_value=7,
+                is_initial=False,
+                wraparound_detected=False,
+            )
+        )
+    loaded = xmin.load_state("public", "orders")
+    assert loaded is not None and loaded.revision == 0
+    xmin.save_state("public", "orders", XMinState(8), expected_revision=loaded.revision)
+    assert xmin.load_state("public", "orders") == XMinState(
+        8, timestamp=loaded.timestamp, revision=1
+    )
+
+
+@pytest.mark.parametrize(
+    ("schema", "table"),
+    [("", "t"), ("s", ""), ("s", " t"), ("x" * (KEY_NAME_MAX + 1), "t"), ("s", "t\x00"), (1, "t")],
+)
+def test_bad_keys_are_rejected_and_nothing_written(
+    db: StateDB, xmin: XMinStateStorage, schema: object, table: object
+) -> None:
+    with pytest.raises(InvalidStateError):
+        xmin.save_state(schema, table, XMinState(1))  # type: ignore[arg-type]
+    with pytest.raises(InvalidStateError):
+        xmin.load_state(schema, table)  # type: ignore[arg-type]
+    assert count_rows(db, xmin) == 0
+
+
+def test_bad_arguments(xmin: XMinStateStorage) -> None:
+    with pytest.raises(InvalidStateError, match="XMinState"):
+        xmin.save_state("s", "t", 5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidStateError, match="expected_revision"):
+        xmin.save_state("s", "t", XMinState(1), expected_revision=-1)
+
+
+def test_custom_table_name_is_used(db: StateDB) -> None:
+    storage = db.xmin(table="custom_xmin")
+    with pytest.raises(StateNotProvisionedError, match="custom_xmin"):
+        storage.load_state("s", "t")
+    storage.create_tables()
+    storage.save_state("s", "t", XMinState(9))
+    assert storage.load_state("s", "t") is not None
+    assert db.xmin().load_state("s", "t") is None
