@@ -67,6 +67,8 @@ DEFAULT: Final = _Default()
 
 #: Longest schema or table name accepted (SQL Server's and BigQuery's limits are larger).
 IDENTIFIER_MAX = 128
+#: Checkpoints per statement in ``save_states``.
+BULK_ROWS = 500
 #: Largest page ``get_run_states_by_dag`` returns in one call.
 MAX_LIMIT = 10_000
 #: Dialects without schemas: a ``schema`` there is an attached database.
@@ -300,6 +302,42 @@ class XMinStateStorage(_Storage):
             applied = self._write(self._save_if_revision, params).rowcount == 1
         if not applied:
             raise RevisionConflictError(source_schema, source_table, expected_revision)
+
+    def save_states(self, states: Mapping[tuple[str, str], XMinState]) -> int:
+        """Upsert many checkpoints in few statements (``BULK_ROWS`` per statement); the count.
+
+        The bulk path for backends with DML quotas (BigQuery): last writer wins per key, as in
+        ``save_state`` without ``expected_revision``. Each statement is atomic on its own.
+        """
+        rows: list[dict[str, Any]] = []
+        now = utc_now()
+        for key, state in states.items():
+            if not isinstance(key, tuple) or len(key) != 2:
+                raise InvalidStateError("states", "keys must be (source_schema, source_table)")
+            if not isinstance(state, XMinState):
+                raise InvalidStateError("states", f"{key!r}: expected an XMinState")
+            rows.append(
+                {
+                    "source_schema": check_key_name("source_schema", key[0]),
+                    "source_table": check_key_name("source_table", key[1]),
+                    "xmin_value": state.xmin_value,
+                    "is_initial": state.is_initial,
+                    "wraparound_detected": state.wraparound_detected,
+                    "frozen_xid": state.frozen_xid,
+                    UPDATED_AT: now,
+                    LOADED_AT: state.timestamp,
+                    "revision": 1,
+                }
+            )
+        for start in range(0, len(rows), BULK_ROWS):
+            statement = Upsert(
+                self.table,
+                rows[start : start + BULK_ROWS],
+                key=_XMIN_KEY,
+                update=self._save.upsert_update,
+            )
+            self._write(statement, {})
+        return len(rows)
 
     def load_state(self, source_schema: str, source_table: str) -> XMinState | None:
         """The stored checkpoint, or ``None`` when there is none."""

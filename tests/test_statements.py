@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
 from dpone_state import RevisionConflictError, RunState, XMinState
+from tests.backends import recorded
 from tests.conftest import StateDB
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 RUN = RunState("dag", "s", "t", "ts", "tt", "full", T0, "running", T0)
-
-
-@contextmanager
-def recorded(engine: Engine) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", before)
 
 
 CALLS: dict[str, Callable[[StateDB], object]] = {
