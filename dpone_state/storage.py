@@ -20,7 +20,6 @@ from sqlalchemy.schema import CreateSchema
 from dpone_state.engine import SUPPORTED_DIALECTS, create_state_engine, safe_url
 from dpone_state.errors import (
     BackendMismatchError,
-    InvalidIdentifierError,
     InvalidStateError,
     RevisionConflictError,
     StateNotProvisionedError,
@@ -28,6 +27,7 @@ from dpone_state.errors import (
     UnsupportedBackendError,
 )
 from dpone_state.failures import is_connection_failure, is_missing_table
+from dpone_state.identifiers import check_identifier as _identifier
 from dpone_state.models import (
     MAX_BIGINT,
     MAX_DAG_ID,
@@ -65,26 +65,12 @@ class _Default:
 
 DEFAULT: Final = _Default()
 
-#: Longest schema or table name accepted (SQL Server's and BigQuery's limits are larger).
-IDENTIFIER_MAX = 128
 #: Checkpoints per statement in ``save_states``.
 BULK_ROWS = 500
 #: Largest page ``get_run_states_by_dag`` returns in one call.
 MAX_LIMIT = 10_000
 #: Dialects without schemas: a ``schema`` there is an attached database.
 _NO_SCHEMA_DIALECTS = frozenset({"sqlite"})
-
-
-def _identifier(field: str, value: object) -> str:
-    if not isinstance(value, str) or not value or value != value.strip():
-        raise InvalidIdentifierError(
-            field, f"{value!r} is not a usable name: use a non-empty string without edge spaces"
-        )
-    if "\x00" in value or len(value) > IDENTIFIER_MAX:
-        raise InvalidIdentifierError(
-            field, f"must be at most {IDENTIFIER_MAX} characters and contain no NUL"
-        )
-    return value
 
 
 def _first_line(error: BaseException | None) -> str:
