@@ -185,7 +185,7 @@ def _need(secret: Mapping[str, Any], keys: tuple[str, ...], origin: str, what: s
 
 
 def _string(value: Any, origin: str, key: str) -> str:
-    if isinstance(value, (str, int)) and not isinstance(value, bool):
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
     raise InvalidSecretError(f"{origin}: {key}", "must be a string")
 
