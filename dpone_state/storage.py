@@ -67,6 +67,8 @@ DEFAULT: Final = _Default()
 
 #: Longest schema or table name accepted (SQL Server's and BigQuery's limits are larger).
 IDENTIFIER_MAX = 128
+#: Attempts of an idempotent read when the connection is lost (writes are never retried).
+READ_ATTEMPTS = 2
 #: Checkpoints per statement in ``save_states``.
 BULK_ROWS = 500
 #: Largest page ``get_run_states_by_dag`` returns in one call.
@@ -182,8 +184,16 @@ class _Storage:
             return result
 
     def _read(self, statement: Any, params: Mapping[str, Any]) -> list[Row[Any]]:
-        with self._connect(write=False) as conn:
-            return list(conn.execute(statement, params).all())
+        """Run a read; a read is idempotent, so a lost connection is retried once."""
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                with self._connect(write=False) as conn:
+                    return list(conn.execute(statement, params).all())
+            except StateUnavailableError:
+                if attempt + 1 == READ_ATTEMPTS:
+                    raise
+                log.info("retrying a read on %s after a lost connection", self.qualified_name)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _param(self, column: str) -> BindParameter[Any]:
         """A placeholder for a value of ``column`` (typed like it), bound at execution."""
