@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import BindParameter, Table, bindparam, delete, inspect, select, update
+from sqlalchemy import BindParameter, Integer, Table, bindparam, delete, inspect, select, update
 from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateSchema
@@ -437,8 +437,22 @@ class RunStateStorage(_Storage):
         self._list_before = by_dag.where(
             t.c.execution_date <= self._param("execution_date")
         ).order_by(newest_first)
-        self._prune = delete(t).where(
-            t.c.execution_date < bindparam("p_cutoff", type_=t.c.execution_date.type)
+        older = t.c.execution_date < bindparam("p_cutoff", type_=t.c.execution_date.type)
+        self._prune = delete(t).where(older)
+        # Batched pruning walks the retention index in (execution_date, dag_id) order: find the
+        # last row of the next batch, then delete up to and including it.
+        self._prune_boundary = (
+            select(t.c.execution_date, t.c.dag_id)
+            .where(older)
+            .order_by(t.c.execution_date, t.c.dag_id)
+            .offset(bindparam("p_offset", type_=Integer))
+            .limit(1)
+        )
+        boundary_date = bindparam("p_boundary_date", type_=t.c.execution_date.type)
+        self._prune_batch = delete(t).where(
+            older,
+            (t.c.execution_date < boundary_date)
+            | ((t.c.execution_date == boundary_date) & (t.c.dag_id <= self._param("dag_id"))),
         )
 
     def _build_table(self) -> Table:
@@ -500,14 +514,36 @@ class RunStateStorage(_Storage):
             statement = self._list_before
         return [self._to_model(row) for row in self._read(statement.limit(limit), params)]
 
-    def delete_old_states(self, days_to_keep: int = 30) -> int:
-        """Delete runs whose ``execution_date`` is older than ``days_to_keep`` days; the count."""
+    def delete_old_states(self, days_to_keep: int = 30, *, batch_size: int | None = None) -> int:
+        """Delete runs whose ``execution_date`` is older than ``days_to_keep`` days; the count.
+
+        One statement by default. With ``batch_size``, deletes in transactions of at most
+        ``batch_size`` rows (two statements each), so a large backlog never holds a long lock.
+        """
         if isinstance(days_to_keep, bool) or not isinstance(days_to_keep, int) or days_to_keep < 0:
             raise InvalidStateError("days_to_keep", "must be an integer >= 0")
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise InvalidStateError("batch_size", "must be an integer >= 1 or None")
         try:
             cutoff = utc_now() - timedelta(days=days_to_keep)
         except OverflowError:
             raise InvalidStateError(
                 "days_to_keep", f"{days_to_keep} days is too far back"
             ) from None
-        return int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
+        if batch_size is None:
+            return int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
+        deleted = 0
+        while True:
+            last = self._read(
+                self._prune_boundary, {"p_cutoff": cutoff, "p_offset": batch_size - 1}
+            )
+            if not last:  # fewer than a batch left
+                return deleted + int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
+            boundary = {
+                "p_cutoff": cutoff,
+                "p_boundary_date": last[0].execution_date,
+                "p_dag_id": last[0].dag_id,
+            }
+            deleted += int(self._write(self._prune_batch, boundary).rowcount)
