@@ -355,7 +355,7 @@ class XMinStateStorage(_Storage):
         if not rows:
             return None
         row = rows[0]
-        return XMinState(
+        return XMinState.from_storage(
             xmin_value=row.xmin_value,
             timestamp=row._mapping[LOADED_AT],
             is_initial=bool(row.is_initial),
@@ -465,8 +465,7 @@ class RunStateStorage(_Storage):
 
     @staticmethod
     def _to_model(row: Row[Any]) -> RunState:
-        data = row._mapping
-        return RunState(**{name: data[name] for name in (*_RUN_FIELDS, "id") if name in data})
+        return RunState.from_storage(**row._asdict())
 
     def save_run_state(self, run_state: RunState) -> None:
         """Upsert the run row: a new run is inserted; an existing one gets its outcome updated.
