@@ -153,20 +153,7 @@ def bench(target: str, rounds: int) -> list[tuple[str, float, float, float | Non
     cases: dict[str, dict[str, Callable[[int], None]]] = {
         "save_state": {
             "lib": lambda i: xmin.save_state("s", "t", XMinState(i)),
-            "raw": lambda i: raw_exec(
-                XMIN_UPSERT,
-                (
-                    "s",
-                    "r",
-                    i,
-                    False,
-                    False,
-                    None,
-                    datetime.now(timezone.utc).replace(tzinfo=None),
-                    T0.replace(tzinfo=None),
-                ),
-                False,
-            ),  # fmt: skip
+            "raw": lambda i: raw_exec(XMIN_UPSERT, xmin_params(i), False),
             "orm": orm_xmin,
         },
         "load_state": {
