@@ -257,6 +257,7 @@ class XMinStateStorage(_Storage):
             t.c.revision,
         ).where(key)
         self._delete = delete(t).where(key)
+        self._bulk_statements: dict[int, Upsert] = {}
 
     def _build_table(self) -> Table:
         return xmin_state_table(new_metadata(), self.schema, self.table_name)
@@ -319,14 +320,14 @@ class XMinStateStorage(_Storage):
         The bulk path for backends with DML quotas (BigQuery): last writer wins per key, as in
         ``save_state`` without ``expected_revision``. Each statement is atomic on its own.
         """
-        rows: list[dict[str, Any]] = []
+        params: list[dict[str, Any]] = []
         now = utc_now()
         for key, state in states.items():
             if not isinstance(key, tuple) or len(key) != 2:
                 raise InvalidStateError("states", "keys must be (source_schema, source_table)")
             if not isinstance(state, XMinState):
                 raise InvalidStateError("states", f"{key!r}: expected an XMinState")
-            rows.append(
+            params.append(
                 {
                     "source_schema": check_key_name("source_schema", key[0]),
                     "source_table": check_key_name("source_table", key[1]),
@@ -336,18 +337,36 @@ class XMinStateStorage(_Storage):
                     "frozen_xid": state.frozen_xid,
                     UPDATED_AT: now,
                     LOADED_AT: state.timestamp,
-                    "revision": 1,
                 }
             )
-        for start in range(0, len(rows), BULK_ROWS):
+        for start in range(0, len(params), BULK_ROWS):
+            batch = params[start : start + BULK_ROWS]
+            bound = {
+                f"p_{name}_{i}": value for i, row in enumerate(batch) for name, value in row.items()
+            }
+            self._write(self._bulk_statement(len(batch)), bound)
+        return len(params)
+
+    def _bulk_statement(self, rows: int) -> Upsert:
+        """The multi-row upsert for ``rows`` checkpoints, built (and compiled) once per size."""
+        statement = self._bulk_statements.get(rows)
+        if statement is None:
+            t = self.table
+            names = (*_XMIN_KEY, *_XMIN_VALUES, LOADED_AT)
             statement = Upsert(
-                self.table,
-                rows[start : start + BULK_ROWS],
+                t,
+                [
+                    {
+                        **{n: bindparam(f"p_{n}_{i}", type_=t.c[n].type) for n in names},
+                        "revision": 1,
+                    }
+                    for i in range(rows)
+                ],
                 key=_XMIN_KEY,
                 update=self._save.upsert_update,
             )
-            self._write(statement, {})
-        return len(rows)
+            self._bulk_statements[rows] = statement
+        return statement
 
     def load_state(self, source_schema: str, source_table: str) -> XMinState | None:
         """The stored checkpoint, or ``None`` when there is none."""
