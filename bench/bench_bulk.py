@@ -32,7 +32,7 @@ def main() -> None:
         xmin = XMinStateStorage(engine, schema=schema)
         xmin.create_tables()
         counted: list[str] = []
-        sa.event.listen(engine, "before_cursor_execute", lambda *a: counted.append(a[2]))
+        sa.event.listen(engine, "before_cursor_execute", lambda *a, c=counted: c.append(a[2]))
         loop, bulk, stmts = [], [], {"loop": 0, "bulk": 0}
         for r in range(args.rounds):
             states = {

@@ -96,7 +96,7 @@ def main() -> None:
                 engine,
                 runs._prune_batch,
                 {"p_cutoff": cutoff, "p_boundary_date": cutoff, "p_dag_id": "dag_7"},
-            ),  # fmt: skip
+            ),
         )
         deletes.clear()
         start = time.perf_counter()
