@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import BindParameter, Table, bindparam, delete, inspect, select, update
+from sqlalchemy import BindParameter, Integer, Table, bindparam, delete, inspect, select, update
 from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateSchema
@@ -65,6 +65,8 @@ class _Default:
 
 DEFAULT: Final = _Default()
 
+#: Attempts of an idempotent read when the connection is lost (writes are never retried).
+READ_ATTEMPTS = 2
 #: Checkpoints per statement in ``save_states``.
 BULK_ROWS = 500
 #: Largest page ``get_run_states_by_dag`` returns in one call.
@@ -168,8 +170,16 @@ class _Storage:
             return result
 
     def _read(self, statement: Any, params: Mapping[str, Any]) -> list[Row[Any]]:
-        with self._connect(write=False) as conn:
-            return list(conn.execute(statement, params).all())
+        """Run a read; a read is idempotent, so a lost connection is retried once."""
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                with self._connect(write=False) as conn:
+                    return list(conn.execute(statement, params).all())
+            except StateUnavailableError:
+                if attempt + 1 == READ_ATTEMPTS:
+                    raise
+                log.info("retrying a read on %s after a lost connection", self.qualified_name)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _param(self, column: str) -> BindParameter[Any]:
         """A placeholder for a value of ``column`` (typed like it), bound at execution."""
@@ -233,6 +243,7 @@ class XMinStateStorage(_Storage):
             t.c.revision,
         ).where(key)
         self._delete = delete(t).where(key)
+        self._bulk_statements: dict[int, Upsert] = {}
 
     def _build_table(self) -> Table:
         return xmin_state_table(new_metadata(), self.schema, self.table_name)
@@ -295,14 +306,14 @@ class XMinStateStorage(_Storage):
         The bulk path for backends with DML quotas (BigQuery): last writer wins per key, as in
         ``save_state`` without ``expected_revision``. Each statement is atomic on its own.
         """
-        rows: list[dict[str, Any]] = []
+        params: list[dict[str, Any]] = []
         now = utc_now()
         for key, state in states.items():
             if not isinstance(key, tuple) or len(key) != 2:
                 raise InvalidStateError("states", "keys must be (source_schema, source_table)")
             if not isinstance(state, XMinState):
                 raise InvalidStateError("states", f"{key!r}: expected an XMinState")
-            rows.append(
+            params.append(
                 {
                     "source_schema": check_key_name("source_schema", key[0]),
                     "source_table": check_key_name("source_table", key[1]),
@@ -312,18 +323,36 @@ class XMinStateStorage(_Storage):
                     "frozen_xid": state.frozen_xid,
                     UPDATED_AT: now,
                     LOADED_AT: state.timestamp,
-                    "revision": 1,
                 }
             )
-        for start in range(0, len(rows), BULK_ROWS):
+        for start in range(0, len(params), BULK_ROWS):
+            batch = params[start : start + BULK_ROWS]
+            bound = {
+                f"p_{name}_{i}": value for i, row in enumerate(batch) for name, value in row.items()
+            }
+            self._write(self._bulk_statement(len(batch)), bound)
+        return len(params)
+
+    def _bulk_statement(self, rows: int) -> Upsert:
+        """The multi-row upsert for ``rows`` checkpoints, built (and compiled) once per size."""
+        statement = self._bulk_statements.get(rows)
+        if statement is None:
+            t = self.table
+            names = (*_XMIN_KEY, *_XMIN_VALUES, LOADED_AT)
             statement = Upsert(
-                self.table,
-                rows[start : start + BULK_ROWS],
+                t,
+                [
+                    {
+                        **{n: bindparam(f"p_{n}_{i}", type_=t.c[n].type) for n in names},
+                        "revision": 1,
+                    }
+                    for i in range(rows)
+                ],
                 key=_XMIN_KEY,
                 update=self._save.upsert_update,
             )
-            self._write(statement, {})
-        return len(rows)
+            self._bulk_statements[rows] = statement
+        return statement
 
     def load_state(self, source_schema: str, source_table: str) -> XMinState | None:
         """The stored checkpoint, or ``None`` when there is none."""
@@ -331,7 +360,7 @@ class XMinStateStorage(_Storage):
         if not rows:
             return None
         row = rows[0]
-        return XMinState(
+        return XMinState.from_storage(
             xmin_value=row.xmin_value,
             timestamp=row._mapping[LOADED_AT],
             is_initial=bool(row.is_initial),
@@ -413,8 +442,22 @@ class RunStateStorage(_Storage):
         self._list_before = by_dag.where(
             t.c.execution_date <= self._param("execution_date")
         ).order_by(newest_first)
-        self._prune = delete(t).where(
-            t.c.execution_date < bindparam("p_cutoff", type_=t.c.execution_date.type)
+        older = t.c.execution_date < bindparam("p_cutoff", type_=t.c.execution_date.type)
+        self._prune = delete(t).where(older)
+        # Batched pruning walks the retention index in (execution_date, dag_id) order: find the
+        # last row of the next batch, then delete up to and including it.
+        self._prune_boundary = (
+            select(t.c.execution_date, t.c.dag_id)
+            .where(older)
+            .order_by(t.c.execution_date, t.c.dag_id)
+            .offset(bindparam("p_offset", type_=Integer))
+            .limit(1)
+        )
+        boundary_date = bindparam("p_boundary_date", type_=t.c.execution_date.type)
+        self._prune_batch = delete(t).where(
+            older,
+            (t.c.execution_date < boundary_date)
+            | ((t.c.execution_date == boundary_date) & (t.c.dag_id <= self._param("dag_id"))),
         )
 
     def _build_table(self) -> Table:
@@ -427,8 +470,7 @@ class RunStateStorage(_Storage):
 
     @staticmethod
     def _to_model(row: Row[Any]) -> RunState:
-        data = row._mapping
-        return RunState(**{name: data[name] for name in (*_RUN_FIELDS, "id") if name in data})
+        return RunState.from_storage(**row._asdict())
 
     def save_run_state(self, run_state: RunState) -> None:
         """Upsert the run row: a new run is inserted; an existing one gets its outcome updated.
@@ -476,14 +518,36 @@ class RunStateStorage(_Storage):
             statement = self._list_before
         return [self._to_model(row) for row in self._read(statement.limit(limit), params)]
 
-    def delete_old_states(self, days_to_keep: int = 30) -> int:
-        """Delete runs whose ``execution_date`` is older than ``days_to_keep`` days; the count."""
+    def delete_old_states(self, days_to_keep: int = 30, *, batch_size: int | None = None) -> int:
+        """Delete runs whose ``execution_date`` is older than ``days_to_keep`` days; the count.
+
+        One statement by default. With ``batch_size``, deletes in transactions of at most
+        ``batch_size`` rows (two statements each), so a large backlog never holds a long lock.
+        """
         if isinstance(days_to_keep, bool) or not isinstance(days_to_keep, int) or days_to_keep < 0:
             raise InvalidStateError("days_to_keep", "must be an integer >= 0")
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise InvalidStateError("batch_size", "must be an integer >= 1 or None")
         try:
             cutoff = utc_now() - timedelta(days=days_to_keep)
         except OverflowError:
             raise InvalidStateError(
                 "days_to_keep", f"{days_to_keep} days is too far back"
             ) from None
-        return int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
+        if batch_size is None:
+            return int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
+        deleted = 0
+        while True:
+            last = self._read(
+                self._prune_boundary, {"p_cutoff": cutoff, "p_offset": batch_size - 1}
+            )
+            if not last:  # fewer than a batch left
+                return deleted + int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
+            boundary = {
+                "p_cutoff": cutoff,
+                "p_boundary_date": last[0].execution_date,
+                "p_dag_id": last[0].dag_id,
+            }
+            deleted += int(self._write(self._prune_batch, boundary).rowcount)

@@ -46,3 +46,16 @@ def test_a_conflict_is_one_statement_too(db: StateDB) -> None:
     with recorded(db.engine) as statements, pytest.raises(RevisionConflictError):
         db.xmin().save_state("s", "t", XMinState(1), expected_revision=0)
     assert len(statements) == 1, statements
+
+
+def test_values_reach_sql_only_as_bound_parameters(db: StateDB) -> None:
+    evil = "x'; DROP TABLE etl_xmin_state; --"
+    run = RunState(evil, evil, evil, evil, evil, "full", T0, "running", T0, error_message=evil)
+    with recorded(db.engine) as statements:
+        db.xmin().save_state(evil, evil, XMinState(1))
+        db.xmin().load_state(evil, evil)
+        db.runs().save_run_state(run)
+        db.runs().get_run_states_by_dag(evil)
+    assert len(statements) == 4
+    assert not [sql for sql in statements if "DROP TABLE" in sql]
+    assert db.xmin().load_state(evil, evil) is not None
