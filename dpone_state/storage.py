@@ -7,12 +7,12 @@ Tables come from the migrations or one explicit ``create_tables()`` call.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import Table, delete, inspect, select, update
+from sqlalchemy import BindParameter, Integer, Table, bindparam, delete, inspect, select, update
 from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateSchema
@@ -29,6 +29,7 @@ from dpone_state.errors import (
 )
 from dpone_state.failures import is_connection_failure, is_missing_table
 from dpone_state.models import (
+    MAX_BIGINT,
     MAX_DAG_ID,
     RunState,
     XMinState,
@@ -66,6 +67,10 @@ DEFAULT: Final = _Default()
 
 #: Longest schema or table name accepted (SQL Server's and BigQuery's limits are larger).
 IDENTIFIER_MAX = 128
+#: Attempts of an idempotent read when the connection is lost (writes are never retried).
+READ_ATTEMPTS = 2
+#: Checkpoints per statement in ``save_states``.
+BULK_ROWS = 500
 #: Largest page ``get_run_states_by_dag`` returns in one call.
 MAX_LIMIT = 10_000
 #: Dialects without schemas: a ``schema`` there is an attached database.
@@ -173,14 +178,26 @@ class _Storage:
                 else:
                     yield conn
 
-    def _write(self, statement: Any) -> CursorResult[Any]:
+    def _write(self, statement: Any, params: Mapping[str, Any]) -> CursorResult[Any]:
         with self._connect(write=True) as conn:
-            result: CursorResult[Any] = conn.execute(statement)
+            result: CursorResult[Any] = conn.execute(statement, params)
             return result
 
-    def _read(self, statement: Any) -> list[Row[Any]]:
-        with self._connect(write=False) as conn:
-            return list(conn.execute(statement).all())
+    def _read(self, statement: Any, params: Mapping[str, Any]) -> list[Row[Any]]:
+        """Run a read; a read is idempotent, so a lost connection is retried once."""
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                with self._connect(write=False) as conn:
+                    return list(conn.execute(statement, params).all())
+            except StateUnavailableError:
+                if attempt + 1 == READ_ATTEMPTS:
+                    raise
+                log.info("retrying a read on %s after a lost connection", self.qualified_name)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _param(self, column: str) -> BindParameter[Any]:
+        """A placeholder for a value of ``column`` (typed like it), bound at execution."""
+        return bindparam(f"p_{column}", type_=self.table.c[column].type)
 
     def create_tables(self) -> None:
         """Create the schema (where the dialect has schemas) and the table, if missing.
@@ -211,15 +228,45 @@ class XMinStateStorage(_Storage):
         table: str = DEFAULT_XMIN_TABLE,
     ) -> None:
         super().__init__(connector, schema, table)
+        t = self.table
+        key = (t.c.source_schema == self._param("source_schema")) & (
+            t.c.source_table == self._param("source_table")
+        )
+        row = {name: self._param(name) for name in (*_XMIN_KEY, *_XMIN_VALUES, LOADED_AT)}
+        upsert = {
+            "rows": [{**row, "revision": 1}],
+            "key": _XMIN_KEY,
+            "update": {**dict.fromkeys(_XMIN_VALUES, INCOMING), "revision": t.c.revision + 1},
+        }
+        # Statements are built once: each call binds its values, and compiles nothing.
+        self._save = Upsert(t, **upsert)  # type: ignore[arg-type]
+        self._save_if_unversioned = Upsert(t, **upsert, where=t.c.revision == 0)  # type: ignore[arg-type]
+        self._save_if_revision = (
+            update(t)
+            .where(key, t.c.revision == bindparam("p_expected_revision", type_=t.c.revision.type))
+            .values(
+                {name: self._param(name) for name in _XMIN_VALUES} | {"revision": t.c.revision + 1}
+            )
+        )
+        self._load = select(
+            t.c.xmin_value,
+            t.c[LOADED_AT],
+            t.c.is_initial,
+            t.c.wraparound_detected,
+            t.c.frozen_xid,
+            t.c.revision,
+        ).where(key)
+        self._delete = delete(t).where(key)
 
     def _build_table(self) -> Table:
         return xmin_state_table(new_metadata(), self.schema, self.table_name)
 
-    def _key(self, source_schema: str, source_table: str) -> Any:
-        t = self.table
-        return (t.c.source_schema == check_key_name("source_schema", source_schema)) & (
-            t.c.source_table == check_key_name("source_table", source_table)
-        )
+    @staticmethod
+    def _key_params(source_schema: str, source_table: str) -> dict[str, str]:
+        return {
+            "p_source_schema": check_key_name("source_schema", source_schema),
+            "p_source_table": check_key_name("source_table", source_table),
+        }
 
     def save_state(
         self,
@@ -235,8 +282,7 @@ class XMinStateStorage(_Storage):
         (``0``: no checkpoint yet, or one never saved by dpone-state), else
         ``RevisionConflictError``; without it the last writer wins.
         """
-        check_key_name("source_schema", source_schema)
-        check_key_name("source_table", source_table)
+        params: dict[str, Any] = self._key_params(source_schema, source_table)
         if not isinstance(xmin_state, XMinState):
             raise InvalidStateError(
                 "xmin_state", f"expected an XMinState, got {type(xmin_state).__name__}"
@@ -244,64 +290,68 @@ class XMinStateStorage(_Storage):
         if expected_revision is not None and (
             isinstance(expected_revision, bool)
             or not isinstance(expected_revision, int)
-            or expected_revision < 0
+            or not 0 <= expected_revision <= MAX_BIGINT
         ):
             raise InvalidStateError("expected_revision", "must be an integer >= 0 or None")
-        t = self.table
-        now = utc_now()
-        values = {
-            "xmin_value": xmin_state.xmin_value,
-            "is_initial": xmin_state.is_initial,
-            "wraparound_detected": xmin_state.wraparound_detected,
-            "frozen_xid": xmin_state.frozen_xid,
-            UPDATED_AT: now,
-        }
-        if expected_revision:
-            # The row must exist at that revision: a conditional UPDATE says so on every dialect.
-            statement: Any = (
-                update(t)
-                .where(self._key(source_schema, source_table))
-                .where(t.c.revision == expected_revision)
-                .values(**values, revision=t.c.revision + 1)
-            )
-            result = self._write(statement)
-            applied = result.rowcount == 1
+        params.update(
+            p_xmin_value=xmin_state.xmin_value,
+            p_is_initial=xmin_state.is_initial,
+            p_wraparound_detected=xmin_state.wraparound_detected,
+            p_frozen_xid=xmin_state.frozen_xid,
+            **{f"p_{UPDATED_AT}": utc_now(), f"p_{LOADED_AT}": xmin_state.timestamp},
+        )
+        if expected_revision is None:
+            self._write(self._save, params)
+            return
+        if expected_revision == 0:
+            applied = upsert_applied(self._write(self._save_if_unversioned, params))
         else:
-            statement = Upsert(
-                t,
-                [
-                    {
-                        "source_schema": source_schema,
-                        "source_table": source_table,
-                        **values,
-                        LOADED_AT: xmin_state.timestamp,
-                        "revision": 1,
-                    }
-                ],
-                key=["source_schema", "source_table"],
-                update={
-                    **dict.fromkeys(values, INCOMING),
-                    "revision": t.c.revision + 1,
-                },
-                where=None if expected_revision is None else t.c.revision == 0,
-            )
-            applied = upsert_applied(self._write(statement))
+            # The row must exist at that revision: a conditional UPDATE says so on every dialect.
+            del params[f"p_{LOADED_AT}"]
+            params["p_expected_revision"] = expected_revision
+            applied = self._write(self._save_if_revision, params).rowcount == 1
         if not applied:
-            raise RevisionConflictError(source_schema, source_table, expected_revision or 0)
+            raise RevisionConflictError(source_schema, source_table, expected_revision)
+
+    def save_states(self, states: Mapping[tuple[str, str], XMinState]) -> int:
+        """Upsert many checkpoints in few statements (``BULK_ROWS`` per statement); the count.
+
+        The bulk path for backends with DML quotas (BigQuery): last writer wins per key, as in
+        ``save_state`` without ``expected_revision``. Each statement is atomic on its own.
+        """
+        rows: list[dict[str, Any]] = []
+        now = utc_now()
+        for key, state in states.items():
+            if not isinstance(key, tuple) or len(key) != 2:
+                raise InvalidStateError("states", "keys must be (source_schema, source_table)")
+            if not isinstance(state, XMinState):
+                raise InvalidStateError("states", f"{key!r}: expected an XMinState")
+            rows.append(
+                {
+                    "source_schema": check_key_name("source_schema", key[0]),
+                    "source_table": check_key_name("source_table", key[1]),
+                    "xmin_value": state.xmin_value,
+                    "is_initial": state.is_initial,
+                    "wraparound_detected": state.wraparound_detected,
+                    "frozen_xid": state.frozen_xid,
+                    UPDATED_AT: now,
+                    LOADED_AT: state.timestamp,
+                    "revision": 1,
+                }
+            )
+        for start in range(0, len(rows), BULK_ROWS):
+            statement = Upsert(
+                self.table,
+                rows[start : start + BULK_ROWS],
+                key=_XMIN_KEY,
+                update=self._save.upsert_update,
+            )
+            self._write(statement, {})
+        return len(rows)
 
     def load_state(self, source_schema: str, source_table: str) -> XMinState | None:
         """The stored checkpoint, or ``None`` when there is none."""
-        t = self.table
-        rows = self._read(
-            select(
-                t.c.xmin_value,
-                t.c[LOADED_AT],
-                t.c.is_initial,
-                t.c.wraparound_detected,
-                t.c.frozen_xid,
-                t.c.revision,
-            ).where(self._key(source_schema, source_table))
-        )
+        rows = self._read(self._load, self._key_params(source_schema, source_table))
         if not rows:
             return None
         row = rows[0]
@@ -316,9 +366,13 @@ class XMinStateStorage(_Storage):
 
     def delete_state(self, source_schema: str, source_table: str) -> bool:
         """Forget the checkpoint (the next run is a full refresh); whether one existed."""
-        result = self._write(delete(self.table).where(self._key(source_schema, source_table)))
+        result = self._write(self._delete, self._key_params(source_schema, source_table))
         return result.rowcount > 0
 
+
+_XMIN_KEY: Final = ("source_schema", "source_table")
+#: XMin columns every save writes.
+_XMIN_VALUES: Final = ("xmin_value", "is_initial", "wraparound_detected", "frozen_xid", UPDATED_AT)
 
 #: Run-row columns an upsert of an existing run changes (the rest keep their first values).
 _RUN_UPDATED_COLUMNS: Final = (
@@ -366,6 +420,40 @@ class RunStateStorage(_Storage):
         table: str = DEFAULT_RUN_TABLE,
     ) -> None:
         super().__init__(connector, schema, table)
+        t = self.table
+        self._upsert = Upsert(
+            t,
+            [{name: self._param(name) for name in (*_RUN_FIELDS, LOADED_AT, UPDATED_AT)}],
+            key=["dag_id", "execution_date"],
+            update=dict.fromkeys(_RUN_UPDATED_COLUMNS, INCOMING),
+        )
+        columns = [t.c[name] for name in _RUN_FIELDS]
+        if "id" in t.c:
+            columns.append(t.c.id)
+        by_dag = select(*columns).where(t.c.dag_id == self._param("dag_id"))
+        self._get = by_dag.where(t.c.execution_date == self._param("execution_date"))
+        newest_first = t.c.execution_date.desc()
+        self._list = by_dag.order_by(newest_first)
+        self._list_before = by_dag.where(
+            t.c.execution_date <= self._param("execution_date")
+        ).order_by(newest_first)
+        older = t.c.execution_date < bindparam("p_cutoff", type_=t.c.execution_date.type)
+        self._prune = delete(t).where(older)
+        # Batched pruning walks the retention index in (execution_date, dag_id) order: find the
+        # last row of the next batch, then delete up to and including it.
+        self._prune_boundary = (
+            select(t.c.execution_date, t.c.dag_id)
+            .where(older)
+            .order_by(t.c.execution_date, t.c.dag_id)
+            .offset(bindparam("p_offset", type_=Integer))
+            .limit(1)
+        )
+        boundary_date = bindparam("p_boundary_date", type_=t.c.execution_date.type)
+        self._prune_batch = delete(t).where(
+            older,
+            (t.c.execution_date < boundary_date)
+            | ((t.c.execution_date == boundary_date) & (t.c.dag_id <= self._param("dag_id"))),
+        )
 
     def _build_table(self) -> Table:
         return run_state_table(
@@ -375,14 +463,8 @@ class RunStateStorage(_Storage):
             id_kind=run_id_kind(self.engine.dialect.name),
         )
 
-    def _columns(self) -> list[Any]:
-        t = self.table
-        columns = [t.c[name] for name in _RUN_FIELDS]
-        if "id" in t.c:
-            columns.append(t.c.id)
-        return columns
-
-    def _to_model(self, row: Row[Any]) -> RunState:
+    @staticmethod
+    def _to_model(row: Row[Any]) -> RunState:
         data = row._mapping
         return RunState(**{name: data[name] for name in (*_RUN_FIELDS, "id") if name in data})
 
@@ -396,18 +478,10 @@ class RunStateStorage(_Storage):
                 "run_state", f"expected a RunState, got {type(run_state).__name__}"
             )
         now = utc_now()
-        row: dict[str, Any] = {name: getattr(run_state, name) for name in _RUN_FIELDS}
-        row["state"] = run_state.state.value
-        row[LOADED_AT] = now
-        row[UPDATED_AT] = now
-        self._write(
-            Upsert(
-                self.table,
-                [row],
-                key=["dag_id", "execution_date"],
-                update=dict.fromkeys(_RUN_UPDATED_COLUMNS, INCOMING),
-            )
-        )
+        params = {f"p_{name}": getattr(run_state, name) for name in _RUN_FIELDS}
+        params["p_state"] = run_state.state.value
+        params[f"p_{LOADED_AT}"] = params[f"p_{UPDATED_AT}"] = now
+        self._write(self._upsert, params)
 
     def update_run_state(self, run_state: RunState) -> None:
         """The same upsert as ``save_run_state``: a run that does not exist yet is inserted."""
@@ -415,12 +489,12 @@ class RunStateStorage(_Storage):
 
     def get_run_state(self, dag_id: str, execution_date: datetime) -> RunState | None:
         """One run, or ``None``."""
-        t = self.table
         rows = self._read(
-            select(*self._columns()).where(
-                t.c.dag_id == check_name("dag_id", dag_id, MAX_DAG_ID),
-                t.c.execution_date == to_utc("execution_date", execution_date),
-            )
+            self._get,
+            {
+                "p_dag_id": check_name("dag_id", dag_id, MAX_DAG_ID),
+                "p_execution_date": to_utc("execution_date", execution_date),
+            },
         )
         return self._to_model(rows[0]) if rows else None
 
@@ -433,26 +507,43 @@ class RunStateStorage(_Storage):
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise InvalidStateError("limit", f"must be an integer in 1 .. {MAX_LIMIT}")
-        t = self.table
-        statement = select(*self._columns()).where(
-            t.c.dag_id == check_name("dag_id", dag_id, MAX_DAG_ID)
-        )
+        params: dict[str, Any] = {"p_dag_id": check_name("dag_id", dag_id, MAX_DAG_ID)}
+        statement = self._list
         if execution_date is not None:
-            statement = statement.where(
-                t.c.execution_date <= to_utc("execution_date", execution_date)
-            )
-        statement = statement.order_by(t.c.execution_date.desc()).limit(limit)
-        return [self._to_model(row) for row in self._read(statement)]
+            params["p_execution_date"] = to_utc("execution_date", execution_date)
+            statement = self._list_before
+        return [self._to_model(row) for row in self._read(statement.limit(limit), params)]
 
-    def delete_old_states(self, days_to_keep: int = 30) -> int:
-        """Delete runs whose ``execution_date`` is older than ``days_to_keep`` days; the count."""
+    def delete_old_states(self, days_to_keep: int = 30, *, batch_size: int | None = None) -> int:
+        """Delete runs whose ``execution_date`` is older than ``days_to_keep`` days; the count.
+
+        One statement by default. With ``batch_size``, deletes in transactions of at most
+        ``batch_size`` rows (two statements each), so a large backlog never holds a long lock.
+        """
         if isinstance(days_to_keep, bool) or not isinstance(days_to_keep, int) or days_to_keep < 0:
             raise InvalidStateError("days_to_keep", "must be an integer >= 0")
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise InvalidStateError("batch_size", "must be an integer >= 1 or None")
         try:
             cutoff = utc_now() - timedelta(days=days_to_keep)
         except OverflowError:
             raise InvalidStateError(
                 "days_to_keep", f"{days_to_keep} days is too far back"
             ) from None
-        result = self._write(delete(self.table).where(self.table.c.execution_date < cutoff))
-        return int(result.rowcount)
+        if batch_size is None:
+            return int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
+        deleted = 0
+        while True:
+            last = self._read(
+                self._prune_boundary, {"p_cutoff": cutoff, "p_offset": batch_size - 1}
+            )
+            if not last:  # fewer than a batch left
+                return deleted + int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
+            boundary = {
+                "p_cutoff": cutoff,
+                "p_boundary_date": last[0].execution_date,
+                "p_dag_id": last[0].dag_id,
+            }
+            deleted += int(self._write(self._prune_batch, boundary).rowcount)

@@ -62,7 +62,7 @@ class Upsert(Insert):
     false nothing is written.
     """
 
-    inherit_cache = False
+    inherit_cache = True
 
     def __init__(
         self,
@@ -85,6 +85,15 @@ class Upsert(Insert):
         self.upsert_key = list(key)
         self.upsert_update = dict(update)
         self.upsert_where = where
+        self._cache_identity = object()
+
+    def _gen_cache_key(self, anon_map: Any, bindparams: list[Any]) -> tuple[Any, ...]:
+        """An Upsert is not changed once built, so its identity is its compiled-cache key.
+
+        Built once with ``bindparam`` placeholders and executed with parameters, it compiles
+        once per engine instead of on every call.
+        """
+        return (Upsert, self._cache_identity)
 
     def _insert_values(self) -> list[dict[str, Any]] | dict[str, Any]:
         rows = self.upsert_rows

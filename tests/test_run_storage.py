@@ -167,3 +167,24 @@ def test_custom_run_table_is_used(db: StateDB) -> None:
     custom.save_run_state(make_run())
     assert custom.get_run_state("dag_a", T0) is not None
     assert db.runs().get_run_state("dag_a", T0) is None
+
+
+def test_batched_prune_deletes_everything_old_in_bounded_batches(
+    db: StateDB, runs: RunStateStorage
+) -> None:
+    from tests.backends import recorded  # noqa: PLC0415
+
+    now = datetime.now(timezone.utc)
+    old = now - timedelta(days=40)
+    for i in range(7):  # ties on execution_date across DAGs, and distinct dates
+        runs.save_run_state(make_run(dag_id=f"dag_{i}", execution_date=old))
+        runs.save_run_state(make_run(dag_id="dag_x", execution_date=old - timedelta(hours=i + 1)))
+    runs.save_run_state(make_run(dag_id="dag_new", execution_date=now))
+    with recorded(db.engine) as statements:
+        assert runs.delete_old_states(30, batch_size=3) == 14
+    deletes = [i for i, sql in enumerate(statements) if sql.lstrip().upper().startswith("DELETE")]
+    assert len(deletes) == 5  # 3 + 3 + 3 + 3 + 2
+    assert [r.dag_id for r in runs.get_run_states_by_dag("dag_new")] == ["dag_new"]
+    assert runs.delete_old_states(30, batch_size=3) == 0
+    with pytest.raises(InvalidStateError, match="batch_size"):
+        runs.delete_old_states(30, batch_size=0)

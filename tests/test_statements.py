@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
 from dpone_state import RevisionConflictError, RunState, XMinState
+from tests.backends import recorded
 from tests.conftest import StateDB
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 RUN = RunState("dag", "s", "t", "ts", "tt", "full", T0, "running", T0)
-
-
-@contextmanager
-def recorded(engine: Engine) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", before)
 
 
 CALLS: dict[str, Callable[[StateDB], object]] = {
@@ -63,3 +46,16 @@ def test_a_conflict_is_one_statement_too(db: StateDB) -> None:
     with recorded(db.engine) as statements, pytest.raises(RevisionConflictError):
         db.xmin().save_state("s", "t", XMinState(1), expected_revision=0)
     assert len(statements) == 1, statements
+
+
+def test_values_reach_sql_only_as_bound_parameters(db: StateDB) -> None:
+    evil = "x'; DROP TABLE etl_xmin_state; --"
+    run = RunState(evil, evil, evil, evil, evil, "full", T0, "running", T0, error_message=evil)
+    with recorded(db.engine) as statements:
+        db.xmin().save_state(evil, evil, XMinState(1))
+        db.xmin().load_state(evil, evil)
+        db.runs().save_run_state(run)
+        db.runs().get_run_states_by_dag(evil)
+    assert len(statements) == 4
+    assert not [sql for sql in statements if "DROP TABLE" in sql]
+    assert db.xmin().load_state(evil, evil) is not None

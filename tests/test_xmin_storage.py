@@ -15,6 +15,7 @@ from dpone_state import (
     XMinStateStorage,
 )
 from dpone_state.models import KEY_NAME_MAX, MAX_BIGINT
+from tests.backends import recorded
 from tests.conftest import StateDB
 
 
@@ -152,3 +153,36 @@ def test_custom_table_name_is_used(db: StateDB) -> None:
     storage.save_state("s", "t", XMinState(9))
     assert storage.load_state("s", "t") is not None
     assert db.xmin().load_state("s", "t") is None
+
+
+def test_save_states_bulk_upserts_in_one_statement_per_batch(
+    db: StateDB, xmin: XMinStateStorage
+) -> None:
+    xmin.save_state("public", "t0", XMinState(1, is_initial=True))
+    first = xmin.load_state("public", "t0")
+    states = {("public", f"t{i}"): XMinState(100 + i, frozen_xid=i) for i in range(30)}
+    with recorded(db.engine) as statements:
+        assert xmin.save_states(states) == 30
+    assert len(statements) == 1
+    for (schema, table), state in states.items():
+        loaded = xmin.load_state(schema, table)
+        assert loaded is not None
+        assert (loaded.xmin_value, loaded.frozen_xid, loaded.is_initial) == (
+            state.xmin_value,
+            state.frozen_xid,
+            False,
+        )
+    again = xmin.load_state("public", "t0")
+    assert first is not None and again is not None
+    assert again.revision == 2 and again.timestamp == first.timestamp
+    assert count_rows(db, xmin) == 30
+
+
+def test_save_states_rejects_bad_items_and_writes_nothing(
+    db: StateDB, xmin: XMinStateStorage
+) -> None:
+    with pytest.raises(InvalidStateError):
+        xmin.save_states({("public", "ok"): XMinState(1), ("public", ""): XMinState(2)})
+    with pytest.raises(InvalidStateError):
+        xmin.save_states({("public", "ok"): 5})  # type: ignore[dict-item]
+    assert count_rows(db, xmin) == 0

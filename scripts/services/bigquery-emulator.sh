@@ -352,7 +352,7 @@ cmd_start() {
             --rest-host "$HOST" --rest-port "$PORT" \
             --grpc-host "$HOST" --grpc-port "$GRPC_PORT" \
             --project "$PROJECT" --ephemeral --log-level warning --log-format console \
-            </dev/null >>"$LOG_FILE" 2>&1 &
+            </dev/null >>"$LOG_FILE" 2>&1 9>&- &
         pid=$!
         echo "$pid" >"$PID_FILE"
         log "starting (pid $pid), waiting up to ${START_TIMEOUT}s for $ENDPOINT"
@@ -435,11 +435,19 @@ usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
 }
 
+# Serialise install/start/stop between concurrent callers (e.g. parallel test
+# sessions). The emulator itself is started with this fd closed (9>&-).
+with_lock() {
+    mkdir -p "$SERVICES_DIR"
+    exec 9>"$SERVICES_DIR/bqemulator.lock"
+    flock -w 600 9 || die "could not lock $SERVICES_DIR/bqemulator.lock"
+}
+
 case "${1:-}" in
-    install) cmd_install ;;
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    restart) cmd_stop; cmd_start ;;
+    install) with_lock; cmd_install ;;
+    start) with_lock; cmd_start ;;
+    stop) with_lock; cmd_stop ;;
+    restart) with_lock; cmd_stop; cmd_start ;;
     status) cmd_status ;;
     logs) tail -n "${2:-100}" "$LOG_FILE" ;;
     env) cmd_env ;;

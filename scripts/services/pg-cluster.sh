@@ -34,7 +34,7 @@ PG_USER=postgres
 # Largest single XID jump `wrap` takes. Each jump must stay well below 2^31 from
 # the oldest datfrozenxid (and below the 2^31 - 40M warn limit); VACUUM FREEZE
 # after each jump brings datfrozenxid up to the new XID.
-WRAP_STEP=1400000000
+WRAP_STEP=1500000000
 
 log() { echo "pg-cluster: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -57,7 +57,7 @@ as_pg() {
 }
 
 psql_c() {
-    "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres -d "${PSQL_DB:-postgres}" "$@"
+    "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres -d postgres "$@"
 }
 
 is_initialized() { [[ -f "$DATA/PG_VERSION" ]]; }
@@ -85,7 +85,10 @@ cmd_init() {
         mkdir -p "$DATA"
         chown "$PG_USER:$PG_USER" "$DATA"
         chmod 700 "$DATA"
-        as_pg test -w "$DATA" || die "$PG_USER cannot reach $DATA (every parent dir needs o+x)"
+        if ! as_pg test -w "$DATA"; then
+            rmdir "$DATA" 2>/dev/null || true
+            die "$PG_USER cannot reach $DATA (every parent dir needs o+x)"
+        fi
         log "initdb $DATA"
         as_pg "$PGBIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --locale=C \
             --no-sync --no-instructions >/dev/null
@@ -156,31 +159,25 @@ cmd_url() {
     echo "postgresql+psycopg2://postgres@127.0.0.1:$PORT/postgres"
 }
 
-# Full next XID (epoch << 32 | xid) as stored in pg_control; server must be stopped.
-control_next_xid() {
-    local line
-    line="$(LC_ALL=C "$PGBIN/pg_controldata" -D "$DATA" | grep "^Latest checkpoint's NextXID:")"
-    # "Latest checkpoint's NextXID:          0:1000000744"
-    line="${line##* }"
-    echo $(( (${line%%:*} << 32) | ${line##*:} ))
+# Next full transaction ID (epoch << 32 | xid) without consuming one.
+next_full_xid() {
+    psql_c -c "SELECT pg_snapshot_xmax(pg_current_snapshot())"
 }
 
 cmd_wrap() {
     is_initialized || die "no cluster in $DATA (run: $0 init)"
     local full epoch xid next seg steps i start
-    cmd_stop
-    full="$(control_next_xid)"
+    cmd_start
+    full="$(next_full_xid)"
     epoch=$((full >> 32))
     xid=$((full & 0xFFFFFFFF))
     if ((xid >= WRAP_XID)); then
         log "next XID already $epoch:$xid (>= $WRAP_XID); nothing to do"
-        cmd_start
         return 0
     fi
-    cmd_start
     # template0 must be frozen too, or its datfrozenxid holds the XID horizon back.
     psql_c -c "UPDATE pg_database SET datallowconn = true WHERE datname = 'template0'"
-    # Equal jumps of at most WRAP_STEP: from a fresh cluster 3 jumps (~1.43e9 each).
+    # Equal jumps of at most WRAP_STEP: from a fresh cluster 3 jumps of ~1.43e9.
     start=$xid
     steps=$(( (WRAP_XID - start + WRAP_STEP - 1) / WRAP_STEP ))
     for ((i = 1; i <= steps; i++)); do
@@ -198,7 +195,8 @@ cmd_wrap() {
         log "next XID moved to $epoch:$next, all databases frozen"
     done
     psql_c -c "UPDATE pg_database SET datallowconn = false WHERE datname = 'template0'"
-    log "pg_current_xact_id() = $(psql_c -c 'SELECT pg_current_xact_id()') (wraparound at $(((epoch + 1) << 32)))"
+    full="$(next_full_xid)"
+    log "next XID $((full >> 32)):$((full & 0xFFFFFFFF)) = $full; wraparound into epoch $((epoch + 1)) at $(((epoch + 1) << 32))"
 }
 
 case "${1:-}" in
