@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 import sqlglot
+from sqlalchemy.dialects import mssql
+from sqlalchemy.schema import CreateTable
 from sqlglot import exp
 
-from dpone_state import migrate
+from dpone_state import build_tables, migrate
 
 SQL_DIR = Path(migrate.SCRIPT_LOCATION) / "sql"
 REFRESH = "regenerate them with `make sql` and commit the result"
@@ -119,11 +121,6 @@ def test_offline_script_uses_configured_names() -> None:
 
 def test_create_tables_ddl_names_sql_server_defaults_too() -> None:
     """``create_tables()`` compiles through the same hook (dpone_state.ddl) as the migrations."""
-    from sqlalchemy.dialects import mssql
-    from sqlalchemy.schema import CreateTable
-
-    from dpone_state import build_tables
-
     tables = build_tables(dialect_name="mssql")
     ddl = str(CreateTable(tables.xmin).compile(dialect=mssql.dialect()))
     assert "revision BIGINT NOT NULL CONSTRAINT df_etl_xmin_state_revision DEFAULT 0" in ddl
