@@ -6,6 +6,7 @@ Importing this package imports no database driver; an engine's driver loads when
 from dpone_state.engine import DEFAULT_URL, create_state_engine, default_url, safe_url
 from dpone_state.errors import (
     BackendMismatchError,
+    DowngradeRefusedError,
     InvalidIdentifierError,
     InvalidStateError,
     RevisionConflictError,
@@ -32,6 +33,7 @@ __all__ = [
     "DEFAULT_URL",
     "DEFAULT_XMIN_TABLE",
     "BackendMismatchError",
+    "DowngradeRefusedError",
     "InvalidIdentifierError",
     "InvalidStateError",
     "RevisionConflictError",

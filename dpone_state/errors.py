@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendMismatchError",
+    "DowngradeRefusedError",
     "InvalidIdentifierError",
     "InvalidStateError",
     "RevisionConflictError",
@@ -67,3 +68,7 @@ class UnsupportedBackendError(StateError, ValueError):
 
 class BackendMismatchError(StateError, TypeError):
     """A backend-specific storage class was given an engine of another dialect."""
+
+
+class DowngradeRefusedError(StateError):
+    """A migration downgrade would delete rows of the state tables and was not confirmed."""
