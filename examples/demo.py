@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, timezone
 
-from dpone_state import RunState, RunStateStatus, XMinState, default_url
+from dpone_state import RunState, RunStateStatus, XMinState, default_url, migrate
 from dpone_state.sqlite import SqliteRunStateStorage, SqliteXMinStateStorage
 
 
@@ -17,9 +17,8 @@ def main() -> None:
     runs = SqliteRunStateStorage(url)
     print(f"state database: {xmin!r}")
 
-    xmin.create_tables()
-    runs.create_tables()
-    print("provisioned the XMin and run-state tables")
+    migrate.upgrade(url)  # the Alembic migrations, as `alembic upgrade head` runs them
+    print(f"provisioned the XMin and run-state tables (revision {migrate.current(url)})")
 
     previous = xmin.load_state("public", "orders")
     print(f"checkpoint before this run: {previous}")

@@ -1,0 +1,86 @@
+"""A database-wide lock around a migration, so two runtimes upgrading at once take turns.
+
+PostgreSQL: a session advisory lock; MySQL/MariaDB: ``GET_LOCK``; SQL Server:
+``sp_getapplock`` owned by the session. SQLite serializes writers on the file itself.
+The lock is keyed by a name (schema and version table), so separate state stores do not wait
+for each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import TextClause, text
+from sqlalchemy.engine import Connection
+
+from dpone_state.errors import StateUnavailableError
+
+__all__ = ["LOCK_TIMEOUT_SECONDS", "migration_lock"]
+
+#: How long a migration waits for another one to finish (MySQL and SQL Server; PostgreSQL waits).
+LOCK_TIMEOUT_SECONDS = 600
+
+
+def _lock_key(name: str) -> int:
+    """A stable signed 64-bit key for ``pg_advisory_lock``."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _short_name(name: str) -> str:
+    """A lock name within MySQL's 64-character limit."""
+    return "dpone_state_" + hashlib.sha256(name.encode()).hexdigest()[:32]
+
+
+@contextmanager
+def migration_lock(connection: Connection, name: str) -> Iterator[None]:
+    """Hold an exclusive, session-level lock called ``name`` on ``connection`` for the block."""
+    dialect = connection.dialect.name
+    release: tuple[TextClause, dict[str, Any]]
+    if dialect == "postgresql":
+        key = _lock_key(name)
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        release = text("SELECT pg_advisory_unlock(:key)"), {"key": key}
+    elif dialect in ("mysql", "mariadb"):
+        lock = _short_name(name)
+        got = connection.execute(
+            text("SELECT GET_LOCK(:name, :timeout)"),
+            {"name": lock, "timeout": LOCK_TIMEOUT_SECONDS},
+        ).scalar()
+        if got != 1:
+            raise StateUnavailableError(
+                f"another migration held the lock {lock!r} for {LOCK_TIMEOUT_SECONDS} s; retry"
+            )
+        release = text("SELECT RELEASE_LOCK(:name)"), {"name": lock}
+    elif dialect == "mssql":
+        lock = _short_name(name)
+        status = connection.execute(
+            text(
+                "DECLARE @status INT; "
+                "EXEC @status = sp_getapplock @Resource = :name, @LockMode = 'Exclusive', "
+                "@LockOwner = 'Session', @LockTimeout = :timeout; "
+                "SELECT @status"
+            ),
+            {"name": lock, "timeout": LOCK_TIMEOUT_SECONDS * 1000},
+        ).scalar()
+        if status is None or status < 0:
+            raise StateUnavailableError(
+                f"could not take the migration lock {lock!r} (sp_getapplock returned {status}); "
+                "retry"
+            )
+        release = (
+            text("EXEC sp_releaseapplock @Resource = :name, @LockOwner = 'Session'"),
+            {"name": lock},
+        )
+    else:  # SQLite (file lock) and BigQuery (no locks): nothing to take
+        yield
+        return
+    try:
+        yield
+    finally:
+        if connection.in_transaction():
+            connection.rollback()  # whatever the block left uncommitted has failed
+        connection.execute(*release)
+        connection.commit()
