@@ -73,6 +73,8 @@ BULK_ROWS = 500
 MAX_LIMIT = 10_000
 #: Dialects without schemas: a ``schema`` there is an attached database.
 _NO_SCHEMA_DIALECTS = frozenset({"sqlite"})
+#: Dialects without ``CREATE SCHEMA IF NOT EXISTS`` (T-SQL): ``has_schema`` is the only check.
+_NO_SCHEMA_IF_NOT_EXISTS = frozenset({"mssql"})
 
 
 def _first_line(error: BaseException | None) -> str:
@@ -197,7 +199,11 @@ class _Storage:
                 and dialect not in _NO_SCHEMA_DIALECTS
                 and not inspect(conn).has_schema(self.schema)
             ):
-                conn.execute(CreateSchema(self.schema, if_not_exists=True))
+                conn.execute(
+                    CreateSchema(
+                        self.schema, if_not_exists=dialect not in _NO_SCHEMA_IF_NOT_EXISTS
+                    )
+                )
             self.table.metadata.create_all(conn, checkfirst=True)
         log.info("provisioned %s on %s", self.qualified_name, safe_url(self.engine.url))
 
