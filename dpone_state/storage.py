@@ -200,9 +200,7 @@ class _Storage:
                 and not inspect(conn).has_schema(self.schema)
             ):
                 conn.execute(
-                    CreateSchema(
-                        self.schema, if_not_exists=dialect not in _NO_SCHEMA_IF_NOT_EXISTS
-                    )
+                    CreateSchema(self.schema, if_not_exists=dialect not in _NO_SCHEMA_IF_NOT_EXISTS)
                 )
             self.table.metadata.create_all(conn, checkfirst=True)
         log.info("provisioned %s on %s", self.qualified_name, safe_url(self.engine.url))

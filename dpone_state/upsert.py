@@ -28,7 +28,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ClauseElement, ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.util import ClauseAdapter
@@ -211,11 +211,9 @@ def compile_merge(element: Upsert, compiler: SQLCompiler, syntax: MergeSyntax, *
     columns = list(rows[0])
     if any(list(row) != columns for row in rows[1:]):
         raise CompileError("every row of a MERGE upsert must name the same columns, in order")
-    missing = (set(element.upsert_key) | set(element.upsert_update)) - set(columns)
-    incoming_only = {
-        name for name, value in element.upsert_update.items() if isinstance(value, Incoming)
-    }
-    if missing & (set(element.upsert_key) | incoming_only):
+    incoming = {name for name, new in element.upsert_update.items() if isinstance(new, Incoming)}
+    missing = (set(element.upsert_key) | incoming) - set(columns)
+    if missing:
         raise CompileError(f"key / INCOMING column(s) {sorted(missing)} are not in the rows")
     quote = compiler.preparer.quote
     target = table.alias(syntax.target_alias)
@@ -225,8 +223,11 @@ def compile_merge(element: Upsert, compiler: SQLCompiler, syntax: MergeSyntax, *
     to_target = ClauseAdapter(target)
 
     def value(name: str, data: Any) -> str:
-        param = bindparam(name, data, type_=table.c[name].type, unique=True)
-        return compiler.process(param, **kw)
+        # A placeholder (``bindparam``) built by the storage is bound as it is; a plain value
+        # gets a bound parameter typed like its column (never a literal, NULL included).
+        if not isinstance(data, ClauseElement):
+            data = bindparam(name, data, type_=table.c[name].type, unique=True)
+        return compiler.process(data, **kw)
 
     if syntax.source_rows == "values":
         tuples = ", ".join(
@@ -241,10 +242,9 @@ def compile_merge(element: Upsert, compiler: SQLCompiler, syntax: MergeSyntax, *
         )
         using = f"({selects}) AS {quote(syntax.source_alias)}"
     on = and_(*(target.c[name] == source.c[name] for name in element.upsert_key))
+    hint = f" {syntax.target_hint}" if syntax.target_hint else ""
     parts = [
-        f"MERGE INTO {compiler.preparer.format_table(table)}",
-        syntax.target_hint,
-        f"AS {quote(syntax.target_alias)}",
+        f"MERGE INTO {compiler.preparer.format_table(table)}{hint} AS {quote(syntax.target_alias)}",
         f"USING {using}",
         f"ON {compiler.process(on, **kw)}",
     ]
@@ -264,7 +264,7 @@ def compile_merge(element: Upsert, compiler: SQLCompiler, syntax: MergeSyntax, *
     inserted = ", ".join(quote(name) for name in columns)
     sourced = ", ".join(compiler.process(source.c[name], **kw) for name in columns)
     parts.append(f"WHEN NOT MATCHED THEN INSERT ({inserted}) VALUES ({sourced})")
-    return " ".join(part for part in parts if part) + syntax.terminator
+    return "\n".join(parts) + syntax.terminator
 
 
 @compiles(Upsert, "mssql")
