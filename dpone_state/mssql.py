@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL, Engine
 from dpone_state.storage import RunStateStorage, XMinStateStorage
 
 __all__ = [
+    "FREETDS_TDS_VERSION",
     "LOGIN_TIMEOUT_SECONDS",
     "MssqlRunStateStorage",
     "MssqlXMinStateStorage",
@@ -30,13 +31,27 @@ LOGIN_TIMEOUT_SECONDS = 15
 _TIMEOUT_KEYS = frozenset({"timeout", "logintimeout", "login_timeout"})
 
 
+#: FreeTDS protocol version: 7.3+ returns DATETIME2 as a datetime (older ones send a string).
+FREETDS_TDS_VERSION = "7.4"
+
+
 def engine_options(url: URL) -> dict[str, Any]:
-    """``fast_executemany`` (pyodbc array binding), pre-ping, and a login timeout."""
+    """``fast_executemany`` (pyodbc array binding), pre-ping, a login timeout, and for FreeTDS
+    ``TDS_Version=7.4`` unless the URL sets one (pyodbc adds unknown keywords to the
+    connection string)."""
     options: dict[str, Any] = {"pool_pre_ping": True}
-    if url.get_driver_name() == "pyodbc":
-        options["fast_executemany"] = True
-        if not _TIMEOUT_KEYS & {key.lower() for key in url.query}:
-            options["connect_args"] = {"timeout": LOGIN_TIMEOUT_SECONDS}
+    if url.get_driver_name() != "pyodbc":
+        return options
+    options["fast_executemany"] = True
+    keys = {key.lower() for key in url.query}
+    connect_args: dict[str, Any] = {}
+    if not _TIMEOUT_KEYS & keys:
+        connect_args["timeout"] = LOGIN_TIMEOUT_SECONDS
+    driver = url.query.get("driver", "")
+    if "freetds" in str(driver).lower() and "tds_version" not in keys:
+        connect_args["TDS_Version"] = FREETDS_TDS_VERSION
+    if connect_args:
+        options["connect_args"] = connect_args
     return options
 
 
