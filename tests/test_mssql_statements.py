@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,10 +31,11 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateSchema
 from sqlglot import exp
 
-from dpone_state import RunState, XMinState
+from dpone_state import RunState, XMinState, XMinStateStorage
 from dpone_state.tables import build_tables
 from dpone_state.upsert import INCOMING, MergeSyntax, Upsert, compile_merge
 from tests.mssql_offline import (
+    Captured,
     CapturingRuns,
     CapturingXMin,
     capture,
@@ -45,6 +46,8 @@ from tests.mssql_offline import (
 
 GOLDEN = Path(__file__).parent / "golden" / "mssql"
 UPDATE_GOLDEN = os.environ.get("DPONE_STATE_UPDATE_GOLDEN") == "1"
+#: SQL Server refuses a statement with more bound parameters than this.
+SQL_SERVER_MAX_PARAMETERS = 2100
 
 ENGINE = compile_only_engine()
 XMIN = CapturingXMin(ENGINE)
@@ -482,3 +485,25 @@ def test_create_tables_ddl(name: str) -> None:
         assert "IDENTITY" in columns["id"].sql("tsql")
         assert isinstance(trees[2], exp.Create) and trees[2].args["kind"] == "INDEX"
         assert trees[2].sql("tsql").startswith(f"CREATE INDEX ix_{table.name}_execution_date")
+
+
+class _RecordingXMin(XMinStateStorage):
+    """Records every statement ``save_states`` sends (its return value is not read)."""
+
+    sent: list[Captured]
+
+    def _write(self, statement: object, params: Mapping[str, object]) -> None:  # type: ignore[override]
+        self.sent.append(Captured(statement, dict(params)))
+
+
+def test_bulk_saves_stay_within_sql_servers_2100_parameters() -> None:
+    storage = _RecordingXMin(ENGINE)
+    storage.sent = []
+    states = {("public", f"t{i}"): XMinState(i) for i in range(1200)}
+    assert storage.save_states(states) == 1200
+    emitted = [emit(ENGINE, captured) for captured in storage.sent]
+    assert all(len(e.parameters) <= SQL_SERVER_MAX_PARAMETERS for e in emitted)
+    tables = [value for e in emitted for name, _, value in e.parameters if "source_table" in name]
+    assert sorted(tables) == sorted(f"t{i}" for i in range(1200))
+    assert len(emitted) == 6  # 1200 rows, 9 parameters each: 232 rows per statement
+    parse_tsql(emitted[0].sql)
