@@ -73,6 +73,13 @@ _ROWCOUNT_NOTE = (
 )
 
 
+def _send_prune_batch() -> None:
+    # The second statement of a batched prune: the storage's own DELETE, with the boundary row
+    # the first statement (delete_old_states_batch_boundary) returned on a real database.
+    boundary = {"p_cutoff": T0, "p_boundary_date": T0, "p_dag_id": DAG}
+    raise Captured(RUNS._prune_batch, boundary)
+
+
 @dataclass(frozen=True)
 class Case:
     """One statement the library sends: the call that sends it and what a reviewer checks."""
@@ -195,6 +202,27 @@ CASES: dict[str, Case] = {
         (
             "Retention by execution_date (index ix_<table>_execution_date); the row count is the "
             "exact number of runs deleted.",
+        ),
+    ),
+    "delete_old_states_batch_boundary": Case(
+        "RunStateStorage.delete_old_states(days_to_keep=30, batch_size=100)  # 1st statement",
+        lambda: RUNS.delete_old_states(30, batch_size=100),
+        exp.Select,
+        (
+            "Batched retention, step 1: the last row of the next batch, walking "
+            "(execution_date, dag_id) in order with OFFSET batch_size-1 ROWS FETCH FIRST 1 ROWS "
+            "ONLY (both bound). dag_id orders by the column's collation, the same one the DELETE "
+            "compares with, so the batches tile the old rows exactly.",
+        ),
+    ),
+    "delete_old_states_batch": Case(
+        "RunStateStorage.delete_old_states(days_to_keep=30, batch_size=100)  # 2nd statement",
+        _send_prune_batch,
+        exp.Delete,
+        (
+            "Batched retention, step 2 (own transaction): delete the old rows up to and including "
+            "the boundary row. A row that became old in between is only deleted earlier; none is "
+            "deleted that is not older than the cutoff.",
         ),
     ),
 }

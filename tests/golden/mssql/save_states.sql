@@ -13,23 +13,23 @@
 --   mapping), last writer wins per key, one statement, one transaction.
 --
 -- Parameters, in order (name: type it is bound with = value in this call):
---   1. source_schema_1: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_schema_q7'
---   2. source_table_1: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_table_q7'
---   3. xmin_value_1: BIGINT = 42
---   4. is_initial_1: BIT = False
---   5. wraparound_detected_1: BIT = False
---   6. frozen_xid_1: BIGINT = None
---   7. dpone__updated_at_1: DATETIME2 = <current UTC time>
---   8. dpone__loaded_at_1: DATETIME2 = <current UTC time>
+--   1. p_source_schema_0: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_schema_q7'
+--   2. p_source_table_0: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_table_q7'
+--   3. p_xmin_value_0: BIGINT = 42
+--   4. p_is_initial_0: BIT = False
+--   5. p_wraparound_detected_0: BIT = False
+--   6. p_frozen_xid_0: BIGINT = None
+--   7. p___dpone__updated_at_0: DATETIME2 = <current UTC time>
+--   8. p___dpone__loaded_at_0: DATETIME2 = <current UTC time>
 --   9. revision_1: BIGINT = 1
---   10. source_schema_2: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_schema_q7'
---   11. source_table_2: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'other_q7'
---   12. xmin_value_2: BIGINT = 43
---   13. is_initial_2: BIT = False
---   14. wraparound_detected_2: BIT = False
---   15. frozen_xid_2: BIGINT = None
---   16. dpone__updated_at_2: DATETIME2 = <current UTC time>
---   17. dpone__loaded_at_2: DATETIME2 = <current UTC time>
+--   10. p_source_schema_1: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_schema_q7'
+--   11. p_source_table_1: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'other_q7'
+--   12. p_xmin_value_1: BIGINT = 43
+--   13. p_is_initial_1: BIT = False
+--   14. p_wraparound_detected_1: BIT = False
+--   15. p_frozen_xid_1: BIGINT = None
+--   16. p___dpone__updated_at_1: DATETIME2 = <current UTC time>
+--   17. p___dpone__loaded_at_1: DATETIME2 = <current UTC time>
 --   18. revision_2: BIGINT = 1
 --   19. revision_3: BIGINT = 1
 MERGE INTO etl_state.etl_xmin_state WITH (HOLDLOCK) AS target
