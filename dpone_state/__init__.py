@@ -16,6 +16,12 @@ from dpone_state.errors import (
 )
 from dpone_state.models import RunState, RunStateStatus, XMinState
 from dpone_state.storage import RunStateStorage, XMinStateStorage
+from dpone_state.strategy import (
+    ExtractionMode,
+    ExtractionStrategy,
+    StrategyConfigurationError,
+    select_strategy,
+)
 from dpone_state.tables import (
     DEFAULT_RUN_TABLE,
     DEFAULT_SCHEMA,
@@ -23,6 +29,17 @@ from dpone_state.tables import (
     StateTables,
     build_tables,
 )
+from dpone_state.xmin import (
+    SourceColumnError,
+    SourceNotATableError,
+    SourcePermissionError,
+    SourceTableNotFoundError,
+    XMinError,
+    XMinExtraction,
+    XMinExtractor,
+    XMinSnapshot,
+)
+from dpone_state.xmin_window import WindowKind, XMinWindow, compute_window
 
 __version__ = "0.1.0"
 
@@ -32,22 +49,37 @@ __all__ = [
     "DEFAULT_URL",
     "DEFAULT_XMIN_TABLE",
     "BackendMismatchError",
+    "ExtractionMode",
+    "ExtractionStrategy",
     "InvalidIdentifierError",
     "InvalidStateError",
     "RevisionConflictError",
     "RunState",
     "RunStateStatus",
     "RunStateStorage",
+    "SourceColumnError",
+    "SourceNotATableError",
+    "SourcePermissionError",
+    "SourceTableNotFoundError",
     "StateError",
     "StateNotProvisionedError",
     "StateTables",
     "StateUnavailableError",
+    "StrategyConfigurationError",
     "UnsupportedBackendError",
+    "WindowKind",
+    "XMinError",
+    "XMinExtraction",
+    "XMinExtractor",
+    "XMinSnapshot",
     "XMinState",
     "XMinStateStorage",
+    "XMinWindow",
     "__version__",
     "build_tables",
+    "compute_window",
     "create_state_engine",
     "default_url",
     "safe_url",
+    "select_strategy",
 ]
