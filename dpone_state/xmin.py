@@ -28,6 +28,7 @@ from dpone_state.xmin_window import XMinWindow, compute_window, epoch_extend, xm
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "XMIN_KEY",
     "SourceColumnError",
     "SourceNotATableError",
     "SourcePermissionError",
@@ -36,6 +37,7 @@ __all__ = [
     "XMinExtraction",
     "XMinExtractor",
     "XMinSnapshot",
+    "anchor_statement",
 ]
 
 log = logging.getLogger("dpone_state.xmin")
@@ -118,7 +120,11 @@ class XMinSnapshot:
     frozen_xid: int | None
 
 
-def _anchor_statement(server_version: tuple[int | str, ...]) -> sa.Select[Any]:
+def anchor_statement(server_version: tuple[int | str, ...]) -> sa.Select[Any]:
+    """``anchor`` (snapshot xmin) and ``xmax`` (next ID), 64-bit, and the isolation level.
+
+    ``pg_snapshot_*`` (xid8) on PostgreSQL 13+, the deprecated ``txid_*`` names before.
+    """
     if server_version[:1] >= (13,):
         snapshot: ColumnElement[Any] = sa.func.pg_current_snapshot()
         low, high = sa.func.pg_snapshot_xmin(snapshot), sa.func.pg_snapshot_xmax(snapshot)
@@ -278,7 +284,9 @@ class XMinExtraction:
             self.window.kind,
             self.rows_read,
         )
-        return replace(self.state, revision=self.expected_revision + 1)
+        # As stored: the first save's time stays (``__dpone__loaded_at``), the revision moved on.
+        first_saved = self.previous.timestamp if self.previous else self.state.timestamp
+        return replace(self.state, timestamp=first_saved, revision=self.expected_revision + 1)
 
     def close(self) -> None:
         """End the source transaction (read only: nothing to undo); the checkpoint stays."""
@@ -391,7 +399,7 @@ class XMinExtractor:
         name = f"{schema!r}.{table!r}"
         try:
             anchor_row = conn.execute(
-                _anchor_statement(conn.dialect.server_version_info or (0,))
+                anchor_statement(conn.dialect.server_version_info or (0,))
             ).one()
             if anchor_row.isolation != "repeatable read":
                 raise XMinError(
