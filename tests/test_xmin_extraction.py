@@ -10,6 +10,7 @@ for the commit / conflict tests.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import uuid
@@ -286,7 +287,7 @@ def test_names_with_upper_case_spaces_quotes_and_non_ascii(
     cluster: Cluster, checkpoints: XMinStateStorage
 ) -> None:
     schema = f'Src Ü "{uuid.uuid4().hex[:6]}"'
-    table = "Or'ders \"Δ\" Tab"
+    table = 'Or\'ders "Δ" Tab'
     column = 'Mixed "Case" é'
     made = Source(cluster, schema)
     made.write(f"CREATE SCHEMA {made.q(schema)}")
@@ -317,10 +318,12 @@ def test_a_failure_before_commit_keeps_the_old_checkpoint(
     before = run(extractor, source.schema, "orders").saved
     source.write(f"INSERT INTO {t} VALUES (5)")
 
-    with pytest.raises(RuntimeError, match="target load failed"):
-        with extractor.extract(source.schema, "orders") as extraction:
-            assert [row["id"] for row in extraction] == [5]
-            raise RuntimeError("target load failed")
+    with (
+        pytest.raises(RuntimeError, match="target load failed"),
+        extractor.extract(source.schema, "orders") as extraction,
+    ):
+        assert [row["id"] for row in extraction] == [5]
+        raise RuntimeError("target load failed")
     assert xmin.load_state(source.schema, "orders") == before
 
     with extractor.extract(source.schema, "orders", batch_size=1) as extraction:
@@ -412,12 +415,12 @@ def test_views_missing_tables_and_missing_privileges_give_typed_errors(
 
 def test_the_anchor_is_the_same_in_both_function_families(cluster: Cluster) -> None:
     """``pg_snapshot_*`` (13+) and ``txid_*`` (before 13) read one snapshot identically."""
-    with cluster.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-        with conn.begin():
-            modern = conn.execute(anchor_statement((15, 0))).one()
-            legacy = conn.execute(anchor_statement((12, 0))).one()
-            assert (modern.anchor, modern.xmax) == (legacy.anchor, legacy.xmax)
-            assert modern.isolation == "repeatable read"
+    repeatable = cluster.engine.connect().execution_options(isolation_level="REPEATABLE READ")
+    with repeatable as conn, conn.begin():
+        modern = conn.execute(anchor_statement((15, 0))).one()
+        legacy = conn.execute(anchor_statement((12, 0))).one()
+        assert (modern.anchor, modern.xmax) == (legacy.anchor, legacy.xmax)
+        assert modern.isolation == "repeatable read"
 
 
 @pytest.mark.parametrize(
@@ -575,6 +578,6 @@ def test_wraparound_on_a_real_cluster_loses_no_row(
     assert run(extractor, schema, "w").rows == []
 
     values = [r.saved.xmin_value for r in runs]
-    assert all(a < b for a, b in zip(values, values[1:])), values
+    assert all(a < b for a, b in itertools.pairwise(values)), values
     assert [r.saved.wraparound_detected for r in runs] == [False, False, True, False]
     source.write(f"DROP SCHEMA {source.q(schema)} CASCADE")
