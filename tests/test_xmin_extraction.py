@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -48,9 +49,21 @@ from tests.backends import IN_CI
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "services" / "pg-cluster.sh"
 PG_BIN = Path(os.environ.get("DPONE_STATE_PG_BIN", "/usr/lib/postgresql/15/bin"))
-CLUSTER_DIR = os.environ.get("DPONE_STATE_TEST_XMIN_CLUSTER_DIR", "/tmp/dpone-state-pg-xmin")
-CLUSTER_PORT = os.environ.get("DPONE_STATE_TEST_XMIN_CLUSTER_PORT", "55433")
 EPOCH = 1 << 32
+
+
+def _free_port() -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
+# A free port and a data dir of its own by default, so that two test sessions on one machine
+# (two worktrees) never share, or destroy, each other's cluster.
+CLUSTER_PORT = os.environ.get("DPONE_STATE_TEST_XMIN_CLUSTER_PORT") or _free_port()
+CLUSTER_DIR = os.environ.get("DPONE_STATE_TEST_XMIN_CLUSTER_DIR") or (
+    f"/tmp/dpone-state-pg-xmin-{CLUSTER_PORT}"
+)
 
 
 @dataclass
@@ -108,7 +121,7 @@ def cluster() -> Iterator[Cluster]:
     url = f"postgresql+psycopg2://postgres@127.0.0.1:{CLUSTER_PORT}/postgres"
     engine = create_state_engine(url)
     made = Cluster(url, engine)
-    made.script("destroy")  # a leftover of an interrupted run
+    made.script("destroy")  # a leftover of an interrupted run with the same settings
     made.script("init")
     try:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
