@@ -374,6 +374,11 @@ class XMinExtractor:
                 statement = statement.where(predicate)
             if where is not None:
                 statement = statement.where(where)
+                if len(statement.get_final_froms()) != 1:
+                    raise TypeError(
+                        "where may only use the source table's columns, as sa.column(name): "
+                        "a column of another table would join it in"
+                    )
         except BaseException:
             connection.close()
             raise

@@ -110,9 +110,13 @@ def _cluster_unavailable() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    """A fresh throwaway cluster for this module (init here, destroyed at the end)."""
+    """A fresh throwaway cluster (init here, destroyed at the end of the session).
+
+    Session scope: the commit tests run once per state backend, and pytest groups those by
+    backend across modules; a module-scoped cluster would be re-created for each group.
+    """
     problem = _cluster_unavailable()
     if problem is not None:
         if IN_CI:
@@ -294,6 +298,9 @@ def test_rows_stream_in_batches_with_columns_and_an_extra_predicate(
         extractor.extract(source.schema, "wide", columns=["id", "nope"])
     with pytest.raises(TypeError, match="not text"):
         extractor.extract(source.schema, "wide", where="region = 'eu'")  # type: ignore[arg-type]
+    other = sa.table("other", sa.column("region"))
+    with pytest.raises(TypeError, match="join it in"):
+        extractor.extract(source.schema, "wide", where=other.c.region == "eu")
 
 
 def test_names_with_upper_case_spaces_quotes_and_non_ascii(
