@@ -7,6 +7,8 @@ __all__ = [
     "InvalidIdentifierError",
     "InvalidStateError",
     "RevisionConflictError",
+    "StateConfigurationError",
+    "StateCredentialsError",
     "StateError",
     "StateNotProvisionedError",
     "StateUnavailableError",
@@ -67,3 +69,11 @@ class UnsupportedBackendError(StateError, ValueError):
 
 class BackendMismatchError(StateError, TypeError):
     """A backend-specific storage class was given an engine of another dialect."""
+
+
+class StateConfigurationError(StateError, ValueError):
+    """The state backend is configured in a way that cannot work (URL, engine options)."""
+
+
+class StateCredentialsError(StateConfigurationError):
+    """The cloud credentials are missing or unreadable (BigQuery); the message says which."""
