@@ -18,10 +18,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Union
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Engine, ExceptionContext
 
-from dpone_state.engine import create_state_engine
-from dpone_state.errors import StateConfigurationError, StateCredentialsError
+from dpone_state.engine import create_state_engine, safe_url
+from dpone_state.errors import (
+    StateConfigurationError,
+    StateCredentialsError,
+    StateUnavailableError,
+)
 from dpone_state.storage import RunStateStorage, XMinStateStorage
 
 if TYPE_CHECKING:
@@ -57,13 +61,12 @@ def _service_account(source: ServiceAccount) -> Any:
     from google.auth.exceptions import GoogleAuthError
     from google.oauth2 import service_account
 
+    factory: Any = service_account.Credentials  # google-auth's factories are untyped
     try:
         if isinstance(source, Mapping):
-            credentials = service_account.Credentials.from_service_account_info(dict(source))
+            credentials = factory.from_service_account_info(dict(source))
         else:
-            credentials = service_account.Credentials.from_service_account_file(
-                os.fspath(source)
-            )
+            credentials = factory.from_service_account_file(os.fspath(source))
     except FileNotFoundError:
         raise StateCredentialsError(
             f"the service-account key file {os.fspath(source)!r} does not exist"  # type: ignore[arg-type]
@@ -214,6 +217,28 @@ def prepare_engine(engine: Engine) -> None:
                 "bigquery URL with user_supplied_client=true but no client: pass "
                 "connect_args={'client': google.cloud.bigquery.Client(...)}"
             )
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        _raise_typed(context.original_exception, engine)
+
+
+def _raise_typed(error: BaseException, engine: Engine) -> None:
+    """Google errors the DB-API does not wrap (token refresh, exhausted retries) → typed."""
+    import requests
+    from google.api_core.exceptions import RetryError
+    from google.auth.exceptions import GoogleAuthError, TransportError
+
+    where = safe_url(engine.url)
+    if isinstance(error, (TransportError, RetryError, requests.ConnectionError)):
+        raise StateUnavailableError(
+            f"cannot reach BigQuery for {where}: {type(error).__name__}; the call can be retried"
+        ) from error
+    if isinstance(error, GoogleAuthError):
+        raise StateCredentialsError(
+            f"the Google credentials of {where} were refused or cannot be refreshed: "
+            f"{type(error).__name__}: {_short(error)}"
+        ) from error
 
 
 class BigQueryXMinStateStorage(XMinStateStorage):

@@ -17,5 +17,8 @@ STARTED=()
 trap cleanup EXIT
 
 # Services owned by this repo (installed and started here, stopped on exit) are added below.
+if ! bash scripts/services/bigquery-emulator.sh status >/dev/null 2>&1; then
+  bash scripts/services/bigquery-emulator.sh start && STARTED+=(bigquery-emulator)
+fi
 
 "$VENV/bin/python" -m pytest "$@"

@@ -70,10 +70,10 @@ def _bigquery_engine(url: str) -> Engine:
     """A caller-built client on the emulator (the ``user_supplied_client`` path), or ADC."""
     if BIGQUERY_PROJECT:
         return create_state_engine(url)
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import bigquery
+    from google.auth.credentials import AnonymousCredentials  # noqa: PLC0415
+    from google.cloud import bigquery  # noqa: PLC0415
 
-    from dpone_state.bigquery import EMULATOR_HOST_ENV, create_bigquery_engine
+    from dpone_state.bigquery import EMULATOR_HOST_ENV, create_bigquery_engine  # noqa: PLC0415
 
     # Engines built from the URL alone (other processes of the concurrency tests) find the
     # emulator through the variable google-cloud-bigquery reads.
