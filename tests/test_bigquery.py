@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from dpone_state import (
     BackendMismatchError,
     StateConfigurationError,
     StateCredentialsError,
+    XMinState,
     XMinStateStorage,
     create_state_engine,
 )
@@ -32,7 +34,8 @@ from dpone_state.bigquery import (
     BigQueryXMinStateStorage,
     create_bigquery_engine,
 )
-from tests.backends import BIGQUERY_EMULATOR, BIGQUERY_PROJECT
+from tests.backends import BACKENDS, BIGQUERY_EMULATOR, BIGQUERY_PROJECT
+from tests.conftest import StateDB
 
 
 @pytest.fixture
@@ -165,3 +168,35 @@ def test_emulator_host_variable_means_anonymous_credentials(
     engine = create_state_engine("bigquery://dpone-test")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+
+
+def test_each_call_is_one_bigquery_api_request(emulator: str) -> None:
+    """Stricter than test_statements on BigQuery: no dataset/table lookup besides the job."""
+    from tests.test_statements import CALLS  # noqa: PLC0415
+
+    client = bigquery.Client(
+        project="dpone-test",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": emulator},
+    )
+    requests: list[str] = []
+    send = client._http.request
+
+    def counting(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        requests.append(f"{method} {url}")
+        return send(method, url, *args, **kwargs)
+
+    client._http.request = counting
+    engine = create_bigquery_engine(client=client)
+    db = StateDB(BACKENDS["bigquery"], engine, "", f"dpone_test_{uuid.uuid4().hex[:10]}")
+    db.xmin().create_tables()
+    db.runs().create_tables()
+    try:
+        for name, call in CALLS.items():
+            db.xmin().delete_state("s", "t")
+            db.xmin().save_state("s", "t", XMinState(1))  # revision 1 for the CAS update
+            requests.clear()
+            call(db)
+            assert [r.split("?")[0].rsplit("/", 1)[-1] for r in requests] == ["queries"], name
+    finally:
+        client.delete_dataset(db.schema, delete_contents=True, not_found_ok=True)
