@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 import sqlalchemy
@@ -72,6 +73,10 @@ def create_state_engine(url: str | URL, **options: Any) -> Engine:
     """
     parsed = make_url(url)
     backend = backend_module(parsed.get_backend_name())
-    engine = sqlalchemy.create_engine(parsed, **{**backend.engine_options(parsed), **options})
+    merged = {**backend.engine_options(parsed), **options}
+    # Optional hook: a backend may hand the dialect another URL (BigQuery moves the
+    # credentials out of it into the client that ``engine_options`` built).
+    engine_url: Callable[[URL], URL] | None = getattr(backend, "engine_url", None)
+    engine = sqlalchemy.create_engine(engine_url(parsed) if engine_url else parsed, **merged)
     backend.prepare_engine(engine)
     return engine

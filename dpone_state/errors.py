@@ -15,6 +15,8 @@ __all__ = [
     "SecretKeyMissingError",
     "SecretNotFoundError",
     "StateConfigError",
+    "StateConfigurationError",
+    "StateCredentialsError",
     "StateError",
     "StateNotProvisionedError",
     "StateUnavailableError",
@@ -138,3 +140,11 @@ class BackendNotInstalledError(StateError):
 
 class DowngradeRefusedError(StateError):
     """A migration downgrade would delete rows of the state tables and was not confirmed."""
+
+
+class StateConfigurationError(StateError, ValueError):
+    """The state backend is configured in a way that cannot work (URL, engine options)."""
+
+
+class StateCredentialsError(StateConfigurationError):
+    """The cloud credentials are missing or unreadable (BigQuery); the message says which."""

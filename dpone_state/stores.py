@@ -82,15 +82,13 @@ def _bigquery_engine(target: BigQueryConnection) -> Engine:
             "(dpone_state.bigquery.create_bigquery_engine is missing in this version)"
         )
     try:
-        engine: Engine = factory(
-            project=target.project,
-            dataset=target.dataset,
-            credentials_info=None
-            if target.credentials_info is None
-            else dict(target.credentials_info),
-            credentials_path=target.credentials_path,
-            location=target.location,
+        credentials = (
+            dict(target.credentials_info)
+            if target.credentials_info is not None
+            else target.credentials_path
         )
+        # The dataset is the storages' schema (settings), not part of the engine.
+        engine: Engine = factory(target.project, credentials=credentials, location=target.location)
     except ModuleNotFoundError as error:
         raise _not_installed("bigquery", error) from None
     return engine

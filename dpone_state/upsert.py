@@ -35,6 +35,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.sql.visitors import iterate
 
 __all__ = [
+    "BIGQUERY_MERGE",
     "INCOMING",
     "MSSQL_MERGE",
     "Incoming",
@@ -271,6 +272,17 @@ def compile_merge(element: Upsert, compiler: SQLCompiler, syntax: MergeSyntax, *
 def _compile_mssql(element: Upsert, compiler: SQLCompiler, **kw: Any) -> str:
     """``MERGE INTO … WITH (HOLDLOCK) AS target USING (VALUES …) AS incoming … ;``"""
     return compile_merge(element, compiler, MSSQL_MERGE, **kw)
+
+
+#: BigQuery: no VALUES table constructor, so the source rows are ``SELECT … UNION ALL``; each
+#: MERGE is one atomic DML job (BigQuery serialises conflicting DML on a table).
+BIGQUERY_MERGE: Final = MergeSyntax(source_rows="select")
+
+
+@compiles(Upsert, "bigquery")
+def _compile_bigquery(element: Upsert, compiler: SQLCompiler, **kw: Any) -> str:
+    """``MERGE INTO … AS target USING (SELECT … UNION ALL SELECT …) AS incoming …``"""
+    return compile_merge(element, compiler, BIGQUERY_MERGE, **kw)
 
 
 def upsert_applied(result: CursorResult[Any]) -> bool:

@@ -17,6 +17,9 @@ STARTED=()
 trap cleanup EXIT
 
 # Services owned by this repo (installed and started here, stopped on exit) are added below.
+if ! bash scripts/services/bigquery-emulator.sh status >/dev/null 2>&1; then
+  bash scripts/services/bigquery-emulator.sh start && STARTED+=(bigquery-emulator)
+fi
 
 # OpenBao (Vault API) dev server for the `connection_type: vault` tests.
 bash scripts/services/openbao.sh install

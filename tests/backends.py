@@ -8,11 +8,13 @@ run; elsewhere it is skipped with a reason that says how to enable it.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -33,6 +35,8 @@ class Backend:
     how_to_enable: str
     uses_schema: bool = True
     make_engine: Callable[[str], Engine] = field(default=create_state_engine)
+    #: A faster "is it there" check than a query (None: run ``SELECT 1``).
+    probe: Callable[[Engine], str | None] | None = None
 
     @property
     def url(self) -> str | None:
@@ -57,6 +61,46 @@ class Backend:
                 tables.reflect(conn, schema=schema)
                 tables.drop_all(conn)
                 conn.execute(sa.schema.DropSchema(schema))
+            elif engine.dialect.name == "bigquery":
+                client = conn.connection.dbapi_connection._client  # type: ignore[union-attr]
+                client.delete_dataset(schema, delete_contents=True, not_found_ok=True)
+
+
+#: BigQuery: a local emulator (``scripts/services/bigquery-emulator.sh``) unless a real
+#: project is named, which is then reached with application default credentials.
+BIGQUERY_EMULATOR = os.environ.get("DPONE_STATE_TEST_BIGQUERY_EMULATOR", "http://127.0.0.1:9050")
+BIGQUERY_PROJECT = os.environ.get("DPONE_STATE_TEST_BIGQUERY_PROJECT")
+
+
+def _bigquery_engine(url: str) -> Engine:
+    """A caller-built client on the emulator (the ``user_supplied_client`` path), or ADC."""
+    if BIGQUERY_PROJECT:
+        return create_state_engine(url)
+    from google.auth.credentials import AnonymousCredentials  # noqa: PLC0415
+    from google.cloud import bigquery  # noqa: PLC0415
+
+    from dpone_state.bigquery import EMULATOR_HOST_ENV, create_bigquery_engine  # noqa: PLC0415
+
+    # Engines built from the URL alone (other processes of the concurrency tests) find the
+    # emulator through the variable google-cloud-bigquery reads.
+    os.environ[EMULATOR_HOST_ENV] = BIGQUERY_EMULATOR
+    client = bigquery.Client(
+        project="dpone-test",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": BIGQUERY_EMULATOR},
+    )
+    return create_bigquery_engine(client=client)
+
+
+def _bigquery_probe(engine: Engine) -> str | None:
+    """The emulator's port first: a query to a closed port is retried for minutes."""
+    if not BIGQUERY_PROJECT:
+        parts = urlsplit(BIGQUERY_EMULATOR)
+        try:
+            socket.create_connection((parts.hostname, parts.port or 80), timeout=2).close()
+        except OSError as error:
+            return f"no emulator at {BIGQUERY_EMULATOR}: {error}"
+    return reachable(engine)
 
 
 BACKENDS: dict[str, Backend] = {
@@ -98,6 +142,20 @@ BACKENDS: dict[str, Backend] = {
             "mssql+pyodbc://sa:PASSWORD@127.0.0.1:1433/dpone_test?driver=FreeTDS&TDS_Version=7.4 "
             "(README: Running the tests on SQL Server)"
         ),
+    ),
+    "bigquery": Backend(
+        name="bigquery",
+        env_var="DPONE_STATE_TEST_BIGQUERY_URL",
+        default_url=f"bigquery://{BIGQUERY_PROJECT or 'dpone-test'}",
+        required_in_ci=True,
+        how_to_enable=(
+            "run `scripts/services/bigquery-emulator.sh start` (emulator at "
+            "DPONE_STATE_TEST_BIGQUERY_EMULATOR, default http://127.0.0.1:9050), or set "
+            "DPONE_STATE_TEST_BIGQUERY_PROJECT to a real project (application default "
+            "credentials)"
+        ),
+        make_engine=_bigquery_engine,
+        probe=_bigquery_probe,
     ),
 }
 

@@ -37,7 +37,7 @@ def _engine_or_skip(backend: Backend, tmp_root: Path) -> tuple[Engine, str]:
     if url is None:
         pytest.skip(f"{backend.name}: not configured; {backend.how_to_enable}")
     engine = backend.make_engine(url)
-    problem = reachable(engine)
+    problem = (backend.probe or reachable)(engine)
     if problem is not None:
         engine.dispose()
         message = f"{backend.name} not reachable ({problem}); {backend.how_to_enable}"
@@ -70,7 +70,7 @@ def db(state_db: StateDB) -> StateDB:
     """The backend's state store with both default tables empty."""
     with state_db.engine.begin() as conn:
         for storage in (state_db.xmin(), state_db.runs()):
-            conn.execute(sa.delete(storage.table))
+            conn.execute(sa.delete(storage.table).where(sa.true()))  # BigQuery needs a WHERE
     return state_db
 
 

@@ -92,7 +92,12 @@ def _target(name: str, tmp_path: Path) -> Iterator[Target]:
         engine.dispose()
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+#: BigQuery is provisioned by ``create_tables()``, not by the migrations: it cannot add a
+#: REQUIRED column to an existing table, which revision 0002 does (README: BigQuery).
+MIGRATED_BACKENDS = sorted(name for name in BACKENDS if name != "bigquery")
+
+
+@pytest.fixture(params=MIGRATED_BACKENDS)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     yield from _target(request.param, tmp_path)
 

@@ -24,7 +24,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
 from dpone_state import (
-    BackendNotInstalledError,
     InvalidIdentifierError,
     MissingEnvironmentVariableError,
     RunState,
@@ -339,17 +338,27 @@ def test_open_state_errors_before_connecting() -> None:
         )
 
 
-def test_bigquery_without_the_engine_factory_says_it_is_not_installed() -> None:
+def test_bigquery_block_opens_working_storages_on_the_emulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = BACKENDS["bigquery"]
+    engine, _ = _engine_or_skip(backend, tmp_path)  # the emulator (required under CI=true)
+    dataset = backend.new_schema_name()
+    environ = {"DPONE_CONN_BQ": json.dumps({"project": "dpone-test", "location": "US"})}
+    block = {
+        "type": "bigquery",
+        "connection_id": "bq",
+        "connection_type": "env",
+        "table": {"schema": dataset, "name": "etl_xmin_state"},
+    }
     try:
-        from dpone_state import bigquery  # noqa: PLC0415
-
-        installed = hasattr(bigquery, "create_bigquery_engine")
-    except ImportError:
-        installed = False
-    if installed:
-        pytest.skip("dpone_state.bigquery.create_bigquery_engine exists: its own tests cover it")
-    environ = {"DPONE_CONN_BQ": json.dumps({"project": "p", "dataset": "d"})}
-    with pytest.raises(BackendNotInstalledError, match=r"(?i)bigquery"):
-        open_state(
-            {"type": "bigquery", "connection_id": "bq", "connection_type": "env"}, environ=environ
-        )
+        with open_state(block, environ=environ) as state:
+            assert state.engine.dialect.name == "bigquery"
+            state.create_tables()
+            state.xmin.save_state("public", "orders", XMinState(77))
+            loaded = state.xmin.load_state("public", "orders")
+            assert loaded is not None and loaded.xmin_value == 77
+            assert state.runs.get_run_states_by_dag("dag") == []
+    finally:
+        backend.drop_schema(engine, dataset)
+        engine.dispose()
