@@ -61,7 +61,7 @@ def _mssql_column_spec(compiler: DDLCompiler, column: Column[Any], **kw: Any) ->
 
 
 @compiles(CreateColumn, "mssql")
-def _create_column_mssql(create: CreateColumn[Any], compiler: DDLCompiler, **kw: Any) -> Any:
+def _create_column_mssql(create: CreateColumn, compiler: DDLCompiler, **kw: Any) -> Any:
     column = create.element
     if column.system:
         return None

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Connection
 
 from dpone_state.errors import StateUnavailableError
@@ -37,6 +38,7 @@ def _short_name(name: str) -> str:
 def migration_lock(connection: Connection, name: str) -> Iterator[None]:
     """Hold an exclusive, session-level lock called ``name`` on ``connection`` for the block."""
     dialect = connection.dialect.name
+    release: tuple[TextClause, dict[str, Any]]
     if dialect == "postgresql":
         key = _lock_key(name)
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})

@@ -12,11 +12,11 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import BindParameter, Integer, Table, bindparam, delete, inspect, select, update
+from sqlalchemy import BindParameter, Integer, Table, bindparam, delete, select, update
 from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.schema import CreateSchema
 
+from dpone_state.ddl import create_schema_if_missing
 from dpone_state.engine import SUPPORTED_DIALECTS, create_state_engine, safe_url
 from dpone_state.errors import (
     BackendMismatchError,
@@ -204,14 +204,8 @@ class _Storage:
 
         An explicit provisioning step; production databases are provisioned by the migrations.
         """
-        dialect = self.engine.dialect.name
         with self._translated_errors(), self.engine.begin() as conn:
-            if (
-                self.schema is not None
-                and dialect not in _NO_SCHEMA_DIALECTS
-                and not inspect(conn).has_schema(self.schema)
-            ):
-                conn.execute(CreateSchema(self.schema, if_not_exists=True))
+            create_schema_if_missing(conn, self.schema)  # guarded per dialect (ddl.py)
             self.table.metadata.create_all(conn, checkfirst=True)
         log.info("provisioned %s on %s", self.qualified_name, safe_url(self.engine.url))
 

@@ -36,8 +36,12 @@ down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Lengths of the legacy SQL Server layout (and MySQL keys).
-_KEY_NAME, _NAME, _DAG_ID, _LOAD_STRATEGY, _STATE = 256, 256, 512, 64, 32
+# Name lengths where the dialect bounds them (SQL Server, MySQL; PostgreSQL and SQLite use
+# TEXT). Key columns are narrower than the legacy SQL Server layout (nvarchar(256) names,
+# nvarchar(512) dag_id) so that a key fits SQL Server's 900-byte clustered key and MySQL's
+# 3072-byte index limit; adopted legacy tables keep their wider columns (every value the
+# library writes fits them).
+_KEY_NAME, _NAME, _DAG_ID, _LOAD_STRATEGY, _STATE = 128, 256, 400, 64, 32
 
 
 def _timestamps() -> list[Column[Any]]:
