@@ -3,19 +3,33 @@
 Importing this package imports no database driver; an engine's driver loads when it is made.
 """
 
+from dpone_state.config import StateSettings, TableRef, load_state_settings
+from dpone_state.connections import connection_env_var
 from dpone_state.engine import DEFAULT_URL, create_state_engine, default_url, safe_url
 from dpone_state.errors import (
     BackendMismatchError,
+    BackendNotInstalledError,
     InvalidIdentifierError,
+    InvalidSecretError,
     InvalidStateError,
+    MissingConnectionError,
+    MissingEnvironmentVariableError,
     RevisionConflictError,
+    SecretKeyMissingError,
+    SecretNotFoundError,
+    StateConfigError,
     StateError,
     StateNotProvisionedError,
     StateUnavailableError,
+    UnknownConfigKeyError,
+    UnknownStateTypeError,
     UnsupportedBackendError,
+    VaultAccessDeniedError,
+    VaultUnavailableError,
 )
 from dpone_state.models import RunState, RunStateStatus, XMinState
 from dpone_state.storage import RunStateStorage, XMinStateStorage
+from dpone_state.stores import StateStores, open_state
 from dpone_state.tables import (
     DEFAULT_RUN_TABLE,
     DEFAULT_SCHEMA,
@@ -32,22 +46,39 @@ __all__ = [
     "DEFAULT_URL",
     "DEFAULT_XMIN_TABLE",
     "BackendMismatchError",
+    "BackendNotInstalledError",
     "InvalidIdentifierError",
+    "InvalidSecretError",
     "InvalidStateError",
+    "MissingConnectionError",
+    "MissingEnvironmentVariableError",
     "RevisionConflictError",
     "RunState",
     "RunStateStatus",
     "RunStateStorage",
+    "SecretKeyMissingError",
+    "SecretNotFoundError",
+    "StateConfigError",
     "StateError",
     "StateNotProvisionedError",
+    "StateSettings",
+    "StateStores",
     "StateTables",
     "StateUnavailableError",
+    "TableRef",
+    "UnknownConfigKeyError",
+    "UnknownStateTypeError",
     "UnsupportedBackendError",
+    "VaultAccessDeniedError",
+    "VaultUnavailableError",
     "XMinState",
     "XMinStateStorage",
     "__version__",
     "build_tables",
+    "connection_env_var",
     "create_state_engine",
     "default_url",
+    "load_state_settings",
+    "open_state",
     "safe_url",
 ]

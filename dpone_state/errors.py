@@ -4,13 +4,24 @@ from __future__ import annotations
 
 __all__ = [
     "BackendMismatchError",
+    "BackendNotInstalledError",
     "InvalidIdentifierError",
+    "InvalidSecretError",
     "InvalidStateError",
+    "MissingConnectionError",
+    "MissingEnvironmentVariableError",
     "RevisionConflictError",
+    "SecretKeyMissingError",
+    "SecretNotFoundError",
+    "StateConfigError",
     "StateError",
     "StateNotProvisionedError",
     "StateUnavailableError",
+    "UnknownConfigKeyError",
+    "UnknownStateTypeError",
     "UnsupportedBackendError",
+    "VaultAccessDeniedError",
+    "VaultUnavailableError",
 ]
 
 
@@ -67,3 +78,58 @@ class UnsupportedBackendError(StateError, ValueError):
 
 class BackendMismatchError(StateError, TypeError):
     """A backend-specific storage class was given an engine of another dialect."""
+
+
+# --- The manifest ``state:`` block and its connections (config.py, connections.py) ---------
+
+
+class StateConfigError(StateError, ValueError):
+    """The ``state:`` block, or the connection it names, cannot be used; nothing was opened.
+
+    ``field`` names what to change (``state.type``, ``VAULT_ADDR``, a secret key, …).
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class UnknownConfigKeyError(StateConfigError):
+    """A key the block does not know (a typo must not fall back to a default silently)."""
+
+
+class UnknownStateTypeError(StateConfigError, UnsupportedBackendError):
+    """``state.type`` is not one of the supported backends."""
+
+
+class MissingConnectionError(StateConfigError):
+    """The block names no connection and none can be reused from the sink."""
+
+
+class MissingEnvironmentVariableError(StateConfigError):
+    """An environment variable the connection needs is not set."""
+
+
+class InvalidSecretError(StateConfigError):
+    """A connection secret (Vault or environment) is present but malformed."""
+
+
+class SecretNotFoundError(StateConfigError):
+    """The Vault secret the connection names does not exist."""
+
+
+class SecretKeyMissingError(StateConfigError):
+    """The connection secret lacks a key the backend needs."""
+
+
+class VaultAccessDeniedError(StateConfigError):
+    """Vault refused the token (``VAULT_TOKEN``) for the secret's path."""
+
+
+class VaultUnavailableError(StateUnavailableError):
+    """Vault (``VAULT_ADDR``) cannot be reached; safe to retry."""
+
+
+class BackendNotInstalledError(StateError):
+    """The code or driver of a configured backend (or of Vault) is not installed."""

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
+from typing import Any, TypeVar
 
 from dpone_state.errors import InvalidStateError
 
@@ -40,6 +41,9 @@ ERROR_MESSAGE_MAX = 1_000_000
 #: Timestamps every backend stores (MySQL ``DATETIME`` starts at year 1000).
 MIN_TIMESTAMP = datetime(1000, 1, 1, tzinfo=timezone.utc)
 MAX_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+
+
+_T = TypeVar("_T")
 
 
 class RunStateStatus(str, Enum):
@@ -123,6 +127,17 @@ def _check_int(field_name: str, value: object, *, optional: bool = False) -> int
     return int(value)
 
 
+def _from_storage(cls: type[_T], fields: dict[str, Any]) -> _T:
+    """An instance from values the database returned, skipping write-side validation.
+
+    Rows were validated when written (or come from the legacy runtime) and the column types
+    already return aware UTC datetimes; re-validating every row would dominate read latency.
+    """
+    instance = object.__new__(cls)
+    instance.__dict__.update(fields)
+    return instance
+
+
 @dataclass(frozen=True)
 class XMinState:
     """A Postgres XMin checkpoint: the 64-bit, epoch-extended transaction ID to resume from.
@@ -146,6 +161,11 @@ class XMinState:
             if not isinstance(getattr(self, name), bool):
                 raise InvalidStateError(name, "expected a bool")
         object.__setattr__(self, "timestamp", to_utc("timestamp", self.timestamp))
+
+    @classmethod
+    def from_storage(cls, **fields: Any) -> XMinState:
+        """A checkpoint as read from the database (no re-validation)."""
+        return _from_storage(cls, {"frozen_xid": None, "revision": 0, **fields})
 
 
 @dataclass(frozen=True)
@@ -202,3 +222,23 @@ class RunState:
             _check_text("error_message", self.error_message, ERROR_MESSAGE_MAX)
         for name in ("id", "rows_read", "rows_written", "rows_updated", "rows_deleted"):
             _check_int(name, getattr(self, name), optional=True)
+
+    @classmethod
+    def from_storage(cls, **fields: Any) -> RunState:
+        """A run as read from the database (no re-validation; ``state`` must be known)."""
+        try:
+            fields["state"] = RunStateStatus(fields["state"])
+        except ValueError:
+            raise InvalidStateError(
+                "state", f"the database holds an unknown run state {fields['state']!r}"
+            ) from None
+        return _from_storage(cls, {**_RUN_DEFAULTS, **fields})
+
+
+_RUN_DEFAULTS: dict[str, Any] = {
+    name: None
+    for name in (
+        "ended_at", "duration_min", "error_message", "id", "rows_read", "rows_written",
+        "rows_updated", "rows_deleted", "process_name",
+    )
+}  # fmt: skip

@@ -20,7 +20,6 @@ from dpone_state.ddl import create_schema_if_missing
 from dpone_state.engine import SUPPORTED_DIALECTS, create_state_engine, safe_url
 from dpone_state.errors import (
     BackendMismatchError,
-    InvalidIdentifierError,
     InvalidStateError,
     RevisionConflictError,
     StateNotProvisionedError,
@@ -28,6 +27,7 @@ from dpone_state.errors import (
     UnsupportedBackendError,
 )
 from dpone_state.failures import is_connection_failure, is_missing_table
+from dpone_state.identifiers import check_identifier as _identifier
 from dpone_state.models import (
     MAX_BIGINT,
     MAX_DAG_ID,
@@ -65,8 +65,6 @@ class _Default:
 
 DEFAULT: Final = _Default()
 
-#: Longest schema or table name accepted (SQL Server's and BigQuery's limits are larger).
-IDENTIFIER_MAX = 128
 #: Attempts of an idempotent read when the connection is lost (writes are never retried).
 READ_ATTEMPTS = 2
 #: Checkpoints per statement in ``save_states``.
@@ -75,18 +73,6 @@ BULK_ROWS = 500
 MAX_LIMIT = 10_000
 #: Dialects without schemas: a ``schema`` there is an attached database.
 _NO_SCHEMA_DIALECTS = frozenset({"sqlite"})
-
-
-def _identifier(field: str, value: object) -> str:
-    if not isinstance(value, str) or not value or value != value.strip():
-        raise InvalidIdentifierError(
-            field, f"{value!r} is not a usable name: use a non-empty string without edge spaces"
-        )
-    if "\x00" in value or len(value) > IDENTIFIER_MAX:
-        raise InvalidIdentifierError(
-            field, f"must be at most {IDENTIFIER_MAX} characters and contain no NUL"
-        )
-    return value
 
 
 def _first_line(error: BaseException | None) -> str:
@@ -251,6 +237,7 @@ class XMinStateStorage(_Storage):
             t.c.revision,
         ).where(key)
         self._delete = delete(t).where(key)
+        self._bulk_statements: dict[int, Upsert] = {}
 
     def _build_table(self) -> Table:
         return xmin_state_table(new_metadata(), self.schema, self.table_name)
@@ -313,14 +300,14 @@ class XMinStateStorage(_Storage):
         The bulk path for backends with DML quotas (BigQuery): last writer wins per key, as in
         ``save_state`` without ``expected_revision``. Each statement is atomic on its own.
         """
-        rows: list[dict[str, Any]] = []
+        params: list[dict[str, Any]] = []
         now = utc_now()
         for key, state in states.items():
             if not isinstance(key, tuple) or len(key) != 2:
                 raise InvalidStateError("states", "keys must be (source_schema, source_table)")
             if not isinstance(state, XMinState):
                 raise InvalidStateError("states", f"{key!r}: expected an XMinState")
-            rows.append(
+            params.append(
                 {
                     "source_schema": check_key_name("source_schema", key[0]),
                     "source_table": check_key_name("source_table", key[1]),
@@ -330,18 +317,36 @@ class XMinStateStorage(_Storage):
                     "frozen_xid": state.frozen_xid,
                     UPDATED_AT: now,
                     LOADED_AT: state.timestamp,
-                    "revision": 1,
                 }
             )
-        for start in range(0, len(rows), BULK_ROWS):
+        for start in range(0, len(params), BULK_ROWS):
+            batch = params[start : start + BULK_ROWS]
+            bound = {
+                f"p_{name}_{i}": value for i, row in enumerate(batch) for name, value in row.items()
+            }
+            self._write(self._bulk_statement(len(batch)), bound)
+        return len(params)
+
+    def _bulk_statement(self, rows: int) -> Upsert:
+        """The multi-row upsert for ``rows`` checkpoints, built (and compiled) once per size."""
+        statement = self._bulk_statements.get(rows)
+        if statement is None:
+            t = self.table
+            names = (*_XMIN_KEY, *_XMIN_VALUES, LOADED_AT)
             statement = Upsert(
-                self.table,
-                rows[start : start + BULK_ROWS],
+                t,
+                [
+                    {
+                        **{n: bindparam(f"p_{n}_{i}", type_=t.c[n].type) for n in names},
+                        "revision": 1,
+                    }
+                    for i in range(rows)
+                ],
                 key=_XMIN_KEY,
                 update=self._save.upsert_update,
             )
-            self._write(statement, {})
-        return len(rows)
+            self._bulk_statements[rows] = statement
+        return statement
 
     def load_state(self, source_schema: str, source_table: str) -> XMinState | None:
         """The stored checkpoint, or ``None`` when there is none."""
@@ -349,7 +354,7 @@ class XMinStateStorage(_Storage):
         if not rows:
             return None
         row = rows[0]
-        return XMinState(
+        return XMinState.from_storage(
             xmin_value=row.xmin_value,
             timestamp=row._mapping[LOADED_AT],
             is_initial=bool(row.is_initial),
@@ -459,8 +464,7 @@ class RunStateStorage(_Storage):
 
     @staticmethod
     def _to_model(row: Row[Any]) -> RunState:
-        data = row._mapping
-        return RunState(**{name: data[name] for name in (*_RUN_FIELDS, "id") if name in data})
+        return RunState.from_storage(**row._asdict())
 
     def save_run_state(self, run_state: RunState) -> None:
         """Upsert the run row: a new run is inserted; an existing one gets its outcome updated.

@@ -18,4 +18,14 @@ trap cleanup EXIT
 
 # Services owned by this repo (installed and started here, stopped on exit) are added below.
 
+# OpenBao (Vault API) dev server for the `connection_type: vault` tests.
+bash scripts/services/openbao.sh install
+if ! bash scripts/services/openbao.sh status >/dev/null; then
+  bash scripts/services/openbao.sh start
+  STARTED+=(openbao)
+fi
+eval "$(bash scripts/services/openbao.sh env)"
+export DPONE_STATE_TEST_VAULT_ADDR="$VAULT_ADDR" DPONE_STATE_TEST_VAULT_TOKEN="$VAULT_TOKEN"
+unset VAULT_ADDR VAULT_TOKEN
+
 "$VENV/bin/python" -m pytest "$@"

@@ -1,4 +1,5 @@
-"""Concurrent writers in separate processes: no error, one row per key, no lost update."""
+"""Concurrent writers in separate processes, mixed with reads and prunes: no error, one row
+per key, no lost update; and racing compare-and-set writers: exactly one wins."""
 
 from __future__ import annotations
 
@@ -33,10 +34,18 @@ def _writer(url: str, schema: str | None, worker: int, start: Any, errors: Any) 
         for i in range(SAVES_PER_PROCESS):
             for key in KEYS:
                 xmin.save_state("public", key, XMinState(worker * 1000 + i))
+            xmin.save_state("public", f"own_{worker}", XMinState(i))  # a key of its own
+            recent = datetime.now(timezone.utc)
             runs.save_run_state(
                 RunState("dag", "s", "t", "ts", "tt", "full", T0, "running", T0, rows_read=i)
             )
+            runs.save_run_state(  # a run the prunes below race to delete
+                RunState(f"dag_{worker}", "s", "t", "ts", "tt", "full", recent, "running", T0)
+            )
             xmin.load_state("public", KEYS[i % len(KEYS)])
+            runs.get_run_states_by_dag("dag", limit=5)
+            if i % 5 == 0:
+                runs.delete_old_states(days_to_keep=0)
     except Exception as error:
         errors.put(f"worker {worker}: {type(error).__name__}: {error}")
     finally:
@@ -83,12 +92,16 @@ def test_concurrent_writers_same_keys(db: StateDB) -> None:
                 xmin.table.c.source_table
             )
         ).all()
-    assert sorted(rows) == [(key, 1) for key in KEYS]
+    own = [f"own_{w}" for w in range(PROCESSES)]
+    assert sorted(rows) == sorted([(key, 1) for key in KEYS + own])
     for key in KEYS:
         state = xmin.load_state("public", key)
         # every save bumped the revision exactly once: none was lost
         assert state is not None and state.revision == PROCESSES * SAVES_PER_PROCESS
-    assert len(db.runs().get_run_states_by_dag("dag")) == 1
+    for key in own:
+        state = xmin.load_state("public", key)
+        assert state is not None
+        assert (state.xmin_value, state.revision) == (SAVES_PER_PROCESS - 1, SAVES_PER_PROCESS)
 
 
 def test_racing_compare_and_set_has_exactly_one_winner(db: StateDB) -> None:

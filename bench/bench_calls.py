@@ -1,0 +1,219 @@
+"""Per-call latency: dpone-state vs hand-written SQL on the raw driver vs ORM session.merge.
+
+All three approaches run interleaved, call by call, in one process, so machine noise hits
+them alike; medians and their ratios are printed. Run with `make bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import psycopg2
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, registry
+
+from dpone_state import RunState, RunStateStorage, XMinState, XMinStateStorage, create_state_engine
+
+PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+SCHEMA = "dpone_bench"
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+XMIN_UPSERT = (
+    "INSERT INTO {t} (source_schema, source_table, xmin_value, is_initial, wraparound_detected,"
+    " frozen_xid, __dpone__updated_at, __dpone__loaded_at, revision)"
+    " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, 1)"
+    " ON CONFLICT (source_schema, source_table) DO UPDATE SET xmin_value = excluded.xmin_value,"
+    " is_initial = excluded.is_initial, wraparound_detected = excluded.wraparound_detected,"
+    " frozen_xid = excluded.frozen_xid, __dpone__updated_at = excluded.__dpone__updated_at,"
+    " revision = {t}.revision + 1"
+)
+XMIN_LOAD = (
+    "SELECT xmin_value, __dpone__loaded_at, is_initial, wraparound_detected, frozen_xid, revision"
+    " FROM {t} WHERE source_schema = {p} AND source_table = {p}"
+)
+RUN_COLUMNS = (
+    "dag_id, source_schema, source_table, target_schema, target_table, load_strategy,"
+    " execution_date, state, started_at, ended_at, duration_min, error_message, rows_read,"
+    " rows_written, rows_updated, rows_deleted, process_name, __dpone__loaded_at,"
+    " __dpone__updated_at"
+)
+RUN_UPSERT = (
+    "INSERT INTO {t} (" + RUN_COLUMNS + ") VALUES (" + ", ".join(["{p}"] * 19) + ")"
+    " ON CONFLICT (dag_id, execution_date) DO UPDATE SET state = excluded.state,"
+    " ended_at = excluded.ended_at, duration_min = excluded.duration_min,"
+    " error_message = excluded.error_message, rows_read = excluded.rows_read,"
+    " rows_written = excluded.rows_written, rows_updated = excluded.rows_updated,"
+    " rows_deleted = excluded.rows_deleted, load_strategy = excluded.load_strategy,"
+    " __dpone__updated_at = excluded.__dpone__updated_at"
+)
+RUN_LIST = (
+    "SELECT " + RUN_COLUMNS + " FROM {t} WHERE dag_id = {p} ORDER BY execution_date DESC LIMIT {p}"
+)
+
+
+def run_params(i: int, naive: bool) -> tuple[Any, ...]:
+    when = (T0 + timedelta(days=i % 20)).replace(tzinfo=None) if naive else T0
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    return ("dag", "s", "t", "ts", "tt", "full", when, "success", when, None, 1.5, None,
+            i, i, 0, 0, None, now, now)  # fmt: skip
+
+
+def xmin_params(i: int) -> tuple[Any, ...]:
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    return ("s", "r", i, False, False, None, now, T0.replace(tzinfo=None))
+
+
+def bench(target: str, rounds: int) -> list[tuple[str, float, float, float | None]]:
+    if target == "postgresql":
+        url = PG_URL
+        raw = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test")
+        placeholder, xmin_t, run_t = "%s", f"{SCHEMA}.etl_xmin_state", f"{SCHEMA}.etl_run_state"
+        schema: str | None = SCHEMA
+    else:
+        path = tempfile.mkdtemp() + "/bench.db"
+        url = f"sqlite:///{path}"
+        raw = sqlite3.connect(path, timeout=30)
+        raw.execute("PRAGMA journal_mode=WAL")
+        placeholder, xmin_t, run_t = "?", "etl_xmin_state", "etl_run_state"
+        schema = None
+    engine = create_state_engine(url)
+    if target == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+    xmin = XMinStateStorage(engine, schema=schema)
+    runs = RunStateStorage(engine, schema=schema)
+    xmin.create_tables()
+    runs.create_tables()
+    mapper = registry()
+
+    class XMinRow:
+        pass
+
+    class RunRow:
+        pass
+
+    mapper.map_imperatively(XMinRow, xmin.table)
+    mapper.map_imperatively(RunRow, runs.table, exclude_properties=["id"])
+    orm_engine = create_state_engine(url)
+
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+
+    def raw_exec(sql: str, params: tuple[Any, ...], fetch: bool) -> None:
+        cur = raw.cursor()
+        cur.execute(sql.format(t=xmin_t if "xmin" in sql else run_t, p=placeholder), params)
+        if fetch:
+            cur.fetchall()
+            raw.rollback()
+        else:
+            raw.commit()
+        cur.close()
+
+    def orm_merge(obj: Any) -> None:
+        with Session(orm_engine) as session:
+            session.merge(obj)
+            session.commit()
+
+    def orm_xmin(i: int) -> None:
+        row = XMinRow()
+        now = datetime.now(timezone.utc)
+        for key, value in dict(source_schema="s", source_table="o", xmin_value=i,
+                               is_initial=False, wraparound_detected=False, frozen_xid=None,
+                               revision=i, __dpone__loaded_at=now,
+                               __dpone__updated_at=now).items():  # fmt: skip
+            setattr(row, key, value)
+        orm_merge(row)
+
+    def orm_run(i: int) -> None:
+        row = RunRow()
+        for name, value in zip(RUN_COLUMNS.split(", "), run_params(i, naive=False), strict=True):
+            setattr(row, name.strip(), value)
+        orm_merge(row)
+
+    def orm_load(_: int) -> None:
+        with Session(orm_engine) as session:
+            session.execute(sa.select(xmin.table).where(xmin.table.c.source_table == "o")).all()
+
+    def orm_list(_: int) -> None:
+        with Session(orm_engine) as session:
+            table = runs.table
+            session.execute(
+                sa.select(table).where(table.c.dag_id == "dag").order_by(
+                    table.c.execution_date.desc()).limit(100)
+            ).all()  # fmt: skip
+
+    run = RunState("dag", "s", "t", "ts", "tt", "full", T0, "success", T0, duration_min=1.5)
+    cases: dict[str, dict[str, Callable[[int], None]]] = {
+        "save_state": {
+            "lib": lambda i: xmin.save_state("s", "t", XMinState(i)),
+            "raw": lambda i: raw_exec(XMIN_UPSERT, xmin_params(i), False),
+            "orm": orm_xmin,
+        },
+        "load_state": {
+            "lib": lambda i: xmin.load_state("s", "t"),
+            "raw": lambda i: raw_exec(XMIN_LOAD, ("s", "r"), True),
+            "orm": orm_load,
+        },
+        "save_run_state": {
+            "lib": lambda i: runs.save_run_state(run),
+            "raw": lambda i: raw_exec(RUN_UPSERT, run_params(0, naive=True), False),
+            "orm": orm_run,
+        },
+        "get_run_states_by_dag": {
+            "lib": lambda i: runs.get_run_states_by_dag("dag"),
+            "raw": lambda i: raw_exec(RUN_LIST, ("dag", 100), True),
+            "orm": orm_list,
+        },
+    }
+    for i in range(20):  # warm-up, and 20 runs to list
+        runs.save_run_state(RunState("dag", "s", "t", "ts", "tt", "full",
+                                     T0 + timedelta(days=i), "success", T0))  # fmt: skip
+        for approaches in cases.values():
+            for call in approaches.values():
+                call(i)
+    results = []
+    for name, approaches in cases.items():
+        timings: dict[str, list[float]] = {key: [] for key in approaches}
+        per_call: list[int] = []
+        for i in range(rounds):
+            for key, call in approaches.items():
+                before = len(statements)
+                start = time.perf_counter()
+                call(i)
+                timings[key].append(time.perf_counter() - start)
+                if key == "lib":
+                    per_call.append(len(statements) - before)
+        medians = {key: statistics.median(values) for key, values in timings.items()}
+        assert set(per_call) == {1}, f"{name}: {set(per_call)} statements per call"
+        results.append((name, medians["lib"], medians["raw"], medians.get("orm")))
+    if target == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=500)
+    parser.add_argument("--backend", action="append", choices=["postgresql", "sqlite"])
+    args = parser.parse_args()
+    for target in args.backend or ["postgresql", "sqlite"]:
+        print(f"\n{target}: median per call over {args.rounds} interleaved rounds "
+              "(lib = dpone-state with its default engine options)")  # fmt: skip
+        print(f"{'call':<24}{'lib µs':>9}{'raw µs':>9}{'orm µs':>9}{'lib/raw':>9}{'orm/raw':>9}")
+        for name, lib, raw, orm in bench(target, args.rounds):
+            orm_text = f"{orm * 1e6:9.0f}{orm / raw:9.2f}" if orm else ""
+            print(f"{name:<24}{lib * 1e6:9.0f}{raw * 1e6:9.0f}{orm_text[:9]}{lib / raw:9.2f}"
+                  f"{orm_text[9:]}")  # fmt: skip
+        print("statements per lib call: 1 (checked on every call)")
+
+
+if __name__ == "__main__":
+    main()

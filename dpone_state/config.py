@@ -1,0 +1,349 @@
+"""The manifest ``state:`` block, validated into frozen settings (no connection is made here).
+
+Accepts YAML text, a file path or a dict: either the block itself or a whole manifest with a
+``state:`` key (and optionally ``sink:``, whose connection the state may reuse).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, Union, cast, get_args
+
+import yaml
+from sqlalchemy.engine import URL, make_url
+
+from dpone_state.errors import (
+    MissingConnectionError,
+    StateConfigError,
+    UnknownConfigKeyError,
+    UnknownStateTypeError,
+)
+from dpone_state.identifiers import check_identifier
+from dpone_state.tables import DEFAULT_RUN_TABLE, DEFAULT_XMIN_TABLE
+
+__all__ = [
+    "CONNECTION_TYPES",
+    "DEFAULT_STATE_TYPE",
+    "STATE_TYPES",
+    "ConnectionType",
+    "SinkConnection",
+    "StateConfig",
+    "StateSettings",
+    "StateType",
+    "TableRef",
+    "VaultLocation",
+    "load_state_settings",
+]
+
+log = logging.getLogger("dpone_state")
+
+StateType = Literal["sqlite", "postgres", "mssql", "bigquery", "mysql"]
+ConnectionType = Literal["vault", "env", "url"]
+STATE_TYPES: Final[tuple[StateType, ...]] = get_args(StateType)
+CONNECTION_TYPES: Final[tuple[ConnectionType, ...]] = get_args(ConnectionType)
+#: The seed: state lives in BigQuery unless ``state.type`` says otherwise.
+DEFAULT_STATE_TYPE: Final[StateType] = "bigquery"
+#: A connection id without ``connection_type`` is a Vault secret, as in the seed's blocks.
+DEFAULT_CONNECTION_TYPE: Final[ConnectionType] = "vault"
+DEFAULT_VAULT_MOUNT: Final = "secret"
+#: Sink types whose connection the state may reuse (with the same ``state.type``).
+_SINK_TYPES: Final[dict[str, StateType]] = {
+    "mssql": "mssql",
+    "postgres": "postgres",
+    "postgresql": "postgres",
+}
+#: SQLAlchemy backend names a ``state.url`` may have for each ``state.type``.
+URL_BACKENDS: Final[dict[StateType, frozenset[str]]] = {
+    "sqlite": frozenset({"sqlite"}),
+    "postgres": frozenset({"postgresql"}),
+    "mssql": frozenset({"mssql"}),
+    "bigquery": frozenset({"bigquery"}),
+    "mysql": frozenset({"mysql", "mariadb"}),
+}
+
+_BLOCK_KEYS = ("type", "connection_id", "connection_type", "table", "run_table", "url", "vault")
+_TABLE_KEYS = ("schema", "name")
+_VAULT_KEYS = ("mount_point", "path")
+_SINK_KEYS = ("type", "connection_id", "connection_type")
+#: Top-level keys that mark a whole manifest (rather than the block itself).
+_MANIFEST_KEYS = frozenset({"state", "sink", "source"})
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table of the state: ``schema`` ``None`` means the backend default (none on SQLite)."""
+
+    schema: str | None
+    name: str
+
+
+@dataclass(frozen=True)
+class VaultLocation:
+    """Where a Vault connection secret lives: KV v2 ``mount_point``, ``path`` (default: the id)."""
+
+    mount_point: str = DEFAULT_VAULT_MOUNT
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class SinkConnection:
+    """The three sink keys the state reads; the rest of ``sink:`` belongs to the runtime."""
+
+    type: str
+    connection_id: str | None = None
+    connection_type: ConnectionType | None = None
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    """The validated ``state:`` block. ``url`` is a SQLAlchemy URL: its repr masks the password."""
+
+    type: StateType
+    connection_id: str | None
+    connection_type: ConnectionType | None
+    table: TableRef
+    run_table: TableRef
+    url: URL | None = None
+    vault: VaultLocation = field(default_factory=VaultLocation)
+    #: ``state.type`` was omitted, so the seed's default (BigQuery) applies.
+    type_defaulted: bool = False
+    #: ``connection_id`` / ``connection_type`` come from the sink (sink reuse).
+    connection_from_sink: bool = False
+
+    @property
+    def vault_path(self) -> str | None:
+        """The Vault secret path: ``vault.path``, else the connection id."""
+        return self.vault.path or self.connection_id
+
+
+StateConfig = Union[str, "os.PathLike[str]", Mapping[str, Any], StateSettings]
+
+
+def _check_keys(where: str, block: Mapping[str, Any], valid: tuple[str, ...]) -> None:
+    for key in block:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UnknownConfigKeyError(
+                f"{where}.{key}", f"unknown key; {hint}valid keys: {', '.join(valid)}"
+            )
+
+
+def _mapping(where: str, value: object) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise StateConfigError(where, f"must be a mapping, not {type(value).__name__}")
+    return cast(Mapping[str, Any], value)
+
+
+def _text(where: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or value != value.strip():
+        raise StateConfigError(where, "must be a non-empty string without edge spaces")
+    return value
+
+
+def _state_type(value: object) -> StateType:
+    if value not in STATE_TYPES:
+        raise UnknownStateTypeError(
+            "state.type",
+            f"{value!r} is not a state backend; use one of: {', '.join(STATE_TYPES)}",
+        )
+    return value
+
+
+def _connection_type(where: str, value: object) -> ConnectionType | None:
+    if value is None:
+        return None
+    if value not in CONNECTION_TYPES:
+        raise StateConfigError(
+            where, f"{value!r} is not a connection type; use one of: {', '.join(CONNECTION_TYPES)}"
+        )
+    return value
+
+
+def _table(where: str, value: object, default_schema: str | None, default_name: str) -> TableRef:
+    block = _mapping(where, value)
+    _check_keys(where, block, _TABLE_KEYS)
+    schema = block.get("schema", default_schema)
+    name = block.get("name", default_name)
+    return TableRef(
+        schema=None if schema is None else check_identifier(f"{where}.schema", schema),
+        name=check_identifier(f"{where}.name", name),
+    )
+
+
+def _url(state_type: StateType, value: object, type_defaulted: bool) -> URL | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise StateConfigError("state.url", "must be a SQLAlchemy URL string")
+    try:
+        url = make_url(value)
+    except Exception:  # the message would echo the URL, password included
+        raise StateConfigError(
+            "state.url", "is not a SQLAlchemy URL (dialect+driver://user:password@host/database)"
+        ) from None
+    if url.get_backend_name() not in URL_BACKENDS[state_type]:
+        because = " (state.type is omitted, so BigQuery)" if type_defaulted else ""
+        raise StateConfigError(
+            "state.url",
+            f"is a {url.get_backend_name()!r} URL but state.type is {state_type!r}{because}; "
+            "set state.type to the URL's backend",
+        )
+    return url
+
+
+def _sink(value: object) -> SinkConnection | None:
+    if value is None:
+        return None
+    if isinstance(value, SinkConnection):
+        return value
+    block = _mapping("sink", value)
+    sink_type = block.get("type")
+    if not isinstance(sink_type, str):
+        return None
+    return SinkConnection(
+        type=sink_type,
+        connection_id=_text("sink.connection_id", block.get("connection_id")),
+        connection_type=_connection_type("sink.connection_type", block.get("connection_type")),
+    )
+
+
+def _read(config: str | os.PathLike[str] | Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(config, Mapping):
+        return config
+    if isinstance(config, os.PathLike) or (
+        "\n" not in config and ":" not in config and not config.lstrip().startswith("{")
+    ):
+        path = Path(config)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise StateConfigError(
+                "state", f"cannot read the manifest file {str(path)!r}: {error.strerror}"
+            ) from None
+    else:
+        text = config
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise StateConfigError("state", f"the manifest is not valid YAML{where}") from None
+    return _mapping("state", loaded)
+
+
+def load_state_settings(
+    config: StateConfig, *, sink: Mapping[str, Any] | SinkConnection | None = None
+) -> StateSettings:
+    """Validate a ``state:`` block (or a manifest holding one) into ``StateSettings``.
+
+    ``sink`` (a manifest's ``sink:`` block) overrides the manifest's own ``sink:``.
+    Unknown keys, unknown types and unusable names raise typed errors naming the field.
+    """
+    if isinstance(config, StateSettings):
+        return config
+    document = _read(config)
+    if _MANIFEST_KEYS & set(document):
+        block = _mapping("state", document.get("state"))
+        if sink is None:
+            sink = document.get("sink")
+    else:
+        block = document
+    _check_keys("state", block, _BLOCK_KEYS)
+
+    type_defaulted = block.get("type") is None
+    if type_defaulted:
+        log.info(
+            "state.type is not set: keeping the state in BigQuery (the default); set "
+            "state.type to one of %s to keep it elsewhere",
+            ", ".join(STATE_TYPES),
+        )
+    state_type = DEFAULT_STATE_TYPE if type_defaulted else _state_type(block["type"])
+    connection_id = _text("state.connection_id", block.get("connection_id"))
+    connection_type = _connection_type("state.connection_type", block.get("connection_type"))
+    url = _url(state_type, block.get("url"), type_defaulted)
+    table = _table("state.table", block.get("table"), None, DEFAULT_XMIN_TABLE)
+    run_table = _table("state.run_table", block.get("run_table"), table.schema, DEFAULT_RUN_TABLE)
+    vault_block = _mapping("state.vault", block.get("vault"))
+    _check_keys("state.vault", vault_block, _VAULT_KEYS)
+    vault = VaultLocation(
+        mount_point=_text("state.vault.mount_point", vault_block.get("mount_point"))
+        or DEFAULT_VAULT_MOUNT,
+        path=_text("state.vault.path", vault_block.get("path")),
+    )
+
+    from_sink = False
+    if url is not None:
+        if connection_type not in (None, "url"):
+            raise StateConfigError(
+                "state.connection_type",
+                f"is {connection_type!r} but state.url is set; remove one of them",
+            )
+        connection_type = "url"
+    elif connection_type == "url":
+        raise MissingConnectionError(
+            "state.url", "connection_type is 'url': set state.url to a SQLAlchemy URL"
+        )
+    elif connection_id is None and state_type != "sqlite":
+        reused = _sink(sink)
+        if reused is None or not _reusable(state_type, type_defaulted, reused):
+            raise MissingConnectionError(
+                "state.connection_id", _missing_connection_hint(state_type, type_defaulted, reused)
+            )
+        connection_id = reused.connection_id
+        connection_type = connection_type or reused.connection_type
+        from_sink = True
+    if connection_id is not None and connection_type is None:
+        connection_type = DEFAULT_CONNECTION_TYPE
+
+    return StateSettings(
+        type=state_type,
+        connection_id=connection_id,
+        connection_type=connection_type,
+        table=table,
+        run_table=run_table,
+        url=url,
+        vault=vault,
+        type_defaulted=type_defaulted,
+        connection_from_sink=from_sink,
+    )
+
+
+def _reusable(state_type: StateType, type_defaulted: bool, sink: SinkConnection) -> bool:
+    """The sink's connection serves the state if it is MSSQL/PostgreSQL of the same type."""
+    return (
+        not type_defaulted
+        and sink.connection_id is not None
+        and _SINK_TYPES.get(sink.type) == state_type
+    )
+
+
+def _missing_connection_hint(
+    state_type: StateType, type_defaulted: bool, sink: SinkConnection | None
+) -> str:
+    what = "set state.connection_id (with state.connection_type vault or env) or state.url"
+    sink_type = _SINK_TYPES.get(sink.type) if sink else None
+    if sink is not None and sink_type is not None and sink.connection_id is not None:
+        if type_defaulted:
+            return (
+                f"state.type is omitted, so the state is kept in BigQuery, which needs a "
+                f"connection: {what}; or set state.type: {sink_type} to reuse the "
+                f"{sink.type} sink's connection"
+            )
+        return (
+            f"the {sink.type} sink's connection serves only state.type {sink_type}, not "
+            f"{state_type!r}: {what}"
+        )
+    return f"no connection for the {state_type} state: {what}" + (
+        " (the sink's connection is reused only for an mssql or postgres sink with a "
+        "connection_id and the same state.type)"
+    )

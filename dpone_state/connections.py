@@ -1,0 +1,370 @@
+"""Connections of the ``state:`` block: ``url``, ``env`` and ``vault`` -> a per-dialect target.
+
+A connection becomes a SQLAlchemy ``URL`` built with ``URL.create`` (never by formatting a
+string, so any password works), or BigQuery parameters. Secret values never reach a message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, cast
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import URL, make_url
+
+from dpone_state.config import URL_BACKENDS, StateSettings, StateType
+from dpone_state.errors import (
+    BackendNotInstalledError,
+    InvalidSecretError,
+    MissingEnvironmentVariableError,
+    SecretKeyMissingError,
+    SecretNotFoundError,
+    StateConfigError,
+    VaultAccessDeniedError,
+    VaultUnavailableError,
+)
+from dpone_state.tables import DEFAULT_SCHEMA
+
+__all__ = [
+    "DEFAULT_MSSQL_DRIVER",
+    "BigQueryConnection",
+    "ResolvedConnection",
+    "connection_env_var",
+    "read_vault_secret",
+    "resolve_connection",
+]
+
+#: The ODBC driver of an ``mssql`` connection unless the secret names another (``driver``).
+DEFAULT_MSSQL_DRIVER: Final = "ODBC Driver 18 for SQL Server"
+#: SQLAlchemy ``drivername`` per state type.
+DRIVERNAMES: Final[dict[StateType, str]] = {
+    "postgres": "postgresql+psycopg2",
+    "mysql": "mysql+pymysql",
+    "mssql": "mssql+pyodbc",
+    "sqlite": "sqlite",
+}
+#: Seconds a Vault request may take (``VAULT_CLIENT_TIMEOUT`` overrides, as for the CLI).
+VAULT_TIMEOUT_SECONDS: Final = 10
+
+# Secret keys, first match wins (the secret is shared with the sink's connector, so keys
+# dpone-state does not know are ignored).
+URL_KEYS = ("url", "sqlalchemy_url")
+HOST_KEYS = ("host", "db_host", "hostname", "server")
+PORT_KEYS = ("port", "db_port")
+DATABASE_KEYS = ("database", "db", "dbname", "db_name")
+USER_KEYS = ("username", "user", "login", "db_user")
+PASSWORD_KEYS = ("password", "db_password")
+DRIVER_KEYS = ("driver",)
+OPTION_KEYS = ("options", "query")
+PATH_KEYS = ("path", "database", "file")
+PROJECT_KEYS = ("project", "project_id")
+DATASET_KEYS = ("dataset", "dataset_id")
+LOCATION_KEYS = ("location",)
+SERVICE_ACCOUNT_KEYS = ("service_account_json", "credentials", "keyfile_json", "service_account")
+CREDENTIALS_PATH_KEYS = ("credentials_path", "keyfile", "key_path")
+
+
+@dataclass(frozen=True)
+class BigQueryConnection:
+    """BigQuery target: project, default dataset and credentials (never shown in a repr)."""
+
+    project: str
+    dataset: str
+    credentials_info: Mapping[str, Any] | None = field(default=None, repr=False)
+    credentials_path: str | None = None
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedConnection:
+    """Where the state lives: a SQLAlchemy ``url`` or a ``bigquery`` target, and its origin."""
+
+    origin: str
+    url: URL | None = None
+    bigquery: BigQueryConnection | None = None
+
+
+def connection_env_var(connection_id: str) -> str:
+    """``DPONE_CONN_<ID>``: the id upper-cased, every other character than A-Z0-9 as ``_``."""
+    return "DPONE_CONN_" + re.sub(r"[^A-Z0-9]", "_", connection_id.upper())
+
+
+def _safe_addr(addr: str) -> str:
+    """``VAULT_ADDR`` without any user-info part (it could hold credentials)."""
+    try:
+        parts = urlsplit(addr)
+    except ValueError:
+        return "<unparsable VAULT_ADDR>"
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else host
+
+
+def _required_env(environ: Mapping[str, str], name: str, why: str) -> str:
+    value = environ.get(name)
+    if not value:
+        raise MissingEnvironmentVariableError(name, f"not set; {why}")
+    return value
+
+
+def read_vault_secret(
+    mount_point: str, path: str, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The data of KV v2 secret ``mount_point/path`` from ``VAULT_ADDR`` with ``VAULT_TOKEN``."""
+    env = os.environ if environ is None else environ
+    where = f"Vault secret {mount_point}/{path}"
+    addr = _required_env(env, "VAULT_ADDR", f"export the Vault URL to read the {where}")
+    token = _required_env(env, "VAULT_TOKEN", f"export a Vault token that can read the {where}")
+    try:
+        import hvac  # noqa: PLC0415 - optional dependency, imported when used
+        import requests  # noqa: PLC0415
+        from hvac import exceptions as hvac_errors  # noqa: PLC0415
+    except ImportError:
+        raise BackendNotInstalledError(
+            "connection_type vault needs hvac: pip install 'dpone-state[vault]'"
+        ) from None
+    verify: bool | str = env.get("VAULT_CACERT") or env.get("VAULT_SKIP_VERIFY", "") not in (
+        "1",
+        "true",
+        "True",
+    )
+    try:
+        timeout = int(env.get("VAULT_CLIENT_TIMEOUT") or VAULT_TIMEOUT_SECONDS)
+    except ValueError:
+        raise StateConfigError("VAULT_CLIENT_TIMEOUT", "must be a number of seconds") from None
+    client = hvac.Client(
+        url=addr, token=token, namespace=env.get("VAULT_NAMESPACE"), verify=verify, timeout=timeout
+    )
+    try:
+        response = client.secrets.kv.v2.read_secret_version(
+            path=path, mount_point=mount_point, raise_on_deleted_version=True
+        )
+    except hvac_errors.InvalidPath:
+        raise SecretNotFoundError(
+            where,
+            f"does not exist at {_safe_addr(addr)} (KV v2 mount {mount_point!r}): write the "
+            "connection secret there, or set state.vault.path / state.vault.mount_point",
+        ) from None
+    except (hvac_errors.Forbidden, hvac_errors.Unauthorized):
+        raise VaultAccessDeniedError(
+            "VAULT_TOKEN",
+            f"Vault at {_safe_addr(addr)} refused the token for the {where}: use a token whose "
+            "policy can read it",
+        ) from None
+    except (requests.exceptions.RequestException, hvac_errors.VaultError) as error:
+        raise VaultUnavailableError(
+            f"cannot read the {where} from Vault at {_safe_addr(addr)} "
+            f"({type(error).__name__}); check VAULT_ADDR and that Vault is up and unsealed; "
+            "the call can be retried"
+        ) from None
+    data = response.get("data", {}).get("data") if isinstance(response, Mapping) else None
+    if not isinstance(data, Mapping):
+        raise InvalidSecretError(where, "has no key/value data: is the mount KV version 2?")
+    return dict(data)
+
+
+def _pick(secret: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = secret.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _need(secret: Mapping[str, Any], keys: tuple[str, ...], origin: str, what: str) -> Any:
+    value = _pick(secret, keys)
+    if value is None:
+        alternatives = f" (or {', '.join(keys[1:])})" if len(keys) > 1 else ""
+        raise SecretKeyMissingError(
+            f"{origin}: {keys[0]}", f"no {what}: add the key {keys[0]!r}{alternatives}"
+        )
+    return value
+
+
+def _string(value: Any, origin: str, key: str) -> str:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise InvalidSecretError(f"{origin}: {key}", "must be a string")
+
+
+def _port(secret: Mapping[str, Any], origin: str) -> int | None:
+    value = _pick(secret, PORT_KEYS)
+    if value is None:
+        return None
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        port = 0
+    if isinstance(value, bool) or not 0 < port < 65536:
+        raise InvalidSecretError(f"{origin}: port", "must be a TCP port number (1-65535)")
+    return port
+
+
+def _options(secret: Mapping[str, Any], origin: str) -> dict[str, str]:
+    value = _pick(secret, OPTION_KEYS)
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, Mapping):
+        raise InvalidSecretError(
+            f"{origin}: options", "must be a mapping (or a JSON object) of driver options"
+        )
+    return {str(key): _string(item, origin, f"options.{key}") for key, item in value.items()}
+
+
+def _checked_url(state_type: StateType, url: URL, origin: str) -> URL:
+    if url.get_backend_name() not in URL_BACKENDS[state_type]:
+        raise InvalidSecretError(
+            origin,
+            f"holds a {url.get_backend_name()!r} URL but state.type is {state_type!r}",
+        )
+    return url
+
+
+def _parse_url(state_type: StateType, value: Any, origin: str) -> URL:
+    try:
+        url = make_url(_string(value, origin, "url"))
+    except StateConfigError:
+        raise
+    except Exception:  # the parser's message would echo the URL, password included
+        raise InvalidSecretError(origin, "the URL is not a SQLAlchemy URL") from None
+    return _checked_url(state_type, url, origin)
+
+
+def url_from_secret(state_type: StateType, secret: Mapping[str, Any], origin: str) -> URL:
+    """The engine URL of an SQL backend from a connection secret's keys."""
+    whole = _pick(secret, URL_KEYS)
+    if whole is not None:
+        return _parse_url(state_type, whole, origin)
+    if state_type == "sqlite":
+        path = _string(_need(secret, PATH_KEYS, origin, "database file"), origin, "path")
+        return URL.create("sqlite", database=path)
+    query = _options(secret, origin)
+    if state_type == "mssql":
+        driver = _pick(secret, DRIVER_KEYS) or DEFAULT_MSSQL_DRIVER
+        query = {"driver": _string(driver, origin, "driver"), **query}
+    user = _pick(secret, USER_KEYS)
+    password = _pick(secret, PASSWORD_KEYS)
+    return URL.create(
+        DRIVERNAMES[state_type],
+        username=None if user is None else _string(user, origin, "username"),
+        password=None if password is None else _string(password, origin, "password"),
+        host=_string(_need(secret, HOST_KEYS, origin, "database host"), origin, "host"),
+        port=_port(secret, origin),
+        database=_string(_need(secret, DATABASE_KEYS, origin, "database name"), origin, "database"),
+        query=query,
+    )
+
+
+def _service_account(secret: Mapping[str, Any], origin: str) -> dict[str, Any] | None:
+    value = _pick(secret, SERVICE_ACCOUNT_KEYS)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, Mapping):
+        raise InvalidSecretError(
+            f"{origin}: service_account_json", "must be the service-account key as JSON"
+        )
+    return dict(value)
+
+
+def bigquery_from_secret(
+    secret: Mapping[str, Any], origin: str, default_dataset: str | None
+) -> BigQueryConnection:
+    """BigQuery project, dataset and credentials from a connection secret's keys."""
+    whole = _pick(secret, URL_KEYS)
+    if whole is not None:
+        return bigquery_from_url(_parse_url("bigquery", whole, origin), default_dataset)
+    info = _service_account(secret, origin)
+    project = _pick(secret, PROJECT_KEYS) or (info or {}).get("project_id")
+    if project is None:
+        _need(secret, PROJECT_KEYS, origin, "BigQuery project (nor a service account's)")
+    path = _pick(secret, CREDENTIALS_PATH_KEYS)
+    location = _pick(secret, LOCATION_KEYS)
+    return BigQueryConnection(
+        project=_string(project, origin, "project"),
+        dataset=_string(
+            _pick(secret, DATASET_KEYS) or default_dataset or DEFAULT_SCHEMA, origin, "dataset"
+        ),
+        credentials_info=info,
+        credentials_path=None if path is None else _string(path, origin, "credentials_path"),
+        location=None if location is None else _string(location, origin, "location"),
+    )
+
+
+def bigquery_from_url(url: URL, default_dataset: str | None) -> BigQueryConnection:
+    """``bigquery://PROJECT/DATASET?credentials_path=…&location=…`` as BigQuery parameters."""
+    if not url.host:
+        raise StateConfigError("state.url", "a BigQuery URL is bigquery://PROJECT/DATASET")
+    query = {key: str(value) for key, value in url.query.items()}
+    return BigQueryConnection(
+        project=url.host,
+        dataset=url.database or default_dataset or DEFAULT_SCHEMA,
+        credentials_path=query.get("credentials_path"),
+        location=query.get("location"),
+    )
+
+
+def _env_secret(name: str, value: str) -> Mapping[str, Any] | str:
+    """An env connection: a JSON object (the Vault secret's keys) or a SQLAlchemy URL."""
+    if not value.lstrip().startswith("{"):
+        return value
+    try:
+        loaded = json.loads(value)
+    except ValueError:
+        loaded = None
+    if not isinstance(loaded, Mapping):
+        raise InvalidSecretError(name, "starts with '{' but is not a JSON object")
+    return cast(Mapping[str, Any], loaded)
+
+
+def resolve_connection(
+    settings: StateSettings, environ: Mapping[str, str] | None = None
+) -> ResolvedConnection:
+    """Read the connection the settings name (env var, Vault secret or URL); connect nothing."""
+    env = os.environ if environ is None else environ
+    state_type = settings.type
+    default_dataset = settings.table.schema
+    secret: Mapping[str, Any] | str
+    if settings.url is not None:
+        if state_type == "bigquery":
+            return ResolvedConnection(
+                "state.url", bigquery=bigquery_from_url(settings.url, default_dataset)
+            )
+        return ResolvedConnection("state.url", url=settings.url)
+    if settings.connection_id is None:  # sqlite with no connection: the embedded default
+        origin, secret = "state (embedded default)", {"path": "dpone_state.db"}
+    elif settings.connection_type == "env":
+        name = connection_env_var(settings.connection_id)
+        value = _required_env(
+            env,
+            name,
+            f"connection {settings.connection_id!r} has connection_type env: export a "
+            "SQLAlchemy URL or a JSON object with host/port/database/username/password",
+        )
+        origin, secret = f"environment variable {name}", _env_secret(name, value)
+    else:
+        path = settings.vault_path or settings.connection_id
+        origin = f"Vault secret {settings.vault.mount_point}/{path}"
+        secret = read_vault_secret(settings.vault.mount_point, path, env)
+    if isinstance(secret, str):
+        url = _parse_url(state_type, secret, origin)
+        if state_type == "bigquery":
+            return ResolvedConnection(origin, bigquery=bigquery_from_url(url, default_dataset))
+        return ResolvedConnection(origin, url=url)
+    if state_type == "bigquery":
+        return ResolvedConnection(
+            origin, bigquery=bigquery_from_secret(secret, origin, default_dataset)
+        )
+    return ResolvedConnection(origin, url=url_from_secret(state_type, secret, origin))

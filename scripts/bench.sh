@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Benchmarks (not tests): each prints figures measured side by side in one run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${VENV:-.venv}/bin/python
+echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -srm), $($PY --version)"
+echo "== import";           $PY bench/bench_import.py
+echo "== per call";         $PY bench/bench_calls.py "$@"
+echo "== bulk checkpoints"; $PY bench/bench_bulk.py
+echo "== scale (PostgreSQL)"; $PY bench/bench_scale.py
