@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from pathlib import Path
 from typing import Any, NoReturn
 
 from sqlalchemy.engine import Engine, make_url
@@ -28,14 +29,18 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from dpone_state import admin
 from dpone_state.engine import DEFAULT_URL, create_state_engine, safe_url
 from dpone_state.errors import (
+    BackendMismatchError,
+    BackendNotInstalledError,
     InvalidStateError,
     RevisionConflictError,
-    StateError,
-    StateNotProvisionedError,
+    StateConfigError,
     StateUnavailableError,
+    UnsupportedBackendError,
+    VaultUnavailableError,
 )
 from dpone_state.models import MAX_BIGINT, RunState, XMinState, to_utc
 from dpone_state.storage import DEFAULT, MAX_LIMIT, RunStateStorage, XMinStateStorage
+from dpone_state.stores import open_state
 from dpone_state.tables import DEFAULT_RUN_TABLE, DEFAULT_XMIN_TABLE
 
 __all__ = ["EXIT_OK", "EXIT_PROBLEM", "EXIT_USAGE", "main", "split_qualified"]
@@ -434,11 +439,12 @@ def open_target(args: argparse.Namespace) -> Target:
 
 
 def _target_from_config(args: argparse.Namespace, schema: Any) -> Target:
-    from dpone_state import open_state  # type: ignore[attr-defined]  # noqa: PLC0415
-
-    if not os.path.isfile(args.config):
-        raise UsageError(f"manifest {args.config} does not exist")
-    stores = open_state(args.config)
+    manifest = Path(args.config)
+    if not manifest.is_file():
+        raise UsageError(f"manifest {manifest} does not exist")
+    stores = open_state(manifest)
+    if schema is DEFAULT and args.xmin_table is None and args.run_table is None:
+        return Target(stores.engine, stores.xmin, stores.runs)
     xmin_schema = stores.xmin.schema if schema is DEFAULT else schema
     run_schema = stores.runs.schema if schema is DEFAULT else schema
     return Target(
@@ -560,9 +566,12 @@ def cmd_downgrade(args: argparse.Namespace) -> int:
 
     target = open_target(args)
     before = migrate.current(target.engine, schema=target.schema)
-    migrate.downgrade(
-        target.engine, args.revision, drop_data=args.drop_data, **_migration_names(target)
-    )
+    try:
+        migrate.downgrade(
+            target.engine, args.revision, drop_data=args.drop_data, **_migration_names(target)
+        )
+    except migrate.DowngradeRefusedError as error:
+        raise Problem(f"{error}; pass --drop-data to confirm") from None
     after = migrate.current(target.engine, schema=target.schema)
     _say(
         args,
@@ -829,20 +838,27 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- errors and main
 
 
+#: Errors of the invocation or its configuration (exit 2); any other error is a problem (1).
+_USAGE_ERRORS: tuple[type[BaseException], ...] = (
+    UsageError,
+    InvalidStateError,
+    StateConfigError,
+    BackendNotInstalledError,
+    UnsupportedBackendError,
+    BackendMismatchError,
+    ModuleNotFoundError,
+)
+
+
 def _exit_code(error: BaseException) -> int:
-    """1 for a problem found at the database, 2 for a usage or configuration error."""
-    if isinstance(error, (Problem, RevisionConflictError, StateUnavailableError)):
+    """2 for a usage or configuration error; 1 for a problem found at the database or in state.
+
+    A configuration that is valid but names a server that does not answer is a problem (1),
+    like a missing table or a lost compare-and-set: the command line was right.
+    """
+    if isinstance(error, (VaultUnavailableError, StateUnavailableError)):
         return EXIT_PROBLEM
-    if isinstance(error, (StateNotProvisionedError, SQLAlchemyError)):
-        return EXIT_PROBLEM
-    if isinstance(error, (UsageError, InvalidStateError, ModuleNotFoundError)):
-        return EXIT_USAGE
-    if isinstance(error, StateError):
-        name = type(error).__name__
-        # Manifest, connection and backend errors are configuration errors; the rest problems.
-        problem = name in ("DowngradeRefusedError",)
-        return EXIT_PROBLEM if problem else EXIT_USAGE
-    return EXIT_PROBLEM
+    return EXIT_USAGE if isinstance(error, _USAGE_ERRORS) else EXIT_PROBLEM
 
 
 def _message(error: BaseException) -> str:
