@@ -133,6 +133,13 @@ def parse_datetime(text: str) -> datetime:
     return to_utc("execution_date", parsed)
 
 
+def _datetime_arg(text: str) -> datetime:
+    try:
+        return parse_datetime(text)
+    except (UsageError, InvalidStateError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _non_negative(text: str) -> int:
     try:
         value = int(text)
@@ -239,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "upgrade",
         "migrate the state tables up to REV (default head)",
-        "dpone-state --url postgresql+psycopg2://etl@db/meta upgrade",
+        "dpone-state upgrade --url postgresql+psycopg2://etl@db/meta",
         cmd_upgrade,
     )
     sub.add_argument("revision", nargs="?", default="head", metavar="REV")
@@ -342,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("dag_id", metavar="DAG")
     sub.add_argument("--limit", type=_limit, default=20, metavar="N", help="default 20")
     sub.add_argument(
-        "--before", type=parse_datetime, metavar="DATE", help="only runs at or before DATE"
+        "--before", type=_datetime_arg, metavar="DATE", help="only runs at or before DATE"
     )
     sub = add(
         runs_commands,
@@ -354,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("dag_id", metavar="DAG")
     sub.add_argument(
         "execution_date",
-        type=parse_datetime,
+        type=_datetime_arg,
         metavar="EXECUTION_DATE",
         help="ISO 8601; naive means UTC",
     )
@@ -372,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "doctor",
         "check the connection, migration revision and table shapes (exit 1 on a problem)",
-        "dpone-state --url postgresql+psycopg2://etl@db/meta doctor",
+        "dpone-state doctor --url postgresql+psycopg2://etl@db/meta",
         cmd_doctor,
     )
     return parser
@@ -424,18 +431,24 @@ def _url_option(args: argparse.Namespace) -> str:
 
 
 def open_target(args: argparse.Namespace) -> Target:
-    """Storages from ``--config`` or the URL, with the table options applied."""
+    """Storages from ``--config`` or the URL, with the table options applied.
+
+    The engine is disposed when ``main`` returns.
+    """
     schema = _schema_option(args)
     if args.config is not None:
         if args.url is not None:
             raise UsageError("use either --url or --config, not both")
-        return _target_from_config(args, schema)
-    engine = create_state_engine(_url_option(args))
-    return Target(
-        engine,
-        XMinStateStorage(engine, schema, args.xmin_table or DEFAULT_XMIN_TABLE),
-        RunStateStorage(engine, schema, args.run_table or DEFAULT_RUN_TABLE),
-    )
+        target = _target_from_config(args, schema)
+    else:
+        engine = create_state_engine(_url_option(args))
+        target = Target(
+            engine,
+            XMinStateStorage(engine, schema, args.xmin_table or DEFAULT_XMIN_TABLE),
+            RunStateStorage(engine, schema, args.run_table or DEFAULT_RUN_TABLE),
+        )
+    args.engines.append(target.engine)
+    return target
 
 
 def _target_from_config(args: argparse.Namespace, schema: Any) -> Target:
@@ -876,9 +889,8 @@ def _message(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-@contextmanager
-def _secrets_masked(args: argparse.Namespace) -> Iterator[list[str]]:
-    """Collect the passwords of the configured URL so no message prints them."""
+def _secrets(args: argparse.Namespace) -> list[str]:
+    """The passwords of the configured URLs, masked in every message."""
     secrets: list[str] = []
     for url in (getattr(args, "url", None), os.environ.get("DPONE_STATE_URL")):
         if url:
@@ -888,7 +900,16 @@ def _secrets_masked(args: argparse.Namespace) -> Iterator[list[str]]:
                 continue
             if password:
                 secrets.append(str(password))
-    yield secrets
+    return secrets
+
+
+@contextmanager
+def _disposed(engines: list[Engine]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for engine in engines:
+            engine.dispose()
 
 
 def _mask(text: str, secrets: Sequence[str]) -> str:
@@ -904,7 +925,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, value in _DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, value)
-    with _secrets_masked(args) as secrets:
+    args.engines = []
+    secrets = _secrets(args)
+    with _disposed(args.engines):
         try:
             code: int = args.handler(args)
         except KeyboardInterrupt:
