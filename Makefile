@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)  ## the main job on the embedded SQLite default
-	$(PY) examples/demo.py
+demo: $(STAMP)  ## the main job on the embedded SQLite default, through the dpone-state command
+	VENV=$(VENV) bash examples/demo.sh
 
 lint: $(STAMP)  ## ruff + mypy (strict)
 	$(VENV)/bin/ruff check .

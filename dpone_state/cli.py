@@ -488,8 +488,8 @@ def _cell(value: object) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, datetime):
-        return value.isoformat()
+    if isinstance(value, datetime):  # JSON keeps the microseconds; a table does not need them
+        return value.isoformat(timespec="seconds")
     if isinstance(value, Enum):
         return str(value.value)
     return str(value)
@@ -569,7 +569,9 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     _say(
         args,
         {"url": target.url, "from": before, "to": after},
-        f"{target.url}: upgraded from {before or 'nothing'} to {after}",
+        f"{target.url}: already at {after}"
+        if before == after
+        else f"{target.url}: upgraded from {before or 'nothing'} to {after}",
     )
     return EXIT_OK
 
@@ -589,7 +591,9 @@ def cmd_downgrade(args: argparse.Namespace) -> int:
     _say(
         args,
         {"url": target.url, "from": before, "to": after},
-        f"{target.url}: downgraded from {before or 'nothing'} to {after or 'base'}",
+        f"{target.url}: already at {after or 'base'}"
+        if before == after
+        else f"{target.url}: downgraded from {before or 'nothing'} to {after or 'base'}",
     )
     return EXIT_OK
 
@@ -933,7 +937,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
-        except BrokenPipeError:
+        except BrokenPipeError:  # `dpone-state sql | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_OK
         except Exception as error:
             if args.debug:

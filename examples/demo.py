@@ -1,4 +1,5 @@
-"""The main job on the embedded SQLite default: provision, checkpoint, record runs, list them."""
+"""The runtime's side of the demo: checkpoint a table and record a run (provisioned beforehand
+by `dpone-state upgrade`, see examples/demo.sh)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,6 @@ def main() -> None:
     xmin = SqliteXMinStateStorage(url)
     runs = SqliteRunStateStorage(url)
     print(f"state database: {xmin!r}")
-
-    xmin.create_tables()
-    runs.create_tables()
-    print("provisioned the XMin and run-state tables")
 
     previous = xmin.load_state("public", "orders")
     print(f"checkpoint before this run: {previous}")
