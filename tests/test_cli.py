@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from dpone_state import RunState, RunStateStatus, RunStateStorage
+from dpone_state import RunState, RunStateStatus, RunStateStorage, XMinStateStorage
 from dpone_state.cli import build_parser, format_qualified, main, split_qualified
 from tests.backends import BACKENDS
 from tests.conftest import _engine_or_skip
@@ -183,12 +183,28 @@ def test_database_behind_head_is_reported_by_doctor_until_upgraded(cli_db: CliDB
     assert cli_db("doctor").code == 0
 
 
+def test_doctor_on_tables_made_without_the_migrations(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'plain.db'}"
+    XMinStateStorage(url).create_tables()
+    RunStateStorage(url).create_tables()
+    doctor = call_cli("--url", url, "doctor", "--json")
+    assert doctor.code == 1
+    (problem,) = [f for f in doctor.json()["findings"] if f["status"] == "problem"]
+    assert problem["check"] == "revision"
+    assert "not provisioned by the migrations" in problem["detail"]
+    assert "dpone-state upgrade" in problem["fix"]
+    assert call_cli("--url", url, "upgrade").code == 0  # adopts the tables
+    assert call_cli("--url", url, "doctor").code == 0
+
+
 def test_sql_prints_the_offline_script_without_connecting() -> None:
     for dialect, marker in (("postgresql", "CREATE TABLE"), ("mssql", "NVARCHAR")):
         result = call_cli("--url", UNREACHABLE, "sql", "--dialect", dialect, "--schema", "ops")
         assert result.code == 0, result.err
         assert marker in result.out
         assert "ops.etl_xmin_state" in result.out
+    for dialect in ("mysql", "sqlite"):
+        assert "CREATE TABLE" in call_cli("sql", "--dialect", dialect).out
     # Without --dialect, the dialect of the configured URL (still no connection).
     default = run_cli("--url", UNREACHABLE, "sql")
     assert default.code == 0, default.err
@@ -348,6 +364,12 @@ def test_runs_list_show_prune(cli_db: CliDB) -> None:
         ["xmin", "show", "a.b.c"],
         ["xmin", "set", "public.orders", "-5"],
         ["--url", "not a url", "xmin", "list"],
+        ["runs", "prune"],
+        ["runs", "list", "dag", "--limit", "0"],
+        ["xmin", "set", "public.orders"],
+        ["xmin", "show", "--source-schema", "public"],
+        ["--schema", "s", "--no-schema", "xmin", "list"],
+        ["sql", "--dialect", "oracle"],
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(
