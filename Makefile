@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench install clean sql
 
 install: $(STAMP)
 
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)  ## the main job on the embedded SQLite default, through the dpone-state command
 	VENV=$(VENV) bash examples/demo.sh
+
+sql: $(STAMP)  ## regenerate the shipped offline migration scripts (dpone_state/migrations/sql/)
+	$(PY) -c 'from dpone_state.migrate import write_offline_scripts as w; print(*w(), sep="\n")'
 
 lint: $(STAMP)  ## ruff + mypy (strict)
 	$(VENV)/bin/ruff check .

@@ -9,6 +9,7 @@ from dpone_state.engine import DEFAULT_URL, create_state_engine, default_url, sa
 from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
+    DowngradeRefusedError,
     InvalidIdentifierError,
     InvalidSecretError,
     InvalidStateError,
@@ -47,6 +48,7 @@ __all__ = [
     "DEFAULT_XMIN_TABLE",
     "BackendMismatchError",
     "BackendNotInstalledError",
+    "DowngradeRefusedError",
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",

@@ -31,6 +31,7 @@ from dpone_state.engine import DEFAULT_URL, create_state_engine, safe_url
 from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
+    DowngradeRefusedError,
     InvalidStateError,
     RevisionConflictError,
     StateConfigError,
@@ -585,7 +586,7 @@ def cmd_downgrade(args: argparse.Namespace) -> int:
         migrate.downgrade(
             target.engine, args.revision, drop_data=args.drop_data, **_migration_names(target)
         )
-    except migrate.DowngradeRefusedError as error:
+    except DowngradeRefusedError as error:
         raise Problem(f"{error}; pass --drop-data to confirm") from None
     after = migrate.current(target.engine, schema=target.schema)
     _say(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from alembic.ddl.base import AddColumn, alter_table
 from sqlalchemy import Column, Index, MetaData, Table, inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import CompileError
@@ -29,6 +28,7 @@ __all__ = [
     "CreateTableIfMissing",
     "create_schema_if_missing",
     "default_constraint_name",
+    "install_alembic_hooks",
 ]
 
 #: Dialects without schemas (a schema there would be an attached database, never created).
@@ -70,11 +70,35 @@ def _create_column_mssql(create: CreateColumn, compiler: DDLCompiler, **kw: Any)
     return f"{text} {constraints}" if constraints else text
 
 
-@compiles(AddColumn, "mssql")
-def _add_column_mssql(element: AddColumn, compiler: DDLCompiler, **kw: Any) -> str:
-    return (
-        f"{alter_table(compiler, element.table_name, element.schema)} "
-        f"ADD {_mssql_column_spec(compiler, element.column)}"
+_alembic_hooks_installed = False
+
+
+def install_alembic_hooks() -> None:
+    """Name the DEFAULT of Alembic's ``ADD COLUMN`` on SQL Server too (called by env.py).
+
+    Separate so that importing ``dpone_state`` (the runtime's hot path) does not import Alembic.
+    """
+    global _alembic_hooks_installed  # noqa: PLW0603 - registration happens once per process
+    if _alembic_hooks_installed:
+        return
+    from alembic.ddl.base import AddColumn, alter_table  # noqa: PLC0415
+
+    @compiles(AddColumn, "mssql")
+    def _add_column_mssql(element: AddColumn, compiler: DDLCompiler, **kw: Any) -> str:
+        return (
+            f"{alter_table(compiler, element.table_name, element.schema)} "
+            f"ADD {_mssql_column_spec(compiler, element.column)}"
+        )
+
+    _alembic_hooks_installed = True
+
+
+def _alembic_add_column(element: AddColumnIfMissing, *, if_not_exists: bool) -> Any:
+    from alembic.ddl.base import AddColumn  # noqa: PLC0415
+
+    install_alembic_hooks()
+    return AddColumn(
+        element.table_name, element.column, element.schema, if_not_exists=if_not_exists
     )
 
 
@@ -146,14 +170,13 @@ class AddColumnIfMissing(ExecutableDDLElement):
 
 @compiles(AddColumnIfMissing)
 def _add_column(element: AddColumnIfMissing, compiler: DDLCompiler, **kw: Any) -> str:
-    statement = AddColumn(element.table_name, element.column, element.schema, if_not_exists=True)
-    return str(compiler.process(statement, **kw))
+    return str(compiler.process(_alembic_add_column(element, if_not_exists=True), **kw))
 
 
 @compiles(AddColumnIfMissing, "mssql")
 def _add_column_mssql_guarded(element: AddColumnIfMissing, compiler: DDLCompiler, **kw: Any) -> str:
     target = _mssql_object(compiler, element.table_name, element.schema)
-    add = compiler.process(AddColumn(element.table_name, element.column, element.schema), **kw)
+    add = compiler.process(_alembic_add_column(element, if_not_exists=False), **kw)
     return _guarded(f"COL_LENGTH({target}, {_nstring(element.column.name)}) IS NULL", add)
 
 

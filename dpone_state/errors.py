@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "BackendMismatchError",
     "BackendNotInstalledError",
+    "DowngradeRefusedError",
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
@@ -133,3 +134,7 @@ class VaultUnavailableError(StateUnavailableError):
 
 class BackendNotInstalledError(StateError):
     """The code or driver of a configured backend (or of Vault) is not installed."""
+
+
+class DowngradeRefusedError(StateError):
+    """A migration downgrade would delete rows of the state tables and was not confirmed."""

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from dpone_state.ddl import NO_SCHEMA_DIALECTS
 from dpone_state.engine import create_state_engine, default_url
-from dpone_state.errors import InvalidIdentifierError, StateError
+from dpone_state.errors import DowngradeRefusedError, InvalidIdentifierError
 from dpone_state.tables import DEFAULT_RUN_TABLE, DEFAULT_SCHEMA, DEFAULT_XMIN_TABLE
 
 __all__ = [
@@ -50,10 +50,6 @@ SETTINGS_KEY = "dpone_state_settings"
 _ENV_PREFIX = "DPONE_STATE_"
 _IDENTIFIER_MAX = 128
 _TRUE = frozenset({"1", "true", "yes", "on"})
-
-
-class DowngradeRefusedError(StateError):
-    """A downgrade would delete rows of the state tables and was not confirmed."""
 
 
 def _identifier(field: str, value: str) -> str:

@@ -17,7 +17,12 @@ from alembic import context
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
-from dpone_state.ddl import NO_SCHEMA_DIALECTS, CreateSchemaIfMissing, create_schema_if_missing
+from dpone_state.ddl import (
+    NO_SCHEMA_DIALECTS,
+    CreateSchemaIfMissing,
+    create_schema_if_missing,
+    install_alembic_hooks,
+)
 from dpone_state.engine import create_state_engine, default_url, safe_url
 from dpone_state.errors import StateUnavailableError
 from dpone_state.locks import migration_lock
@@ -25,6 +30,7 @@ from dpone_state.migrate import SETTINGS_KEY, MigrationSettings
 from dpone_state.migrations.support import RESOLVED_KEY
 from dpone_state.tables import build_tables
 
+install_alembic_hooks()  # named DEFAULT constraints in ADD COLUMN on SQL Server
 config = context.config
 if config.config_file_name is not None:  # the alembic command: logging as alembic.ini says
     fileConfig(config.config_file_name, disable_existing_loggers=False)
