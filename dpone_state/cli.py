@@ -501,7 +501,11 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     cells = [[_cell(value) for value in row] for row in rows]
     widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
     numeric = [
-        bool(rows) and all(isinstance(row[i], (int, float)) or row[i] is None for row in rows)
+        bool(rows)
+        and all(
+            row[i] is None or (isinstance(row[i], (int, float)) and not isinstance(row[i], bool))
+            for row in rows
+        )
         for i in range(len(headers))
     ]
 
