@@ -31,6 +31,12 @@ from dpone_state.errors import (
 from dpone_state.models import RunState, RunStateStatus, XMinState
 from dpone_state.storage import RunStateStorage, XMinStateStorage
 from dpone_state.stores import StateStores, open_state
+from dpone_state.strategy import (
+    ExtractionMode,
+    ExtractionStrategy,
+    StrategyConfigurationError,
+    select_strategy,
+)
 from dpone_state.tables import (
     DEFAULT_RUN_TABLE,
     DEFAULT_SCHEMA,
@@ -38,6 +44,17 @@ from dpone_state.tables import (
     StateTables,
     build_tables,
 )
+from dpone_state.xmin import (
+    SourceColumnError,
+    SourceNotATableError,
+    SourcePermissionError,
+    SourceTableNotFoundError,
+    XMinError,
+    XMinExtraction,
+    XMinExtractor,
+    XMinSnapshot,
+)
+from dpone_state.xmin_window import WindowKind, XMinWindow, compute_window
 
 __version__ = "0.1.0"
 
@@ -49,6 +66,8 @@ __all__ = [
     "BackendMismatchError",
     "BackendNotInstalledError",
     "DowngradeRefusedError",
+    "ExtractionMode",
+    "ExtractionStrategy",
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
@@ -60,6 +79,10 @@ __all__ = [
     "RunStateStorage",
     "SecretKeyMissingError",
     "SecretNotFoundError",
+    "SourceColumnError",
+    "SourceNotATableError",
+    "SourcePermissionError",
+    "SourceTableNotFoundError",
     "StateConfigError",
     "StateError",
     "StateNotProvisionedError",
@@ -67,20 +90,29 @@ __all__ = [
     "StateStores",
     "StateTables",
     "StateUnavailableError",
+    "StrategyConfigurationError",
     "TableRef",
     "UnknownConfigKeyError",
     "UnknownStateTypeError",
     "UnsupportedBackendError",
     "VaultAccessDeniedError",
     "VaultUnavailableError",
+    "WindowKind",
+    "XMinError",
+    "XMinExtraction",
+    "XMinExtractor",
+    "XMinSnapshot",
     "XMinState",
     "XMinStateStorage",
+    "XMinWindow",
     "__version__",
     "build_tables",
+    "compute_window",
     "connection_env_var",
     "create_state_engine",
     "default_url",
     "load_state_settings",
     "open_state",
     "safe_url",
+    "select_strategy",
 ]

@@ -5,6 +5,7 @@ The only place that knows driver error codes; storages turn these into typed err
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -14,7 +15,10 @@ __all__ = ["is_connection_failure", "is_missing_table"]
 #: SQLSTATEs / error codes that mean the table or its schema does not exist.
 _POSTGRES_MISSING = frozenset({"42P01", "3F000"})  # undefined_table, invalid_schema_name
 _MYSQL_MISSING = frozenset({1146, 1049})  # ER_NO_SUCH_TABLE, ER_BAD_DB_ERROR
-_MSSQL_MISSING = frozenset({"42S02"})  # Invalid object name
+#: SQL Server error 208 "Invalid object name" (missing table or schema): pyodbc puts the ODBC
+#: SQLSTATE 42S02 in ``args[0]`` and the native number, as ``(208)``, in the message.
+_MSSQL_MISSING = frozenset({"42S02"})
+_MSSQL_MISSING_NATIVE = re.compile(r"\(208\) \(SQL\w+\)\s*$")
 
 
 def is_missing_table(error: DBAPIError, dialect_name: str) -> bool:
@@ -29,7 +33,9 @@ def is_missing_table(error: DBAPIError, dialect_name: str) -> bool:
         text = str(orig)
         return text.startswith("no such table") or text.startswith("unknown database")
     if dialect_name == "mssql":
-        return bool(args) and args[0] in _MSSQL_MISSING
+        return bool(args) and (
+            args[0] in _MSSQL_MISSING or _MSSQL_MISSING_NATIVE.search(str(args[-1])) is not None
+        )
     if dialect_name == "bigquery":
         text = str(orig)
         return "Not found: Table" in text or "Not found: Dataset" in text
@@ -37,5 +43,10 @@ def is_missing_table(error: DBAPIError, dialect_name: str) -> bool:
 
 
 def is_connection_failure(error: DBAPIError) -> bool:
-    """Whether ``error`` is a lost or refused connection (the call may be retried)."""
+    """Whether ``error`` is a lost or refused connection (the call may be retried).
+
+    SQLAlchemy's dialects decide (``is_disconnect``); for SQL Server that is the ODBC
+    SQLSTATEs 08S01, 08001, 08003, 08007, 08S02, 01000, 01002, HYT00 (login timeout) and
+    HY010, from the Microsoft driver and FreeTDS alike.
+    """
     return bool(error.connection_invalidated)

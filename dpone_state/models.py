@@ -95,6 +95,15 @@ def _check_text(field_name: str, value: object, max_len: int) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidStateError(field_name, "is not valid Unicode (lone surrogate)") from None
+    # SQL Server's NVARCHAR(n) holds n UTF-16 code units: a character outside the BMP (emoji)
+    # takes two, so the limit is counted that way on every backend.
+    units = len(value.encode("utf-16-le")) // 2
+    if units > max_len:
+        raise InvalidStateError(
+            field_name,
+            f"is {units} UTF-16 code units long (characters beyond U+FFFF count twice, as in "
+            f"SQL Server's NVARCHAR); at most {max_len}",
+        )
     return value
 
 

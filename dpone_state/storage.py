@@ -69,6 +69,9 @@ DEFAULT: Final = _Default()
 READ_ATTEMPTS = 2
 #: Checkpoints per statement in ``save_states``.
 BULK_ROWS = 500
+#: Most bound parameters one statement may carry where the database limits it (SQL Server
+#: refuses more than 2100); ``save_states`` puts fewer rows in a statement there.
+_MAX_PARAMETERS: Final = {"mssql": 2100}
 #: Largest page ``get_run_states_by_dag`` returns in one call.
 MAX_LIMIT = 10_000
 #: Dialects without schemas: a ``schema`` there is an attached database.
@@ -295,7 +298,8 @@ class XMinStateStorage(_Storage):
             raise RevisionConflictError(source_schema, source_table, expected_revision)
 
     def save_states(self, states: Mapping[tuple[str, str], XMinState]) -> int:
-        """Upsert many checkpoints in few statements (``BULK_ROWS`` per statement); the count.
+        """Upsert many checkpoints in few statements (``BULK_ROWS`` per statement; fewer where the
+        database limits parameters per statement); the count.
 
         The bulk path for backends with DML quotas (BigQuery): last writer wins per key, as in
         ``save_state`` without ``expected_revision``. Each statement is atomic on its own.
@@ -319,8 +323,12 @@ class XMinStateStorage(_Storage):
                     LOADED_AT: state.timestamp,
                 }
             )
-        for start in range(0, len(params), BULK_ROWS):
-            batch = params[start : start + BULK_ROWS]
+        per_statement = BULK_ROWS
+        limit = _MAX_PARAMETERS.get(self.engine.dialect.name)
+        if limit is not None and params:  # a row binds its values and its first revision
+            per_statement = min(BULK_ROWS, (limit - 10) // (len(params[0]) + 1))
+        for start in range(0, len(params), per_statement):
+            batch = params[start : start + per_statement]
             bound = {
                 f"p_{name}_{i}": value for i, row in enumerate(batch) for name, value in row.items()
             }

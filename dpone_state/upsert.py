@@ -6,8 +6,11 @@ compiles it to its own atomic statement (``sqlalchemy.ext.compiler``):
 - PostgreSQL, SQLite: ``INSERT … ON CONFLICT (key) DO UPDATE SET … [WHERE guard]``
 - MySQL / MariaDB: ``INSERT … ON DUPLICATE KEY UPDATE …`` (the guard is folded into each
   assignment, see ``_compile_mysql``)
-- SQL Server: ``MERGE … WITH (HOLDLOCK)`` — ``dpone_state.mssql`` registers it.
-- BigQuery: ``MERGE`` — ``dpone_state.bigquery`` registers it.
+- SQL Server: ``MERGE … WITH (HOLDLOCK) …;`` (``compile_merge`` with ``MSSQL_MERGE``)
+- BigQuery: ``MERGE`` — the same ``compile_merge`` with its own ``MergeSyntax``.
+
+The compilations are registered here, when ``Upsert`` is defined, so an Engine made outside
+``create_state_engine`` (no backend module imported) still compiles it.
 
 An optional ``where`` guard (compare-and-set) makes the UPDATE conditional; whether the
 statement wrote anything is read back with ``upsert_applied(result)``.
@@ -16,19 +19,30 @@ statement wrote anything is read back with ``upsert_applied(result)``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Any, Final, Literal
 
-from sqlalchemy import Column, Table, func, literal
+from sqlalchemy import Column, Table, and_, bindparam, column, func, literal
+from sqlalchemy import table as table_clause
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ClauseElement, ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.sql.visitors import iterate
 
-__all__ = ["INCOMING", "Incoming", "Upsert", "upsert_applied"]
+__all__ = [
+    "INCOMING",
+    "MSSQL_MERGE",
+    "Incoming",
+    "MergeSyntax",
+    "Upsert",
+    "compile_merge",
+    "upsert_applied",
+]
 
 
 class Incoming:
@@ -160,6 +174,103 @@ def _compile_mysql(element: Upsert, compiler: SQLCompiler, **kw: Any) -> str:
             new = func.IF(guard, new, current)
         assignments.append((name, new))
     return compiler.process(stmt.on_duplicate_key_update(assignments), **kw)
+
+
+@dataclass(frozen=True)
+class MergeSyntax:
+    """What differs between dialects in the ``MERGE`` that ``compile_merge`` renders."""
+
+    #: Table hint after the target table, e.g. ``WITH (HOLDLOCK)`` on SQL Server.
+    target_hint: str = ""
+    #: Statement terminator (T-SQL requires ``;`` after a MERGE).
+    terminator: str = ""
+    #: The source rows: ``(VALUES (…), (…)) AS incoming (cols)``, or ``SELECT … UNION ALL``
+    #: for dialects without a VALUES table constructor (BigQuery).
+    source_rows: Literal["values", "select"] = "values"
+    #: Alias of the target table and of the source rows in the statement.
+    target_alias: str = "target"
+    source_alias: str = "incoming"
+
+
+#: SQL Server: ``HOLDLOCK`` (= SERIALIZABLE on the target for this statement) makes the match
+#: and the insert one atomic step: the key (or the key range where it would go) stays
+#: update-locked from the match to the commit, so a concurrent MERGE of the same key waits and
+#: then sees the row, instead of inserting it a second time (primary-key violation).
+MSSQL_MERGE: Final = MergeSyntax(target_hint="WITH (HOLDLOCK)", terminator=";")
+
+
+def compile_merge(element: Upsert, compiler: SQLCompiler, syntax: MergeSyntax, **kw: Any) -> str:
+    """``MERGE INTO table AS target USING <rows> AS incoming ON <key> WHEN MATCHED [AND guard]
+    THEN UPDATE SET … WHEN NOT MATCHED THEN INSERT …``, every value a bound parameter.
+
+    Columns of the table inside ``update`` expressions and the guard are rewritten to the
+    target alias; ``INCOMING`` becomes the source row's column.
+    """
+    table = element.upsert_table
+    rows = element.upsert_rows
+    columns = list(rows[0])
+    if any(list(row) != columns for row in rows[1:]):
+        raise CompileError("every row of a MERGE upsert must name the same columns, in order")
+    incoming = {name for name, new in element.upsert_update.items() if isinstance(new, Incoming)}
+    missing = (set(element.upsert_key) | incoming) - set(columns)
+    if missing:
+        raise CompileError(f"key / INCOMING column(s) {sorted(missing)} are not in the rows")
+    quote = compiler.preparer.quote
+    target = table.alias(syntax.target_alias)
+    source = table_clause(
+        syntax.source_alias, *(column(name, table.c[name].type) for name in columns)
+    )
+    to_target = ClauseAdapter(target)
+
+    def value(name: str, data: Any) -> str:
+        # A placeholder (``bindparam``) built by the storage is bound as it is; a plain value
+        # gets a bound parameter typed like its column (never a literal, NULL included).
+        if not isinstance(data, ClauseElement):
+            data = bindparam(name, data, type_=table.c[name].type, unique=True)
+        return compiler.process(data, **kw)
+
+    if syntax.source_rows == "values":
+        tuples = ", ".join(
+            "(" + ", ".join(value(name, row[name]) for name in columns) + ")" for row in rows
+        )
+        names = ", ".join(quote(name) for name in columns)
+        using = f"(VALUES {tuples}) AS {quote(syntax.source_alias)} ({names})"
+    else:
+        selects = " UNION ALL ".join(
+            "SELECT " + ", ".join(f"{value(name, row[name])} AS {quote(name)}" for name in columns)
+            for row in rows
+        )
+        using = f"({selects}) AS {quote(syntax.source_alias)}"
+    on = and_(*(target.c[name] == source.c[name] for name in element.upsert_key))
+    hint = f" {syntax.target_hint}" if syntax.target_hint else ""
+    parts = [
+        f"MERGE INTO {compiler.preparer.format_table(table)}{hint} AS {quote(syntax.target_alias)}",
+        f"USING {using}",
+        f"ON {compiler.process(on, **kw)}",
+    ]
+    if element.upsert_update:
+        matched = "WHEN MATCHED"
+        if element.upsert_where is not None:
+            guard = to_target.traverse(element.upsert_where)
+            matched += f" AND {compiler.process(guard, **kw)}"
+        assignments = ", ".join(
+            f"{quote(name)} = "
+            + compiler.process(
+                source.c[name] if isinstance(new, Incoming) else to_target.traverse(new), **kw
+            )
+            for name, new in element.upsert_update.items()
+        )
+        parts.append(f"{matched} THEN UPDATE SET {assignments}")
+    inserted = ", ".join(quote(name) for name in columns)
+    sourced = ", ".join(compiler.process(source.c[name], **kw) for name in columns)
+    parts.append(f"WHEN NOT MATCHED THEN INSERT ({inserted}) VALUES ({sourced})")
+    return "\n".join(parts) + syntax.terminator
+
+
+@compiles(Upsert, "mssql")
+def _compile_mssql(element: Upsert, compiler: SQLCompiler, **kw: Any) -> str:
+    """``MERGE INTO … WITH (HOLDLOCK) AS target USING (VALUES …) AS incoming … ;``"""
+    return compile_merge(element, compiler, MSSQL_MERGE, **kw)
 
 
 def upsert_applied(result: CursorResult[Any]) -> bool:

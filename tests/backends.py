@@ -51,6 +51,12 @@ class Backend:
                 conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
             elif engine.dialect.name in ("mysql", "mariadb"):
                 conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{schema}`"))
+            elif engine.dialect.name == "mssql" and sa.inspect(conn).has_schema(schema):
+                # No DROP SCHEMA … CASCADE in T-SQL: drop the schema's tables, then the schema.
+                tables = sa.MetaData()
+                tables.reflect(conn, schema=schema)
+                tables.drop_all(conn)
+                conn.execute(sa.schema.DropSchema(schema))
 
 
 BACKENDS: dict[str, Backend] = {
@@ -80,6 +86,17 @@ BACKENDS: dict[str, Backend] = {
         how_to_enable=(
             "start MariaDB/MySQL on 127.0.0.1:3306 (root, empty password) or set "
             "DPONE_STATE_TEST_MYSQL_URL"
+        ),
+    ),
+    "mssql": Backend(
+        name="mssql",
+        env_var="DPONE_STATE_TEST_MSSQL_URL",
+        default_url=None,  # no SQL Server runs on the CI machines
+        required_in_ci=False,
+        how_to_enable=(
+            "set DPONE_STATE_TEST_MSSQL_URL to a SQL Server database, e.g. "
+            "mssql+pyodbc://sa:PASSWORD@127.0.0.1:1433/dpone_test?driver=FreeTDS&TDS_Version=7.4 "
+            "(README: Running the tests on SQL Server)"
         ),
     ),
 }

@@ -28,6 +28,7 @@ DRIVERS = ["psycopg2", "pymysql", "pyodbc", "google.cloud.bigquery", "sqlalchemy
 def test_importing_the_package_imports_no_driver() -> None:
     code = (
         "import sys, dpone_state, dpone_state.postgres, dpone_state.mysql, dpone_state.sqlite\n"
+        "import dpone_state.mssql\n"
         f"loaded = [m for m in {DRIVERS!r} if m in sys.modules]\n"
         "print(','.join(loaded))\n"
     )

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from dpone_state import InvalidStateError, RunState, RunStateStatus, XMinState
-from dpone_state.models import KEY_NAME_MAX, MAX_BIGINT, MAX_DAG_ID, NAME_MAX
+from dpone_state.models import KEY_NAME_MAX, MAX_BIGINT, MAX_DAG_ID, NAME_MAX, check_key_name
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
 
@@ -98,3 +98,14 @@ def test_names_keep_case_spaces_quotes_and_unicode() -> None:
     name = 'Ordérs "2026"; DROP TABLE x'
     assert run(source_table=name).source_table == name
     assert len("x" * KEY_NAME_MAX) == KEY_NAME_MAX
+
+
+def test_name_limits_count_utf16_code_units_like_nvarchar() -> None:
+    emoji = "\U0001f600"  # beyond U+FFFF: two UTF-16 code units, as SQL Server's NVARCHAR counts
+    assert run(dag_id=emoji * (MAX_DAG_ID // 2)).dag_id == emoji * (MAX_DAG_ID // 2)
+    with pytest.raises(InvalidStateError, match="UTF-16 code units") as info:
+        run(dag_id=emoji * (MAX_DAG_ID // 2 + 1))
+    assert info.value.field == "dag_id"
+    assert check_key_name("source_schema", emoji * (KEY_NAME_MAX // 2))
+    with pytest.raises(InvalidStateError, match="UTF-16"):
+        check_key_name("source_schema", "a" + emoji * (KEY_NAME_MAX // 2))

@@ -1,0 +1,39 @@
+-- dpone-state on SQL Server (mssql+pyodbc): XMinStateStorage.save_states({(schema, table):
+--   state, (schema, other): state})
+-- One statement per call, sent exactly as below; ? are pyodbc parameters.
+--
+-- MERGE with HOLDLOCK (= SERIALIZABLE on the target table, for this statement): the lookup of
+--   the key takes key-range update locks (RangeS-U) that are held to the end of the
+--   transaction, so the match and the insert are one atomic step. A concurrent MERGE of the
+--   same key waits on that lock (U locks are incompatible with each other, so the two do not
+--   deadlock on it) and then finds the committed row and updates it: no primary-key violation,
+--   no lost update. Without HOLDLOCK two first writers of one key both see no row and both
+--   insert.
+-- The bulk path: up to 500 rows in one VALUES table (keys are distinct: they come from a
+--   mapping), last writer wins per key, one statement, one transaction.
+--
+-- Parameters, in order (name: type it is bound with = value in this call):
+--   1. p_source_schema_0: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_schema_q7'
+--   2. p_source_table_0: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_table_q7'
+--   3. p_xmin_value_0: BIGINT = 42
+--   4. p_is_initial_0: BIT = False
+--   5. p_wraparound_detected_0: BIT = False
+--   6. p_frozen_xid_0: BIGINT = None
+--   7. p___dpone__updated_at_0: DATETIME2 = <current UTC time>
+--   8. p___dpone__loaded_at_0: DATETIME2 = <current UTC time>
+--   9. revision_1: BIGINT = 1
+--   10. p_source_schema_1: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_schema_q7'
+--   11. p_source_table_1: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'other_q7'
+--   12. p_xmin_value_1: BIGINT = 43
+--   13. p_is_initial_1: BIT = False
+--   14. p_wraparound_detected_1: BIT = False
+--   15. p_frozen_xid_1: BIGINT = None
+--   16. p___dpone__updated_at_1: DATETIME2 = <current UTC time>
+--   17. p___dpone__loaded_at_1: DATETIME2 = <current UTC time>
+--   18. revision_2: BIGINT = 1
+--   19. revision_3: BIGINT = 1
+MERGE INTO etl_state.etl_xmin_state WITH (HOLDLOCK) AS target
+USING (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?)) AS incoming (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, __dpone__updated_at, __dpone__loaded_at, revision)
+ON target.source_schema = incoming.source_schema AND target.source_table = incoming.source_table
+WHEN MATCHED THEN UPDATE SET xmin_value = incoming.xmin_value, is_initial = incoming.is_initial, wraparound_detected = incoming.wraparound_detected, frozen_xid = incoming.frozen_xid, __dpone__updated_at = incoming.__dpone__updated_at, revision = target.revision + ?
+WHEN NOT MATCHED THEN INSERT (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, __dpone__updated_at, __dpone__loaded_at, revision) VALUES (incoming.source_schema, incoming.source_table, incoming.xmin_value, incoming.is_initial, incoming.wraparound_detected, incoming.frozen_xid, incoming.__dpone__updated_at, incoming.__dpone__loaded_at, incoming.revision);

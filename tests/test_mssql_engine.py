@@ -1,0 +1,154 @@
+"""SQL Server engines without a server: options, the real pyodbc + ODBC driver connect path.
+
+The connect test loads pyodbc, unixODBC and the FreeTDS driver for real and dials a closed
+port; `.ci/run` installs them (``scripts/services/odbc.sh``), so under ``CI=true`` a missing
+driver fails the test, while on a laptop it skips and says what to install.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from dpone_state import (
+    BackendMismatchError,
+    StateUnavailableError,
+    XMinState,
+    create_state_engine,
+)
+from dpone_state.failures import is_connection_failure, is_missing_table
+from dpone_state.mssql import (
+    FREETDS_TDS_VERSION,
+    LOGIN_TIMEOUT_SECONDS,
+    MssqlRunStateStorage,
+    MssqlXMinStateStorage,
+    engine_options,
+)
+from tests.backends import IN_CI
+
+PASSWORD = "Sup3r-s3cret-pw"
+ODBC_HINT = (
+    "install unixODBC and the FreeTDS ODBC driver (Debian/Ubuntu: apt-get install unixodbc "
+    "tdsodbc, or `bash scripts/services/odbc.sh install`)"
+)
+
+
+def _pyodbc_with_freetds() -> Any:
+    """pyodbc with the FreeTDS driver registered; skip (fail in CI) saying what to install."""
+    problem = None
+    try:
+        import pyodbc  # noqa: PLC0415  (loads libodbc.so.2: only where the test needs it)
+    except ImportError as error:
+        problem = f"pyodbc cannot load ({error})"
+    else:
+        if "FreeTDS" not in pyodbc.drivers():
+            problem = f"no FreeTDS ODBC driver registered (drivers: {pyodbc.drivers()})"
+    if problem is not None:
+        message = f"{problem}; {ODBC_HINT}"
+        if IN_CI:
+            pytest.fail(f"required in CI: {message}", pytrace=False)
+        pytest.skip(message)
+    return pyodbc
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_engine_options() -> None:
+    plain = engine_options(
+        make_url("mssql+pyodbc://u:p@h:1433/db?driver=ODBC+Driver+18+for+SQL+Server")
+    )
+    assert plain == {
+        "pool_pre_ping": True,
+        "fast_executemany": True,
+        "connect_args": {"timeout": LOGIN_TIMEOUT_SECONDS},
+    }
+    freetds = engine_options(make_url("mssql+pyodbc://u:p@h:1433/db?driver=FreeTDS"))
+    assert freetds["connect_args"] == {
+        "timeout": LOGIN_TIMEOUT_SECONDS,
+        "TDS_Version": FREETDS_TDS_VERSION,
+    }
+    own = engine_options(
+        make_url("mssql+pyodbc://u:p@h/db?driver=FreeTDS&TDS_Version=8.0&timeout=3")
+    )
+    assert "connect_args" not in own
+
+
+def test_engine_uses_the_options() -> None:
+    _pyodbc_with_freetds()
+    engine = create_state_engine(f"mssql+pyodbc://sa:{PASSWORD}@127.0.0.1:1433/db?driver=FreeTDS")
+    assert engine.dialect.name == "mssql"
+    assert engine.dialect.fast_executemany is True  # type: ignore[attr-defined]
+    assert engine.pool._pre_ping is True  # type: ignore[attr-defined]
+    assert PASSWORD not in repr(MssqlXMinStateStorage(engine))
+
+
+def test_unreachable_sql_server_is_a_typed_error_naming_host_and_port() -> None:
+    _pyodbc_with_freetds()
+    port = _closed_port()
+    url = f"mssql+pyodbc://sa:{PASSWORD}@127.0.0.1:{port}/master?driver=FreeTDS&TDS_Version=7.4"
+    for call in (
+        lambda: MssqlXMinStateStorage(url).load_state("public", "orders"),
+        lambda: MssqlXMinStateStorage(url).save_state("public", "orders", XMinState(1)),
+        lambda: MssqlRunStateStorage(url).delete_old_states(30),
+    ):
+        started = time.monotonic()
+        with pytest.raises(StateUnavailableError) as info:
+            call()
+        assert time.monotonic() - started < LOGIN_TIMEOUT_SECONDS
+        message = str(info.value)
+        assert f"127.0.0.1:{port}" in message
+        assert "Unable to connect" in message  # the driver's own words, readable
+        assert PASSWORD not in message and PASSWORD not in repr(info.value)
+        assert isinstance(info.value.__cause__, sa.exc.DBAPIError)
+        assert is_connection_failure(info.value.__cause__)
+
+
+def test_backend_classes_refuse_other_dialects(tmp_path: Path) -> None:
+    engine = create_state_engine(f"sqlite:///{tmp_path / 's.db'}")
+    for cls in (MssqlXMinStateStorage, MssqlRunStateStorage):
+        with pytest.raises(BackendMismatchError, match="mssql"):
+            cls(engine)
+
+
+def test_missing_table_is_read_from_the_odbc_error() -> None:
+    pyodbc = _pyodbc_with_freetds()
+    # The error pyodbc raises for SQL Server error 208, as both drivers word it.
+    for driver in (
+        "[FreeTDS][SQL Server]",
+        "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]",
+    ):
+        orig = pyodbc.ProgrammingError(
+            "42S02", f"[42S02] {driver}Invalid object name 'etl_state.x'. (208) (SQLExecDirectW)"
+        )
+        assert is_missing_table(sa.exc.ProgrammingError("SELECT", {}, orig), "mssql")
+    other = pyodbc.ProgrammingError("42000", "[42000] [FreeTDS][SQL Server]Incorrect syntax (102)")
+    assert not is_missing_table(sa.exc.ProgrammingError("SELECT", {}, other), "mssql")
+
+
+def test_merge_is_registered_without_importing_the_mssql_module() -> None:
+    # An Engine made with sqlalchemy.create_engine (no dpone_state.mssql import) still gets it.
+    code = (
+        "import sys\n"
+        "from sqlalchemy.dialects import mssql\n"
+        "from dpone_state.tables import build_tables\n"
+        "from dpone_state.upsert import INCOMING, Upsert\n"
+        "t = build_tables(dialect_name='mssql').xmin\n"
+        "row = {'source_schema': 'a', 'source_table': 'b', 'xmin_value': 1}\n"
+        "u = Upsert(t, [row], key=['source_schema', 'source_table'], "
+        "update={'xmin_value': INCOMING})\n"
+        "print('dpone_state.mssql' in sys.modules, str(u.compile(dialect=mssql.dialect())))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("False MERGE INTO etl_state.etl_xmin_state WITH (HOLDLOCK)")
