@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)  ## the main job on the embedded SQLite default
-	$(PY) examples/demo.py
+demo: $(STAMP)  ## the main job on the embedded SQLite default, through the dpone-state command
+	VENV=$(VENV) bash examples/demo.sh
 
 sql: $(STAMP)  ## regenerate the shipped offline migration scripts (dpone_state/migrations/sql/)
 	$(PY) -c 'from dpone_state.migrate import write_offline_scripts as w; print(*w(), sep="\n")'

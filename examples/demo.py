@@ -1,11 +1,12 @@
-"""The main job on the embedded SQLite default: provision, checkpoint, record runs, list them."""
+"""The runtime's side of the demo: checkpoint a table and record a run (provisioned beforehand
+by `dpone-state upgrade`, see examples/demo.sh)."""
 
 from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta, timezone
 
-from dpone_state import RunState, RunStateStatus, XMinState, default_url, migrate
+from dpone_state import RunState, RunStateStatus, XMinState, default_url
 from dpone_state.sqlite import SqliteRunStateStorage, SqliteXMinStateStorage
 
 
@@ -16,9 +17,6 @@ def main() -> None:
     xmin = SqliteXMinStateStorage(url)
     runs = SqliteRunStateStorage(url)
     print(f"state database: {xmin!r}")
-
-    migrate.upgrade(url)  # the Alembic migrations, as `alembic upgrade head` runs them
-    print(f"provisioned the XMin and run-state tables (revision {migrate.current(url)})")
 
     previous = xmin.load_state("public", "orders")
     print(f"checkpoint before this run: {previous}")

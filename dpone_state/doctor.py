@@ -1,0 +1,175 @@
+"""Health check of a state database: reachable, migrated to head, tables shaped as expected.
+
+Each finding says what is wrong and what to do about it; ``dpone-state doctor`` prints them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Table, func, inspect, select
+from sqlalchemy.engine import Connection, Engine, Inspector
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from dpone_state import history, migrate
+from dpone_state.engine import safe_url
+from dpone_state.tables import build_tables
+
+__all__ = ["Finding", "Report", "diagnose"]
+
+Status = Literal["ok", "warning", "problem"]
+
+UPGRADE_FIX = "run `dpone-state upgrade` (with the same --url/--config and table options)"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check's outcome; ``fix`` says what to do when it is not ok."""
+
+    check: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class Report:
+    """What ``diagnose`` found; ``ok`` when no finding is a problem."""
+
+    url: str
+    backend: str
+    server_version: str | None = None
+    revision: str | None = None
+    head: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(finding.status != "problem" for finding in self.findings)
+
+    def add(self, check: str, status: Status, detail: str, fix: str = "") -> None:
+        self.findings.append(Finding(check, status, detail, fix))
+
+
+def _first_line(error: BaseException) -> str:
+    orig = getattr(error, "orig", None) or error
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
+
+
+def diagnose(engine: Engine, schema: str | None, xmin_table: str, run_table: str) -> Report:
+    """Connect, then check the migration revision and both tables' shapes against tables.py."""
+    report = Report(
+        url=safe_url(engine.url), backend=engine.dialect.name, head=history.head_revision()
+    )
+    try:
+        conn = engine.connect()
+    except DBAPIError as error:
+        report.add(
+            "connect",
+            "problem",
+            f"cannot connect to {report.url}: {_first_line(error)}",
+            "check that the server runs and the URL's host, port, database and credentials",
+        )
+        return report
+    with conn:
+        info = engine.dialect.server_version_info
+        report.server_version = ".".join(str(part) for part in info) if info else None
+        report.add("connect", "ok", f"connected to {report.url}")
+        _check_revision(report, conn, schema)
+        expected = build_tables(schema, xmin_table, run_table, dialect_name=engine.dialect.name)
+        inspector = inspect(conn)
+        if schema is not None and engine.dialect.name != "sqlite":
+            if not inspector.has_schema(schema):
+                report.add("schema", "problem", f"schema {schema} does not exist", UPGRADE_FIX)
+                return report
+            report.add("schema", "ok", f"schema {schema} exists")
+        for table in (expected.xmin, expected.run):
+            _check_table(report, conn, inspector, table)
+    return report
+
+
+def _check_revision(report: Report, conn: Connection, schema: str | None) -> None:
+    try:
+        report.revision = migrate.current(conn.engine, schema=schema)
+    except SQLAlchemyError as error:
+        report.add(
+            "revision", "problem", f"cannot read the migration revision: {_first_line(error)}"
+        )
+        return
+    if report.revision is None:
+        report.add(
+            "revision",
+            "problem",
+            f"not provisioned by the migrations (head is {report.head})",
+            f"{UPGRADE_FIX}; it adopts existing tables without touching their rows",
+        )
+    elif report.revision == report.head:
+        report.add("revision", "ok", f"at head {report.head}")
+    elif history.is_known_revision(report.revision):
+        report.add(
+            "revision",
+            "problem",
+            f"at {report.revision}, behind head {report.head}",
+            UPGRADE_FIX,
+        )
+    else:
+        report.add(
+            "revision",
+            "problem",
+            f"at {report.revision}, a revision this dpone-state does not know",
+            "upgrade the dpone-state package to the version that migrated this database",
+        )
+
+
+def _check_table(report: Report, conn: Connection, inspector: Inspector, table: Table) -> None:
+    name = f"{table.schema}.{table.name}" if table.schema else table.name
+    check = f"table {name}"
+    if not inspector.has_table(table.name, schema=table.schema):
+        report.add(check, "problem", "does not exist", UPGRADE_FIX)
+        return
+    columns: dict[str, dict[str, Any]] = {
+        column["name"]: dict(column)
+        for column in inspector.get_columns(table.name, schema=table.schema)
+    }
+    problems: list[str] = []
+    warnings: list[str] = []
+    missing = [column.name for column in table.columns if column.name not in columns]
+    if missing:
+        problems.append(f"missing columns {', '.join(missing)}")
+    extra = sorted(set(columns) - set(table.c.keys()))
+    if extra:
+        warnings.append(f"extra columns {', '.join(extra)} (ignored by dpone-state)")
+    for column in table.columns:
+        found = columns.get(column.name)
+        if found is not None and bool(found["nullable"]) != bool(column.nullable):
+            wanted = "NULL" if column.nullable else "NOT NULL"
+            problems.append(f"column {column.name} should be {wanted}")
+    expected_key = [column.name for column in table.primary_key.columns]
+    key = inspector.get_pk_constraint(table.name, schema=table.schema)
+    if list(key.get("constrained_columns") or []) != expected_key:
+        problems.append(
+            f"primary key is ({', '.join(key.get('constrained_columns') or [])}), "
+            f"expected ({', '.join(expected_key)})"
+        )
+    elif key.get("name") and key["name"] != table.primary_key.name:
+        warnings.append(f"primary key is named {key['name']}, expected {table.primary_key.name}")
+    indexed = [
+        list(index["column_names"]) for index in inspector.get_indexes(table.name, table.schema)
+    ]
+    for index in table.indexes:
+        wanted_columns = [column.name for column in index.columns]
+        if wanted_columns not in indexed:
+            problems.append(
+                f"index on ({', '.join(wanted_columns)}) is missing (retention uses it)"
+            )
+    if problems:
+        report.add(check, "problem", "; ".join(problems + warnings), UPGRADE_FIX)
+        return
+    rows = conn.execute(select(func.count()).select_from(table)).scalar_one()
+    detail = f"{len(columns)} columns, key ({', '.join(expected_key)}), {rows} rows"
+    if warnings:
+        report.add(check, "warning", f"{detail}; {'; '.join(warnings)}")
+    else:
+        report.add(check, "ok", detail)
