@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["is_connection_failure", "is_missing_table"]
+__all__ = ["is_connection_failure", "is_missing_table", "is_transient_conflict"]
 
 #: SQLSTATEs / error codes that mean the table or its schema does not exist.
 _POSTGRES_MISSING = frozenset({"42P01", "3F000"})  # undefined_table, invalid_schema_name
@@ -39,6 +39,33 @@ def is_missing_table(error: DBAPIError, dialect_name: str) -> bool:
     if dialect_name == "bigquery":
         text = str(orig)
         return "Not found: Table" in text or "Not found: Dataset" in text
+    return False
+
+
+#: Deadlock victims and serialization failures: the server rolled the transaction back.
+_POSTGRES_TRANSIENT = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
+_MYSQL_TRANSIENT = frozenset({1213, 1205})  # ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT
+_MSSQL_TRANSIENT_NATIVE = re.compile(r"\((1205|3960)\) \(SQL\w+\)\s*$")  # deadlock victim, snapshot
+
+
+def is_transient_conflict(error: DBAPIError, dialect_name: str) -> bool:
+    """Whether ``error`` is a deadlock or serialization failure that rolled the statement back.
+
+    A storage write is one statement in its own transaction, so such a write changed nothing
+    and may be sent again.
+    """
+    orig = error.orig
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    if dialect_name == "postgresql":
+        return getattr(orig, "pgcode", None) in _POSTGRES_TRANSIENT
+    if dialect_name in ("mysql", "mariadb"):
+        return bool(args) and args[0] in _MYSQL_TRANSIENT
+    if dialect_name == "mssql":
+        return bool(args) and (
+            args[0] == "40001" or _MSSQL_TRANSIENT_NATIVE.search(str(args[-1])) is not None
+        )
+    if dialect_name == "bigquery":
+        return "due to concurrent update" in str(orig)
     return False
 
 

@@ -7,6 +7,8 @@ Tables come from the migrations or one explicit ``create_tables()`` call.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -26,7 +28,7 @@ from dpone_state.errors import (
     StateUnavailableError,
     UnsupportedBackendError,
 )
-from dpone_state.failures import is_connection_failure, is_missing_table
+from dpone_state.failures import is_connection_failure, is_missing_table, is_transient_conflict
 from dpone_state.identifiers import check_identifier as _identifier
 from dpone_state.models import (
     MAX_BIGINT,
@@ -65,6 +67,8 @@ class _Default:
 
 DEFAULT: Final = _Default()
 
+#: Attempts of a write that lost a deadlock or serialization conflict (it changed nothing).
+WRITE_ATTEMPTS = 5
 #: Attempts of an idempotent read when the connection is lost (writes are never retried).
 READ_ATTEMPTS = 2
 #: Checkpoints per statement in ``save_states``.
@@ -168,9 +172,24 @@ class _Storage:
                     yield conn
 
     def _write(self, statement: Any, params: Mapping[str, Any]) -> CursorResult[Any]:
-        with self._connect(write=True) as conn:
-            result: CursorResult[Any] = conn.execute(statement, params)
-            return result
+        """Run one write in its own transaction; a deadlock victim is sent again (bounded).
+
+        The server rolled the victim's whole transaction - this one statement - back, so a
+        retry cannot apply it twice.
+        """
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                with self._connect(write=True) as conn:
+                    result: CursorResult[Any] = conn.execute(statement, params)
+                    return result
+            except DBAPIError as error:
+                if attempt + 1 == WRITE_ATTEMPTS or not is_transient_conflict(
+                    error, self.engine.dialect.name
+                ):
+                    raise
+                log.info("retrying a write on %s after %s", self.qualified_name, error.orig)
+                time.sleep(0.005 * 2**attempt * (1 + random.random()))  # noqa: S311 - jitter
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _read(self, statement: Any, params: Mapping[str, Any]) -> list[Row[Any]]:
         """Run a read; a read is idempotent, so a lost connection is retried once."""

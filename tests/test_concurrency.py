@@ -113,3 +113,39 @@ def test_racing_compare_and_set_has_exactly_one_winner(db: StateDB) -> None:
         assert outcomes == ["conflict", "won"], outcomes
         state = db.xmin().load_state("public", "cas")
         assert state is not None and state.revision == expected + 1
+
+
+BULK_KEYS = 60
+BULK_ROUNDS = 10
+
+
+def _bulk_writer(url: str, schema: str | None, reverse: bool, start: Any, errors: Any) -> None:
+    engine = create_state_engine(url)
+    xmin = XMinStateStorage(engine, schema=schema)
+    keys = [("public", f"bulk_{i:03d}") for i in range(BULK_KEYS)]
+    if reverse:
+        keys.reverse()
+    start.wait()
+    try:
+        for r in range(BULK_ROUNDS):
+            xmin.save_states({key: XMinState(r) for key in keys})
+    except Exception as error:
+        errors.put(f"{type(error).__name__}: {error}")
+    finally:
+        engine.dispose()
+
+
+def test_bulk_writers_locking_keys_in_opposite_orders_do_not_fail(db: StateDB) -> None:
+    """Two multi-row upserts taking row locks in opposite orders can deadlock; the loser was
+    rolled back whole, so the storage sends it again and no caller sees an error."""
+    ctx = mp.get_context("spawn")
+    start, errors = ctx.Barrier(2), ctx.Queue()
+    _run(_bulk_writer, [(db.url, db.schema, reverse, start, errors) for reverse in (False, True)])
+    problems = []
+    while not errors.empty():
+        problems.append(errors.get())
+    assert problems == []
+    xmin = db.xmin()
+    for i in (0, BULK_KEYS - 1):
+        state = xmin.load_state("public", f"bulk_{i:03d}")
+        assert state is not None and state.revision == 2 * BULK_ROUNDS
