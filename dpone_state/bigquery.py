@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL, Engine, ExceptionContext
 
 from dpone_state.engine import create_state_engine, safe_url
 from dpone_state.errors import (
-    StateConfigurationError,
+    StateConfigError,
     StateCredentialsError,
     StateUnavailableError,
 )
@@ -69,14 +69,16 @@ def _service_account(source: ServiceAccount) -> Any:
             credentials = factory.from_service_account_file(os.fspath(source))
     except FileNotFoundError:
         raise StateCredentialsError(
-            f"the service-account key file {os.fspath(source)!r} does not exist"  # type: ignore[arg-type]
+            "credentials",
+            f"the service-account key file {os.fspath(source)!r} does not exist",  # type: ignore[arg-type]
         ) from None
     except (OSError, ValueError, KeyError, GoogleAuthError) as error:
         # The message names the problem (missing fields, bad JSON), never the key's content.
         where = "dict" if isinstance(source, Mapping) else repr(os.fspath(source))
         raise StateCredentialsError(
+            "credentials",
             f"the service-account key ({where}) is not a usable service-account JSON: "
-            f"{type(error).__name__}: {_short(error)}"
+            f"{type(error).__name__}: {_short(error)}",
         ) from None
     return credentials.with_scopes(list(SCOPES))
 
@@ -94,9 +96,10 @@ def _default_credentials() -> tuple[Any, str | None]:
         credentials, project = google.auth.default(scopes=list(SCOPES))
     except GoogleAuthError as error:
         raise StateCredentialsError(
+            "credentials",
             "no Google credentials for BigQuery: set GOOGLE_APPLICATION_CREDENTIALS to a "
             "service-account key file, run `gcloud auth application-default login`, or pass "
-            f"credentials= / a client ({type(error).__name__}: {_short(error)})"
+            f"credentials= / a client ({type(error).__name__}: {_short(error)})",
         ) from None
     return credentials, project
 
@@ -128,7 +131,8 @@ def bigquery_client(
     project = project or found_project
     if not project:
         raise StateCredentialsError(
-            "no BigQuery project: put it in the URL (bigquery://PROJECT) or pass project="
+            "credentials",
+            "no BigQuery project: put it in the URL (bigquery://PROJECT) or pass project=",
         )
     options = {"api_endpoint": api_endpoint} if api_endpoint else None
     return bigquery.Client(
@@ -158,9 +162,10 @@ def create_bigquery_engine(
             project, credentials=credentials, location=location, api_endpoint=api_endpoint
         )
     elif credentials is not None or api_endpoint is not None:
-        raise StateConfigurationError(
+        raise StateConfigError(
+            "client",
             "pass either client= or credentials=/api_endpoint=, not both: a client already "
-            "carries its credentials and endpoint"
+            "carries its credentials and endpoint",
         )
     url = URL.create(
         "bigquery", host=project or client.project, query={"user_supplied_client": "true"}
@@ -182,14 +187,14 @@ def engine_options(url: URL) -> dict[str, Any]:
     try:
         project, location, _, _, path, encoded, job_config, _, _ = parse_url(url)
     except ValueError as error:
-        raise StateConfigurationError(f"invalid BigQuery URL: {error}") from None
+        raise StateConfigError("url", f"invalid BigQuery URL: {error}") from None
     source: ServiceAccount | None = path
     if encoded:
         try:
             source = json.loads(base64.b64decode(encoded, validate=True))
         except (binascii.Error, ValueError):
             raise StateCredentialsError(
-                "credentials_base64 in the URL is not base64-encoded JSON"
+                "credentials", "credentials_base64 in the URL is not base64-encoded JSON"
             ) from None
     client = bigquery_client(
         project, credentials=source, location=location, default_query_job_config=job_config
@@ -213,9 +218,10 @@ def prepare_engine(engine: Engine) -> None:
     def _on_connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> None:
         cparams.setdefault("prefer_bqstorage_client", False)
         if cparams.get("client") is None:
-            raise StateConfigurationError(
+            raise StateConfigError(
+                "client",
                 "bigquery URL with user_supplied_client=true but no client: pass "
-                "connect_args={'client': google.cloud.bigquery.Client(...)}"
+                "connect_args={'client': google.cloud.bigquery.Client(...)}",
             )
 
     @event.listens_for(engine, "handle_error")
@@ -236,8 +242,9 @@ def _raise_typed(error: BaseException, engine: Engine) -> None:
         ) from error
     if isinstance(error, GoogleAuthError):
         raise StateCredentialsError(
+            "credentials",
             f"the Google credentials of {where} were refused or cannot be refreshed: "
-            f"{type(error).__name__}: {_short(error)}"
+            f"{type(error).__name__}: {_short(error)}",
         ) from error
 
 

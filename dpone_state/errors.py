@@ -15,7 +15,6 @@ __all__ = [
     "SecretKeyMissingError",
     "SecretNotFoundError",
     "StateConfigError",
-    "StateConfigurationError",
     "StateCredentialsError",
     "StateError",
     "StateNotProvisionedError",
@@ -142,9 +141,5 @@ class DowngradeRefusedError(StateError):
     """A migration downgrade would delete rows of the state tables and was not confirmed."""
 
 
-class StateConfigurationError(StateError, ValueError):
-    """The state backend is configured in a way that cannot work (URL, engine options)."""
-
-
-class StateCredentialsError(StateConfigurationError):
+class StateCredentialsError(StateConfigError):
     """The cloud credentials are missing or unreadable (BigQuery); the message says which."""

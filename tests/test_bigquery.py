@@ -22,7 +22,7 @@ from google.cloud import bigquery
 
 from dpone_state import (
     BackendMismatchError,
-    StateConfigurationError,
+    StateConfigError,
     StateCredentialsError,
     XMinState,
     XMinStateStorage,
@@ -118,13 +118,13 @@ def test_service_account_file_dict_and_base64_make_engines_without_secrets_in_th
 
 def test_client_and_credentials_together_are_refused() -> None:
     client = bigquery.Client(project="p", credentials=AnonymousCredentials())
-    with pytest.raises(StateConfigurationError, match="not both"):
+    with pytest.raises(StateConfigError, match="not both"):
         create_bigquery_engine(client=client, credentials={"type": "service_account"})
 
 
 def test_user_supplied_client_without_a_client_is_a_typed_error() -> None:
     engine = create_state_engine("bigquery://p?user_supplied_client=true")
-    with pytest.raises(StateConfigurationError, match="no client"):
+    with pytest.raises(StateConfigError, match="no client"):
         XMinStateStorage(engine).load_state("s", "t")
 
 
