@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from dpone_state.errors import InvalidStateError
 from dpone_state.models import XMinState, to_utc, utc_now
-from dpone_state.storage import RunStateStorage, XMinStateStorage
+from dpone_state.storage import RunStateStorage, XMinStateStorage, xmin_state_from_row
 from dpone_state.tables import LOADED_AT, UPDATED_AT
 
 __all__ = ["Checkpoint", "count_runs_before", "list_checkpoints", "prune_cutoff"]
@@ -47,14 +47,7 @@ def list_checkpoints(storage: XMinStateStorage) -> list[Checkpoint]:
         Checkpoint(
             source_schema=row.source_schema,
             source_table=row.source_table,
-            state=XMinState(
-                xmin_value=row.xmin_value,
-                timestamp=row._mapping[LOADED_AT],
-                is_initial=bool(row.is_initial),
-                wraparound_detected=bool(row.wraparound_detected),
-                frozen_xid=row.frozen_xid,
-                revision=row.revision,
-            ),
+            state=xmin_state_from_row(row),
             updated_at=to_utc(UPDATED_AT, row._mapping[UPDATED_AT]),
         )
         for row in storage._read(statement, {})

@@ -218,6 +218,18 @@ class _Storage:
         log.info("provisioned %s on %s", self.qualified_name, safe_url(self.engine.url))
 
 
+def xmin_state_from_row(row: Row[Any]) -> XMinState:
+    """The checkpoint a row of the XMin table holds (its ``__dpone__loaded_at`` is the time)."""
+    return XMinState.from_storage(
+        xmin_value=row.xmin_value,
+        timestamp=row._mapping[LOADED_AT],
+        is_initial=bool(row.is_initial),
+        wraparound_detected=bool(row.wraparound_detected),
+        frozen_xid=row.frozen_xid,
+        revision=row.revision,
+    )
+
+
 class XMinStateStorage(_Storage):
     """Postgres XMin checkpoints, one row per ``(source_schema, source_table)``."""
 
@@ -380,15 +392,7 @@ class XMinStateStorage(_Storage):
         rows = self._read(self._load, self._key_params(source_schema, source_table))
         if not rows:
             return None
-        row = rows[0]
-        return XMinState.from_storage(
-            xmin_value=row.xmin_value,
-            timestamp=row._mapping[LOADED_AT],
-            is_initial=bool(row.is_initial),
-            wraparound_detected=bool(row.wraparound_detected),
-            frozen_xid=row.frozen_xid,
-            revision=row.revision,
-        )
+        return xmin_state_from_row(rows[0])
 
     def delete_state(self, source_schema: str, source_table: str) -> bool:
         """Forget the checkpoint (the next run is a full refresh); whether one existed."""
