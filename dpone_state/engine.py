@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 import sqlalchemy
+from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 
 from dpone_state.errors import UnsupportedBackendError
 
@@ -17,6 +21,8 @@ __all__ = [
     "SUPPORTED_DIALECTS",
     "create_state_engine",
     "default_url",
+    "ping_when_idle",
+    "pings_when_idle",
     "safe_url",
 ]
 
@@ -66,8 +72,47 @@ def backend_module(dialect_name: str) -> _Backend:
     return cast(_Backend, importlib.import_module(module_name))
 
 
+#: A pooled connection unused for longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_SECONDS = 10.0
+_LAST_CHECKIN = "dpone_state_last_checkin"
+_PINGING_POOLS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def ping_when_idle(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS) -> None:
+    """Ping a pooled connection before use only if it sat idle (SQLAlchemy's pre-ping, lazily).
+
+    ``pool_pre_ping`` costs a round trip on every call; idle connections are the ones a server
+    restart, a failover or an idle timeout has closed. A connection that dies while in steady
+    use fails its call with ``StateUnavailableError`` (reads are retried once), and the pool
+    then replaces every connection opened before the failure.
+    """
+    _PINGING_POOLS.add(engine.pool)
+
+    @event.listens_for(engine.pool, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_LAST_CHECKIN] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        last = record.info.get(_LAST_CHECKIN)
+        if last is None or time.monotonic() - last < idle_seconds:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # any failure: the pool must not hand this one out
+            raise DisconnectionError(f"idle connection failed its ping: {error}") from error
+        if not alive:
+            raise DisconnectionError("idle connection failed its ping")
+
+
+def pings_when_idle(engine: Engine) -> bool:
+    """Whether ``ping_when_idle`` guards the engine's pool."""
+    return engine.pool in _PINGING_POOLS
+
+
 def create_state_engine(url: str | URL, **options: Any) -> Engine:
-    """An Engine for ``url`` with the backend's options (pre-ping, SQLite WAL, …) under ``options``.
+    """An Engine for ``url`` with the backend's options (idle ping, SQLite WAL, …) under ``options``.
 
     The driver is imported here, not when ``dpone_state`` is imported.
     """

@@ -1,7 +1,7 @@
 """SQL Server (``mssql+pyodbc``): schema ``etl_state``, ``MERGE … WITH (HOLDLOCK)``.
 
 The MERGE itself is compiled in ``dpone_state.upsert`` (``MSSQL_MERGE``); this module holds the
-backend names and the engine options: ``fast_executemany``, pre-ping, a login timeout, and
+backend names and the engine options: ``fast_executemany``, an idle-connection ping, a login timeout, and
 ``SET NOCOUNT OFF`` on every new connection (row counts decide ``upsert_applied`` and the
 delete counts).
 """
@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 
+from dpone_state.engine import ping_when_idle
 from dpone_state.storage import RunStateStorage, XMinStateStorage
 
 __all__ = [
@@ -36,10 +37,10 @@ FREETDS_TDS_VERSION = "7.4"
 
 
 def engine_options(url: URL) -> dict[str, Any]:
-    """``fast_executemany`` (pyodbc array binding), pre-ping, a login timeout, and for FreeTDS
+    """``fast_executemany`` (pyodbc array binding), a login timeout, and for FreeTDS
     ``TDS_Version=7.4`` unless the URL sets one (pyodbc adds unknown keywords to the
     connection string)."""
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    options: dict[str, Any] = {}
     if url.get_driver_name() != "pyodbc":
         return options
     options["fast_executemany"] = True
@@ -56,12 +57,13 @@ def engine_options(url: URL) -> dict[str, Any]:
 
 
 def prepare_engine(engine: Engine) -> None:
-    """Make every new connection report row counts (``SET NOCOUNT OFF``).
+    """Make every new connection report row counts (``SET NOCOUNT OFF``); ping idle ones.
 
     A server configured with ``user options`` 512 (or a login trigger) starts sessions with
     NOCOUNT ON; then every row count reads -1, and a MERGE that wrote would look like one
     that did not. One statement per new pooled connection, not per call.
     """
+    ping_when_idle(engine)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:

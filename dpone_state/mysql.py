@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL, Engine
 
+from dpone_state.engine import ping_when_idle
 from dpone_state.storage import RunStateStorage, XMinStateStorage
 
 __all__ = ["MysqlRunStateStorage", "MysqlXMinStateStorage"]
@@ -15,15 +16,16 @@ POOL_RECYCLE_SECONDS = 3600
 
 
 def engine_options(url: URL) -> dict[str, Any]:
-    """Pre-ping and recycle pooled connections; full Unicode on the wire."""
-    options: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": POOL_RECYCLE_SECONDS}
+    """Recycle pooled connections before the server's idle timeout; full Unicode on the wire."""
+    options: dict[str, Any] = {"pool_recycle": POOL_RECYCLE_SECONDS}
     if "charset" not in url.query:
         options["connect_args"] = {"charset": "utf8mb4"}
     return options
 
 
 def prepare_engine(engine: Engine) -> None:
-    """Nothing to prepare on MySQL."""
+    """Ping pooled connections that sat idle before handing them out."""
+    ping_when_idle(engine)
 
 
 class MysqlXMinStateStorage(XMinStateStorage):

@@ -6,18 +6,20 @@ from typing import Any
 
 from sqlalchemy.engine import URL, Engine
 
+from dpone_state.engine import ping_when_idle
 from dpone_state.storage import RunStateStorage, XMinStateStorage
 
 __all__ = ["PostgresRunStateStorage", "PostgresXMinStateStorage"]
 
 
 def engine_options(url: URL) -> dict[str, Any]:
-    """Check pooled connections before use, so a restarted server costs no failed call."""
-    return {"pool_pre_ping": True}
+    """No options beyond SQLAlchemy's defaults."""
+    return {}
 
 
 def prepare_engine(engine: Engine) -> None:
-    """Nothing to prepare on PostgreSQL."""
+    """Ping pooled connections that sat idle before handing them out."""
+    ping_when_idle(engine)
 
 
 class PostgresXMinStateStorage(XMinStateStorage):

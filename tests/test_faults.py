@@ -25,6 +25,7 @@ from dpone_state import (
     XMinStateStorage,
     create_state_engine,
 )
+from dpone_state.engine import ping_when_idle
 from tests.backends import IN_CI
 from tests.conftest import StateDB
 
@@ -149,3 +150,24 @@ def test_restart_mid_run_fails_typed_or_succeeds_and_loses_nothing(
         _cluster("start", env)
     assert xmin.load_state("public", "t1") is not None  # reconnects after the outage
     engine.dispose()
+
+
+def test_idle_connections_are_pinged_so_a_restart_between_runs_costs_no_failed_call(
+    throwaway_pg: tuple[str, dict[str, str]],
+) -> None:
+    url, env = throwaway_pg
+    pinging = sa.create_engine(url)
+    ping_when_idle(pinging, idle_seconds=0.05)
+    unguarded = sa.create_engine(url)
+    for engine in (pinging, unguarded):
+        XMinStateStorage(engine, schema="idle").create_tables()
+        XMinStateStorage(engine, schema="idle").save_state("public", "t", XMinState(1))
+    _cluster("restart", env)  # every pooled connection is now dead
+    threading.Event().wait(0.1)  # ... and idle for longer than the threshold
+    XMinStateStorage(pinging, schema="idle").save_state("public", "t", XMinState(2))
+    with pytest.raises(StateUnavailableError):  # without the ping, the dead connection is used
+        XMinStateStorage(unguarded, schema="idle").save_state("public", "t", XMinState(3))
+    loaded = XMinStateStorage(unguarded, schema="idle").load_state("public", "t")
+    assert loaded is not None and loaded.xmin_value == 2
+    pinging.dispose()
+    unguarded.dispose()

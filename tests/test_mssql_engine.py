@@ -24,6 +24,7 @@ from dpone_state import (
     XMinState,
     create_state_engine,
 )
+from dpone_state.engine import pings_when_idle
 from dpone_state.failures import is_connection_failure, is_missing_table
 from dpone_state.mssql import (
     FREETDS_TDS_VERSION,
@@ -70,7 +71,6 @@ def test_engine_options() -> None:
         make_url("mssql+pyodbc://u:p@h:1433/db?driver=ODBC+Driver+18+for+SQL+Server")
     )
     assert plain == {
-        "pool_pre_ping": True,
         "fast_executemany": True,
         "connect_args": {"timeout": LOGIN_TIMEOUT_SECONDS},
     }
@@ -90,7 +90,7 @@ def test_engine_uses_the_options() -> None:
     engine = create_state_engine(f"mssql+pyodbc://sa:{PASSWORD}@127.0.0.1:1433/db?driver=FreeTDS")
     assert engine.dialect.name == "mssql"
     assert engine.dialect.fast_executemany is True  # type: ignore[attr-defined]
-    assert engine.pool._pre_ping is True  # type: ignore[attr-defined]
+    assert pings_when_idle(engine)
     assert PASSWORD not in repr(MssqlXMinStateStorage(engine))
 
 

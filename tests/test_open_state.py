@@ -39,6 +39,7 @@ from dpone_state import (
     XMinState,
     open_state,
 )
+from dpone_state.engine import pings_when_idle
 from tests.backends import BACKENDS, IN_CI
 from tests.conftest import _engine_or_skip
 
@@ -174,7 +175,7 @@ def test_vault_connection_opens_postgres_state(
         assert stores.engine.url.password == PASSWORD  # the password survived intact
         assert stores.xmin.qualified_name == f"{postgres.schema}.etl_xmin_state"
         assert stores.runs.qualified_name == f"{postgres.schema}.etl_run_state"
-        assert stores.engine.pool._pre_ping  # type: ignore[attr-defined]  # the backend's options
+        assert pings_when_idle(stores.engine)  # the backend's options
         shown = [repr(stores), str(stores.engine.url), repr(stores.engine.url), repr(stores.xmin)]
     assert any(f"Vault secret secret/{connection_id}" in r.getMessage() for r in caplog.records)
     assert all(secret_free(text) for text in shown)
