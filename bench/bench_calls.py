@@ -70,7 +70,7 @@ def xmin_params(i: int) -> tuple[Any, ...]:
     return ("s", "r", i, False, False, None, now, T0.replace(tzinfo=None))
 
 
-def bench(target: str, rounds: int) -> list[tuple[str, float, float, float | None]]:
+def bench(target: str, rounds: int) -> list[tuple[str, float, float, float, float]]:
     if target == "postgresql":
         url = PG_URL
         raw = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test")
@@ -116,6 +116,18 @@ def bench(target: str, rounds: int) -> list[tuple[str, float, float, float | Non
             raw.commit()
         cur.close()
 
+    core_engine = create_state_engine(url)
+
+    def core_exec(sql: str, params: tuple[Any, ...], fetch: bool) -> None:
+        """The same hand-written SQL through SQLAlchemy Core: the floor any Core library pays."""
+        text = sql.format(t=xmin_t if "xmin" in sql else run_t, p=placeholder)
+        if fetch:
+            with core_engine.connect() as conn:
+                conn.exec_driver_sql(text, params).all()
+        else:
+            with core_engine.begin() as conn:
+                conn.exec_driver_sql(text, params)
+
     def orm_merge(obj: Any) -> None:
         with Session(orm_engine) as session:
             session.merge(obj)
@@ -154,21 +166,25 @@ def bench(target: str, rounds: int) -> list[tuple[str, float, float, float | Non
         "save_state": {
             "lib": lambda i: xmin.save_state("s", "t", XMinState(i)),
             "raw": lambda i: raw_exec(XMIN_UPSERT, xmin_params(i), False),
+            "core": lambda i: core_exec(XMIN_UPSERT, xmin_params(i), False),
             "orm": orm_xmin,
         },
         "load_state": {
             "lib": lambda i: xmin.load_state("s", "t"),
             "raw": lambda i: raw_exec(XMIN_LOAD, ("s", "r"), True),
+            "core": lambda i: core_exec(XMIN_LOAD, ("s", "r"), True),
             "orm": orm_load,
         },
         "save_run_state": {
             "lib": lambda i: runs.save_run_state(run),
             "raw": lambda i: raw_exec(RUN_UPSERT, run_params(0, naive=True), False),
+            "core": lambda i: core_exec(RUN_UPSERT, run_params(0, naive=True), False),
             "orm": orm_run,
         },
         "get_run_states_by_dag": {
             "lib": lambda i: runs.get_run_states_by_dag("dag"),
             "raw": lambda i: raw_exec(RUN_LIST, ("dag", 100), True),
+            "core": lambda i: core_exec(RUN_LIST, ("dag", 100), True),
             "orm": orm_list,
         },
     }
@@ -192,7 +208,7 @@ def bench(target: str, rounds: int) -> list[tuple[str, float, float, float | Non
                     per_call.append(len(statements) - before)
         medians = {key: statistics.median(values) for key, values in timings.items()}
         assert set(per_call) == {1}, f"{name}: {set(per_call)} statements per call"
-        results.append((name, medians["lib"], medians["raw"], medians.get("orm")))
+        results.append((name, medians["lib"], medians["raw"], medians["core"], medians["orm"]))
     if target == "postgresql":
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
@@ -207,11 +223,11 @@ def main() -> None:
     for target in args.backend or ["postgresql", "sqlite"]:
         print(f"\n{target}: median per call over {args.rounds} interleaved rounds "
               "(lib = dpone-state with its default engine options)")  # fmt: skip
-        print(f"{'call':<24}{'lib µs':>9}{'raw µs':>9}{'orm µs':>9}{'lib/raw':>9}{'orm/raw':>9}")
-        for name, lib, raw, orm in bench(target, args.rounds):
-            orm_text = f"{orm * 1e6:9.0f}{orm / raw:9.2f}" if orm else ""
-            print(f"{name:<24}{lib * 1e6:9.0f}{raw * 1e6:9.0f}{orm_text[:9]}{lib / raw:9.2f}"
-                  f"{orm_text[9:]}")  # fmt: skip
+        print(f"{'call':<22}{'lib µs':>8}{'raw µs':>8}{'core µs':>8}{'orm µs':>8}"
+              f"{'lib/raw':>9}{'core/raw':>9}{'orm/raw':>9}{'lib/core':>9}")  # fmt: skip
+        for name, lib, raw, core, orm in bench(target, args.rounds):
+            print(f"{name:<22}{lib * 1e6:8.0f}{raw * 1e6:8.0f}{core * 1e6:8.0f}{orm * 1e6:8.0f}"
+                  f"{lib / raw:9.2f}{core / raw:9.2f}{orm / raw:9.2f}{lib / core:9.2f}")  # fmt: skip
         print("statements per lib call: 1 (checked on every call)")
 
 
