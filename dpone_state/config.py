@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, Union, cast, get_args
 
-import yaml
 from sqlalchemy.engine import URL, make_url
 
 from dpone_state.errors import (
@@ -232,6 +231,8 @@ def _read(config: str | os.PathLike[str] | Mapping[str, Any]) -> Mapping[str, An
             ) from None
     else:
         text = config
+    import yaml  # noqa: PLC0415 - only manifests given as text need PyYAML (~40 ms)
+
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -24,7 +24,6 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import Column, Table, and_, bindparam, column, func, literal
 from sqlalchemy import table as table_clause
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
@@ -127,6 +126,9 @@ def _compile_unsupported(element: Upsert, compiler: SQLCompiler, **kw: Any) -> s
 @compiles(Upsert, "sqlite")
 def _compile_on_conflict(element: Upsert, compiler: SQLCompiler, **kw: Any) -> str:
     """``INSERT … ON CONFLICT (key) DO UPDATE SET … WHERE guard`` (atomic on both)."""
+    # The dialect packages load on first compile, not at import (~70 ms of import time).
+    from sqlalchemy.dialects import postgresql, sqlite  # noqa: PLC0415
+
     make = postgresql.insert if compiler.dialect.name == "postgresql" else sqlite.insert
     stmt = make(element.upsert_table).values(element._insert_values())
     assignments = {
@@ -158,6 +160,8 @@ def _compile_mysql(element: Upsert, compiler: SQLCompiler, **kw: Any) -> str:
     SQLAlchemy sets, a failed guard and an insert both report one row, and the marker in the
     result's ``lastrowid`` is what tells them apart.
     """
+    from sqlalchemy.dialects import mysql  # noqa: PLC0415 - loaded on first compile
+
     table = element.upsert_table
     stmt = mysql.insert(table).values(element._insert_values())
     guard = element.upsert_where
