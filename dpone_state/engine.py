@@ -19,6 +19,7 @@ from dpone_state.errors import UnsupportedBackendError
 __all__ = [
     "DEFAULT_URL",
     "SUPPORTED_DIALECTS",
+    "autocommit_switch",
     "create_state_engine",
     "default_url",
     "ping_when_idle",
@@ -104,6 +105,30 @@ def ping_when_idle(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS
             raise DisconnectionError(f"idle connection failed its ping: {error}") from error
         if not alive:
             raise DisconnectionError("idle connection failed its ping")
+
+
+def _psycopg_autocommit(dbapi_connection: Any, on: bool) -> None:
+    dbapi_connection.autocommit = on
+
+
+def _sqlite3_autocommit(dbapi_connection: Any, on: bool) -> None:
+    dbapi_connection.isolation_level = None if on else ""
+
+
+#: Drivers whose connections switch to autocommit without talking to the server: the storages
+#: send each call's single statement in autocommit there (one round trip, not BEGIN + statement
+#: + COMMIT). PyMySQL and ODBC send the switch to the server, so they keep a transaction.
+_CLIENT_SIDE_AUTOCOMMIT: dict[str, Callable[[Any, bool], None]] = {
+    "psycopg2": _psycopg_autocommit,
+    "psycopg": _psycopg_autocommit,
+    "pysqlite": _sqlite3_autocommit,
+}
+
+
+def autocommit_switch(engine: Engine) -> Callable[[Any, bool], None] | None:
+    """How to put a DBAPI connection of ``engine`` in (and out of) autocommit for free, if the
+    driver can; ``None`` where switching costs a round trip."""
+    return _CLIENT_SIDE_AUTOCOMMIT.get(engine.dialect.driver)
 
 
 def pings_when_idle(engine: Engine) -> bool:

@@ -19,7 +19,12 @@ from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
 from dpone_state.ddl import create_schema_if_missing
-from dpone_state.engine import SUPPORTED_DIALECTS, create_state_engine, safe_url
+from dpone_state.engine import (
+    SUPPORTED_DIALECTS,
+    autocommit_switch,
+    create_state_engine,
+    safe_url,
+)
 from dpone_state.errors import (
     BackendMismatchError,
     InvalidStateError,
@@ -122,6 +127,7 @@ class _Storage:
         if isinstance(schema, _Default):
             schema = None if dialect in _NO_SCHEMA_DIALECTS else DEFAULT_SCHEMA
         self.engine: Engine = engine
+        self._autocommit = autocommit_switch(engine)
         self.schema: str | None = None if schema is None else _identifier("schema", schema)
         self.table_name: str = _identifier("table", table or self.default_table)
         self.table: Table = self._build_table()
@@ -155,7 +161,8 @@ class _Storage:
 
     @contextmanager
     def _connect(self, *, write: bool) -> Iterator[Connection]:
-        """A connection; ``write`` wraps it in a transaction committed on success."""
+        """A connection for one statement: in autocommit where the driver switches for free
+        (one round trip a call), else in a transaction committed on success (``write``)."""
         with self._translated_errors():
             try:
                 conn = self.engine.connect()
@@ -165,11 +172,23 @@ class _Storage:
                     f"{_first_line(error.orig)}"
                 ) from error
             with conn:
-                if write:
-                    with conn.begin():
+                switch = self._autocommit
+                if switch is None:
+                    if write:
+                        with conn.begin():
+                            yield conn
+                    else:
                         yield conn
-                else:
+                    return
+                dbapi_connection = conn.connection.dbapi_connection
+                switch(dbapi_connection, True)  # one statement, atomic alone: no BEGIN/COMMIT
+                try:
                     yield conn
+                finally:
+                    try:
+                        switch(dbapi_connection, False)
+                    except Exception:  # a connection the server closed: never reuse it
+                        conn.invalidate()
 
     def _write(self, statement: Any, params: Mapping[str, Any]) -> CursorResult[Any]:
         """Run one write in its own transaction; a deadlock victim is sent again (bounded).

@@ -1,4 +1,4 @@
-"""Faults: a writer killed mid-transaction, and a PostgreSQL server restarted mid-run.
+"""Faults: writers killed mid-statement and mid-transaction, a PostgreSQL server restarted.
 
 The restart runs on a throwaway cluster (scripts/services/pg-cluster.sh), never on the shared
 server. Under CI=true the cluster is required; elsewhere it is skipped when PostgreSQL's
@@ -45,8 +45,12 @@ def _killed_writer(url: str, schema: str | None, in_commit: Any) -> None:
 
 
 def test_writer_killed_mid_transaction_leaves_no_partial_row(db: StateDB) -> None:
-    if db.backend.name == "bigquery":
-        pytest.skip("each BigQuery DML statement commits on its own: no open transaction to kill")
+    """Killed after its statement ran and before its COMMIT: the transaction rolls back."""
+    if db.backend.name == "bigquery" or db.xmin()._autocommit is not None:
+        pytest.skip(
+            "each call's one statement commits by itself on this backend (autocommit, one round "
+            "trip): no transaction stays open to kill; test_writer_killed_mid_statement covers it"
+        )
     ctx = mp.get_context("spawn")
     in_commit = ctx.Event()
     proc = ctx.Process(target=_killed_writer, args=(db.url, db.schema, in_commit))
@@ -63,6 +67,47 @@ def test_writer_killed_mid_transaction_leaves_no_partial_row(db: StateDB) -> Non
     xmin.save_state("public", "killed", XMinState(43))  # the key is not left locked
     loaded = xmin.load_state("public", "killed")
     assert loaded is not None and (loaded.xmin_value, loaded.revision) == (43, 1)
+
+
+def _blocked_writer(url: str, schema: str | None, started: Any) -> None:
+    engine = create_state_engine(url)
+    started.set()
+    XMinStateStorage(engine, schema=schema).save_state("public", "killed", XMinState(42))
+
+
+def test_writer_killed_mid_statement_leaves_no_partial_row(db: StateDB) -> None:
+    """Killed while its upsert waits inside the server behind another transaction's lock on
+    the key: afterwards the row is absent or whole, never half-written, and the key is free."""
+    if db.backend.name == "bigquery":
+        pytest.skip("BigQuery has no row locks to hold a statement in flight")
+    xmin = db.xmin()
+    ctx = mp.get_context("spawn")
+    started = ctx.Event()
+    with db.engine.connect() as holder:
+        transaction = holder.begin()
+        holder.execute(  # an uncommitted row of the same key: the writer must wait for it
+            sa.insert(xmin.table).values(
+                source_schema="public", source_table="killed", xmin_value=1,
+                is_initial=False, wraparound_detected=False, revision=0,
+            )
+        )  # fmt: skip
+        proc = ctx.Process(target=_blocked_writer, args=(db.url, db.schema, started))
+        proc.start()
+        try:
+            assert started.wait(60), "the writer never started"
+            threading.Event().wait(1.0)  # let its statement reach the lock
+            assert proc.pid is not None
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.join(30)
+            transaction.rollback()
+    assert proc.exitcode == -signal.SIGKILL
+    loaded = xmin.load_state("public", "killed")
+    # Absent, or the killed writer's whole row if the server ran its statement to the end.
+    assert loaded is None or (loaded.xmin_value, loaded.revision) == (42, 1)
+    xmin.save_state("public", "killed", XMinState(43))
+    after = xmin.load_state("public", "killed")
+    assert after is not None and after.xmin_value == 43
 
 
 def _cluster(command: str, env: dict[str, str]) -> str:
