@@ -17,9 +17,11 @@ STARTED=()
 trap cleanup EXIT
 
 # Services owned by this repo (installed and started here, stopped on exit) are added below.
+# BigQuery emulator (the suite reaches it at the port the script starts it on).
 if ! bash scripts/services/bigquery-emulator.sh status >/dev/null 2>&1; then
   bash scripts/services/bigquery-emulator.sh start && STARTED+=(bigquery-emulator)
 fi
+export DPONE_STATE_TEST_BIGQUERY_EMULATOR="${DPONE_STATE_TEST_BIGQUERY_EMULATOR:-http://127.0.0.1:${DPONE_STATE_BQ_EMULATOR_PORT:-9050}}"
 
 # OpenBao (Vault API) dev server for the `connection_type: vault` tests.
 bash scripts/services/openbao.sh install
