@@ -479,6 +479,7 @@ class RunStateStorage(_Storage):
         columns = [t.c[name] for name in _RUN_FIELDS]
         if "id" in t.c:
             columns.append(t.c.id)
+        self._fields = tuple(column.key for column in columns)
         by_dag = select(*columns).where(t.c.dag_id == self._param("dag_id"))
         self._get = by_dag.where(t.c.execution_date == self._param("execution_date"))
         newest_first = t.c.execution_date.desc()
@@ -512,9 +513,8 @@ class RunStateStorage(_Storage):
             id_kind=run_id_kind(self.engine.dialect.name),
         )
 
-    @staticmethod
-    def _to_model(row: Row[Any]) -> RunState:
-        return RunState.from_storage(**row._asdict())
+    def _to_model(self, row: Row[Any]) -> RunState:
+        return RunState.from_storage(**dict(zip(self._fields, row, strict=True)))
 
     def save_run_state(self, run_state: RunState) -> None:
         """Upsert the run row: a new run is inserted; an existing one gets its outcome updated.
@@ -560,6 +560,7 @@ class RunStateStorage(_Storage):
         if execution_date is not None:
             params["p_execution_date"] = to_utc("execution_date", execution_date)
             statement = self._list_before
+        # ``limit(n)`` keeps SQL Server's ``TOP n`` (a literal, checked int) on every dialect.
         return [self._to_model(row) for row in self._read(statement.limit(limit), params)]
 
     def delete_old_states(self, days_to_keep: int = 30, *, batch_size: int | None = None) -> int:
