@@ -91,13 +91,13 @@ def _check_text(field_name: str, value: object, max_len: int) -> str:
         raise InvalidStateError(field_name, f"is {len(value)} characters long; at most {max_len}")
     if "\x00" in value:
         raise InvalidStateError(field_name, "contains a NUL character, which no backend stores")
+    # SQL Server's NVARCHAR(n) holds n UTF-16 code units: a character outside the BMP (emoji)
+    # takes two, so the limit is counted that way on every backend. The one encoding also
+    # rejects lone surrogates, which no backend can store.
     try:
-        value.encode("utf-8")
+        units = len(value.encode("utf-16-le")) // 2
     except UnicodeEncodeError:
         raise InvalidStateError(field_name, "is not valid Unicode (lone surrogate)") from None
-    # SQL Server's NVARCHAR(n) holds n UTF-16 code units: a character outside the BMP (emoji)
-    # takes two, so the limit is counted that way on every backend.
-    units = len(value.encode("utf-16-le")) // 2
     if units > max_len:
         raise InvalidStateError(
             field_name,

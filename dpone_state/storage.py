@@ -136,6 +136,11 @@ class _Storage:
         raise NotImplementedError
 
     @property
+    def autocommit(self) -> bool:
+        """Whether each call's one statement runs alone in autocommit (one round trip)."""
+        return self._autocommit is not None
+
+    @property
     def qualified_name(self) -> str:
         """``schema.table`` as configured (for messages)."""
         return f"{self.schema}.{self.table_name}" if self.schema else self.table_name

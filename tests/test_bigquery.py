@@ -34,7 +34,7 @@ from dpone_state.bigquery import (
     BigQueryXMinStateStorage,
     create_bigquery_engine,
 )
-from tests.backends import BACKENDS, BIGQUERY_EMULATOR, BIGQUERY_PROJECT
+from tests.backends import BACKENDS, BIGQUERY_EMULATOR, BIGQUERY_PROJECT, IN_CI
 from tests.conftest import StateDB
 
 
@@ -144,8 +144,10 @@ def emulator() -> str:
     try:
         socket.create_connection((parts.hostname, parts.port or 80), timeout=2).close()
     except OSError as error:
-        # The behaviour suite reports (and fails in CI) an absent emulator on its own.
-        pytest.skip(f"no emulator at {BIGQUERY_EMULATOR}: {error}")
+        message = f"no emulator at {BIGQUERY_EMULATOR}: {error}"
+        if IN_CI:
+            pytest.fail(f"required in CI: {message}", pytrace=False)
+        pytest.skip(f"{message}; start it with scripts/services/bigquery-emulator.sh start")
     return BIGQUERY_EMULATOR
 
 

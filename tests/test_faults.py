@@ -48,7 +48,7 @@ def test_writer_killed_mid_transaction_leaves_no_partial_row(db: StateDB) -> Non
     """Killed after its statement ran and before its COMMIT: the transaction rolls back."""
     if db.backend.name == "bigquery":
         pytest.skip("each BigQuery DML statement commits on its own: no transaction to kill")
-    if db.xmin()._autocommit is not None:
+    if db.xmin().autocommit:
         pytest.skip(
             "each call's one statement commits by itself on this backend (autocommit, one round "
             "trip): no transaction stays open to kill; test_writer_killed_mid_statement covers it"

@@ -97,7 +97,9 @@ def test_run_state_rejects_bad_fields(field: str, value: object, reason: str) ->
 def test_names_keep_case_spaces_quotes_and_unicode() -> None:
     name = 'Ordérs "2026"; DROP TABLE x'
     assert run(source_table=name).source_table == name
-    assert len("x" * KEY_NAME_MAX) == KEY_NAME_MAX
+    assert check_key_name("source_table", "x" * KEY_NAME_MAX) == "x" * KEY_NAME_MAX
+    with pytest.raises(InvalidStateError, match="at most"):
+        check_key_name("source_table", "x" * (KEY_NAME_MAX + 1))
 
 
 def test_name_limits_count_utf16_code_units_like_nvarchar() -> None:
