@@ -14,10 +14,16 @@ __all__ = [
     "RevisionConflictError",
     "SecretKeyMissingError",
     "SecretNotFoundError",
+    "StateAuthenticationError",
     "StateConfigError",
     "StateCredentialsError",
+    "StateDatabaseError",
+    "StateDeadlockError",
     "StateError",
+    "StateLockTimeoutError",
     "StateNotProvisionedError",
+    "StateOutcomeUnknownError",
+    "StateRowCountUnknownError",
     "StateUnavailableError",
     "UnknownConfigKeyError",
     "UnknownStateTypeError",
@@ -71,7 +77,35 @@ class RevisionConflictError(StateError):
 
 
 class StateUnavailableError(StateError):
-    """The state database could not be reached or dropped the connection; safe to retry."""
+    """The state database could not be reached, dropped the connection, or gave up waiting,
+    and the call changed nothing: safe to retry as it is."""
+
+
+class StateLockTimeoutError(StateUnavailableError):
+    """The statement waited for a lock (or ran) past its bound and was cancelled, or was
+    cancelled by an operator; the server rolled it back, so nothing changed: safe to retry."""
+
+
+class StateDeadlockError(StateUnavailableError):
+    """A write lost a deadlock or serialization conflict on every one of its attempts; each
+    was rolled back whole, so nothing changed: safe to retry."""
+
+
+class StateOutcomeUnknownError(StateError):
+    """A write reached the server, but the connection was lost before its reply: it may or may
+    not have been applied. Not a ``StateUnavailableError``: load the state to learn which
+    (a compare-and-set save may be sent again with the same ``expected_revision``: it
+    recognises its own write)."""
+
+
+class StateRowCountUnknownError(StateError):
+    """The driver did not report how many rows a statement changed (rowcount -1), so whether a
+    compare-and-set save or a delete applied cannot be told; load the state to learn it."""
+
+
+class StateDatabaseError(StateError):
+    """The database refused the statement for a reason a retry does not cure by itself (a
+    read-only file, a full disk, a value or name the backend cannot hold); nothing applied."""
 
 
 class UnsupportedBackendError(StateError, ValueError):
@@ -131,6 +165,11 @@ class VaultAccessDeniedError(StateConfigError):
 
 class VaultUnavailableError(StateUnavailableError):
     """Vault (``VAULT_ADDR``) cannot be reached; safe to retry."""
+
+
+class StateAuthenticationError(StateConfigError):
+    """The server refused the connection's credentials (wrong password, unknown role or user)
+    or has no database of the configured name: a configuration error, not retryable."""
 
 
 class BackendNotInstalledError(StateError):

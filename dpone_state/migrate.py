@@ -22,6 +22,8 @@ from sqlalchemy.engine import Engine
 from dpone_state.ddl import NO_SCHEMA_DIALECTS
 from dpone_state.engine import create_state_engine, default_url
 from dpone_state.errors import DowngradeRefusedError, InvalidIdentifierError
+from dpone_state.locks import VERSION_TABLE as _VERSION_TABLE
+from dpone_state.locks import provisioning_lock_name
 from dpone_state.tables import DEFAULT_RUN_TABLE, DEFAULT_SCHEMA, DEFAULT_XMIN_TABLE
 
 __all__ = [
@@ -39,7 +41,7 @@ __all__ = [
 
 #: Alembic's version table for the state tables: in the state schema, and named so it cannot
 #: collide with an application's own ``alembic_version``.
-VERSION_TABLE = "dpone_state_alembic_version"
+VERSION_TABLE = _VERSION_TABLE
 #: The packaged migration scripts (what ``script_location`` points at).
 SCRIPT_LOCATION = str(Path(__file__).parent / "migrations")
 #: Dialects whose offline (``--sql``) scripts are shipped under ``migrations/sql/``.
@@ -91,7 +93,7 @@ class MigrationSettings:
     @property
     def lock_name(self) -> str:
         """The name of the migration lock: one per version table."""
-        return f"{self.schema or ''}.{self.version_table}"
+        return provisioning_lock_name(self.schema, self.version_table)
 
     @classmethod
     def from_options(

@@ -222,7 +222,11 @@ class RunState:
                 self.duration_min, (int, float)
             ):
                 raise InvalidStateError("duration_min", "expected a number of minutes")
-            if not math.isfinite(self.duration_min) or self.duration_min < 0:
+            try:
+                minutes = float(self.duration_min)
+            except OverflowError:  # an int beyond any float (2**1024)
+                minutes = math.inf
+            if not math.isfinite(minutes) or minutes < 0:
                 raise InvalidStateError(
                     "duration_min", f"{self.duration_min} is not a finite number >= 0"
                 )

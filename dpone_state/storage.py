@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import BindParameter, Integer, Table, bindparam, delete, select, update
+from sqlalchemy import BindParameter, Integer, Table, bindparam, case, delete, select, update
 from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
@@ -29,12 +29,21 @@ from dpone_state.errors import (
     BackendMismatchError,
     InvalidStateError,
     RevisionConflictError,
+    StateAuthenticationError,
+    StateDatabaseError,
+    StateDeadlockError,
+    StateError,
+    StateLockTimeoutError,
     StateNotProvisionedError,
+    StateOutcomeUnknownError,
+    StateRowCountUnknownError,
     StateUnavailableError,
     UnsupportedBackendError,
 )
-from dpone_state.failures import is_connection_failure, is_missing_table, is_transient_conflict
+from dpone_state.failures import Failure, classify
+from dpone_state.identifiers import check_backend_names
 from dpone_state.identifiers import check_identifier as _identifier
+from dpone_state.locks import migration_lock, provisioning_lock_name
 from dpone_state.models import (
     MAX_BIGINT,
     MAX_DAG_ID,
@@ -56,7 +65,7 @@ from dpone_state.tables import (
     run_state_table,
     xmin_state_table,
 )
-from dpone_state.upsert import INCOMING, Upsert, upsert_applied
+from dpone_state.upsert import INCOMING, IncomingWhen, Upsert, upsert_applied
 
 __all__ = ["DEFAULT", "RunStateStorage", "XMinStateStorage"]
 
@@ -74,6 +83,8 @@ DEFAULT: Final = _Default()
 
 #: Attempts of a write that lost a deadlock or serialization conflict (it changed nothing).
 WRITE_ATTEMPTS = 5
+#: Dialects where a statement commits by itself when it runs (no transaction to roll back).
+_SELF_COMMITTING_DIALECTS = frozenset({"bigquery"})
 #: Attempts of an idempotent read when the connection is lost (writes are never retried).
 READ_ATTEMPTS = 2
 #: Checkpoints per statement in ``save_states``.
@@ -90,6 +101,18 @@ _NO_SCHEMA_DIALECTS = frozenset({"sqlite"})
 def _first_line(error: BaseException | None) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+class _Call:
+    """How far one write got: whether its statement may have reached the server, whether it
+    commits by itself (autocommit, BigQuery) and whether its COMMIT was in flight."""
+
+    __slots__ = ("committing", "self_committing", "sent")
+
+    def __init__(self, self_committing: bool = False) -> None:
+        self.sent = False
+        self.committing = False
+        self.self_committing = self_committing
 
 
 class _Storage:
@@ -131,6 +154,8 @@ class _Storage:
         self.schema: str | None = None if schema is None else _identifier("schema", schema)
         self.table_name: str = _identifier("table", table or self.default_table)
         self.table: Table = self._build_table()
+        # Names the backend would truncate or refuse, derived ones (keys, indexes) included.
+        check_backend_names(dialect, self.schema, self.table)
 
     def _build_table(self) -> Table:
         raise NotImplementedError
@@ -150,41 +175,99 @@ class _Storage:
             f"{type(self).__name__}({safe_url(self.engine.url)!r}, table={self.qualified_name!r})"
         )
 
-    @contextmanager
-    def _translated_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except DBAPIError as error:
-            if is_missing_table(error, self.engine.dialect.name):
-                raise StateNotProvisionedError(self.qualified_name) from error
-            if is_connection_failure(error):
-                raise StateUnavailableError(
-                    f"lost the connection to the state database {safe_url(self.engine.url)}: "
-                    f"{type(error.orig).__name__}; the call can be retried"
-                ) from error
-            raise
+    def _error(  # noqa: PLR0911 - one answer per kind of failure
+        self, error: DBAPIError, call: _Call | None = None, *, connecting: bool = False
+    ) -> StateError:
+        """The typed error a failed statement (or connection attempt) means for the caller.
+
+        A lost connection after a write was sent is "outcome unknown" where the statement
+        commits by itself (autocommit, BigQuery) or while its COMMIT was in flight; anywhere
+        else the server rolls the open transaction back, so nothing was applied.
+        """
+        where = safe_url(self.engine.url)
+        reason = _first_line(error.orig)
+        kind = classify(error, self.engine.dialect.name, connecting=connecting)
+        if kind == Failure.AUTHENTICATION:
+            return StateAuthenticationError(
+                "connection",
+                f"the state database {where} refused the connection ({reason}): fix the "
+                "credentials or the database name; a retry does not help",
+            )
+        if kind == Failure.MISSING_TABLE:
+            return StateNotProvisionedError(self.qualified_name)
+        if kind == Failure.MISSING_COLUMN:
+            return StateNotProvisionedError(
+                self.qualified_name,
+                "it exists but lacks a column of the current revision (never upgraded, or "
+                "downgraded while in use): run `dpone-state upgrade`",
+            )
+        if kind == Failure.CONNECTION:
+            if connecting:
+                return StateUnavailableError(
+                    f"cannot connect to the state database {where}: {reason}"
+                )
+            if call is not None and call.sent and (call.self_committing or call.committing):
+                return StateOutcomeUnknownError(
+                    f"lost the connection to the state database {where} after a write on "
+                    f"{self.qualified_name} was sent ({type(error.orig).__name__}): it may or "
+                    "may not have been applied; load the state to learn which"
+                )
+            return StateUnavailableError(
+                f"lost the connection to the state database {where}: "
+                f"{type(error.orig).__name__}; nothing was applied, the call can be retried"
+            )
+        if kind == Failure.TRANSIENT:
+            return StateDeadlockError(
+                f"a write on {self.qualified_name} lost a deadlock or serialization conflict "
+                f"{WRITE_ATTEMPTS} times ({reason}); nothing was applied, the call can be retried"
+            )
+        if kind == Failure.LOCK_TIMEOUT:
+            return StateLockTimeoutError(
+                f"a statement on {self.qualified_name} waited too long or was cancelled "
+                f"({reason}); it was rolled back, nothing was applied, the call can be retried"
+            )
+        return StateDatabaseError(
+            f"the state database {where} refused a statement on {self.qualified_name}: "
+            f"{type(error.orig).__name__}: {reason}"
+        )
 
     @contextmanager
-    def _connect(self, *, write: bool) -> Iterator[Connection]:
+    def _translated_errors(self, call: _Call | None = None) -> Iterator[None]:
+        """Every failure leaves as a ``StateError`` (nothing raw escapes the public API)."""
+        try:
+            yield
+        except StateError:
+            raise
+        except DBAPIError as error:
+            raise self._error(error, call) from error
+        except Exception as error:  # a driver's own error (an overflow, an encoding, ...)
+            raise StateDatabaseError(
+                f"a statement on {self.qualified_name} failed: {type(error).__name__}: "
+                f"{_first_line(error)}"
+            ) from error
+
+    @contextmanager
+    def _connect(self, *, write: bool, call: _Call | None = None) -> Iterator[Connection]:
         """A connection for one statement: in autocommit where the driver switches for free
         (one round trip a call), else in a transaction committed on success (``write``)."""
-        with self._translated_errors():
+        with self._translated_errors(call):
             try:
                 conn = self.engine.connect()
             except DBAPIError as error:
-                raise StateUnavailableError(
-                    f"cannot connect to the state database {safe_url(self.engine.url)}: "
-                    f"{_first_line(error.orig)}"
-                ) from error
+                raise self._error(error, connecting=True) from error
             with conn:
                 switch = self._autocommit
                 if switch is None:
                     if write:
                         with conn.begin():
                             yield conn
+                            if call is not None:
+                                call.committing = True
                     else:
                         yield conn
                     return
+                if call is not None:
+                    call.self_committing = True
                 dbapi_connection = conn.connection.dbapi_connection
                 switch(dbapi_connection, True)  # one statement, atomic alone: no BEGIN/COMMIT
                 try:
@@ -202,16 +285,16 @@ class _Storage:
         retry cannot apply it twice.
         """
         for attempt in range(WRITE_ATTEMPTS):
+            call = _Call(self.engine.dialect.name in _SELF_COMMITTING_DIALECTS)
             try:
-                with self._connect(write=True) as conn:
+                with self._connect(write=True, call=call) as conn:
+                    call.sent = True
                     result: CursorResult[Any] = conn.execute(statement, params)
                     return result
-            except DBAPIError as error:
-                if attempt + 1 == WRITE_ATTEMPTS or not is_transient_conflict(
-                    error, self.engine.dialect.name
-                ):
+            except StateDeadlockError as error:
+                if attempt + 1 == WRITE_ATTEMPTS:
                     raise
-                log.info("retrying a write on %s after %s", self.qualified_name, error.orig)
+                log.info("retrying a write on %s after %s", self.qualified_name, error.__cause__)
                 time.sleep(0.005 * 2**attempt * (1 + random.random()))  # noqa: S311 - jitter
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -221,11 +304,25 @@ class _Storage:
             try:
                 with self._connect(write=False) as conn:
                     return list(conn.execute(statement, params).all())
-            except StateUnavailableError:
-                if attempt + 1 == READ_ATTEMPTS:
+            except StateUnavailableError as error:
+                lost = isinstance(error.__cause__, DBAPIError) and (
+                    error.__cause__.connection_invalidated
+                )
+                if attempt + 1 == READ_ATTEMPTS or not lost:
                     raise
                 log.info("retrying a read on %s after a lost connection", self.qualified_name)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _rowcount(self, result: CursorResult[Any]) -> int:
+        """The rows a statement changed; a driver that cannot tell (-1) gets a typed error."""
+        count = int(result.rowcount)
+        if count < 0:
+            raise StateRowCountUnknownError(
+                f"the {self.engine.dialect.driver} driver did not report how many rows a "
+                f"statement on {self.qualified_name} changed (rowcount {count}): whether it "
+                "applied cannot be told; load the state to learn it"
+            )
+        return count
 
     def _param(self, column: str) -> BindParameter[Any]:
         """A placeholder for a value of ``column`` (typed like it), bound at execution."""
@@ -236,9 +333,17 @@ class _Storage:
 
         An explicit provisioning step; production databases are provisioned by the migrations.
         """
-        with self._translated_errors(), self.engine.begin() as conn:
-            create_schema_if_missing(conn, self.schema)  # guarded per dialect (ddl.py)
-            self.table.metadata.create_all(conn, checkfirst=True)
+        # Under the migrations' lock (SQLite: an exclusive transaction), so that several
+        # processes creating the same tables at once take turns instead of colliding.
+        with self._translated_errors():
+            try:
+                conn = self.engine.connect()
+            except DBAPIError as error:
+                raise self._error(error, connecting=True) from error
+            with conn, migration_lock(conn, provisioning_lock_name(self.schema)):
+                create_schema_if_missing(conn, self.schema)  # guarded per dialect (ddl.py)
+                self.table.metadata.create_all(conn, checkfirst=True)
+                conn.commit()
         log.info("provisioned %s on %s", self.qualified_name, safe_url(self.engine.url))
 
 
@@ -270,15 +375,24 @@ class XMinStateStorage(_Storage):
         key = (t.c.source_schema == self._param("source_schema")) & (
             t.c.source_table == self._param("source_table")
         )
+        # A deleted checkpoint stays as a tombstone: its revision negated (-(r + 1)), so the
+        # next checkpoint of the key continues at r + 2 and a revision is never reused.
+        deleted = t.c.revision < 0
+        live = t.c.revision >= 0
         row = {name: self._param(name) for name in (*_XMIN_KEY, *_XMIN_VALUES, LOADED_AT)}
         upsert = {
             "rows": [{**row, "revision": 1}],
             "key": _XMIN_KEY,
-            "update": {**dict.fromkeys(_XMIN_VALUES, INCOMING), "revision": t.c.revision + 1},
+            "update": {
+                **dict.fromkeys(_XMIN_VALUES, INCOMING),
+                LOADED_AT: IncomingWhen(deleted),  # a new checkpoint after a delete
+                "revision": case((deleted, 1 - t.c.revision), else_=t.c.revision + 1),
+            },
         }
         # Statements are built once: each call binds its values, and compiles nothing.
         self._save = Upsert(t, **upsert)  # type: ignore[arg-type]
-        self._save_if_unversioned = Upsert(t, **upsert, where=t.c.revision == 0)  # type: ignore[arg-type]
+        # Expected revision 0: no checkpoint (none, deleted, or one the legacy runtime wrote).
+        self._save_if_unversioned = Upsert(t, **upsert, where=t.c.revision <= 0)  # type: ignore[arg-type]
         self._save_if_revision = (
             update(t)
             .where(key, t.c.revision == bindparam("p_expected_revision", type_=t.c.revision.type))
@@ -293,8 +407,17 @@ class XMinStateStorage(_Storage):
             t.c.wraparound_detected,
             t.c.frozen_xid,
             t.c.revision,
+        ).where(key, live)
+        # What a save left behind, to recognise it after an unknown outcome.
+        self._written = select(
+            t.c.xmin_value,
+            t.c.is_initial,
+            t.c.wraparound_detected,
+            t.c.frozen_xid,
+            t.c[UPDATED_AT],
+            t.c.revision,
         ).where(key)
-        self._delete = delete(t).where(key)
+        self._delete = update(t).where(key, live).values(revision=-(t.c.revision + 1))
         self._bulk_statements: dict[int, Upsert] = {}
 
     def _build_table(self) -> Table:
@@ -318,8 +441,10 @@ class XMinStateStorage(_Storage):
         """Upsert the checkpoint atomically; ``__dpone__loaded_at`` keeps the first save's time.
 
         With ``expected_revision`` the save happens only if the stored revision equals it
-        (``0``: no checkpoint yet, or one never saved by dpone-state), else
-        ``RevisionConflictError``; without it the last writer wins.
+        (``0``: no checkpoint yet, a deleted one, or one never saved by dpone-state), else
+        ``RevisionConflictError``; without it the last writer wins. When the reply is lost, the
+        stored row tells whether this call's write applied (then this returns), or that nothing
+        applied (then it is sent once more); otherwise ``StateOutcomeUnknownError``.
         """
         params: dict[str, Any] = self._key_params(source_schema, source_table)
         if not isinstance(xmin_state, XMinState):
@@ -339,18 +464,63 @@ class XMinStateStorage(_Storage):
             p_frozen_xid=xmin_state.frozen_xid,
             **{f"p_{UPDATED_AT}": utc_now(), f"p_{LOADED_AT}": xmin_state.timestamp},
         )
+        for attempt in range(2):
+            try:
+                applied = self._save_once(params, expected_revision)
+            except StateOutcomeUnknownError:
+                # The reply was lost: the stored row says whether this very call wrote it
+                # (its own ``__dpone__updated_at`` and values); if it did not, send it again.
+                outcome = self._outcome(params, expected_revision)
+                if outcome:
+                    return
+                if outcome is None or attempt == 1:
+                    raise
+                continue
+            if not applied:
+                raise RevisionConflictError(source_schema, source_table, expected_revision or 0)
+            return
+
+    def _save_once(self, params: dict[str, Any], expected_revision: int | None) -> bool:
+        """Send the save once; whether it applied (always, without ``expected_revision``)."""
         if expected_revision is None:
             self._write(self._save, params)
-            return
+            return True
         if expected_revision == 0:
-            applied = upsert_applied(self._write(self._save_if_unversioned, params))
-        else:
-            # The row must exist at that revision: a conditional UPDATE says so on every dialect.
-            del params[f"p_{LOADED_AT}"]
-            params["p_expected_revision"] = expected_revision
-            applied = self._write(self._save_if_revision, params).rowcount == 1
-        if not applied:
-            raise RevisionConflictError(source_schema, source_table, expected_revision)
+            result = self._write(self._save_if_unversioned, params)
+            self._rowcount(result)
+            return upsert_applied(result)
+        # The row must exist at that revision: a conditional UPDATE says so on every dialect.
+        update_params = {k: v for k, v in params.items() if k != f"p_{LOADED_AT}"}
+        update_params["p_expected_revision"] = expected_revision
+        return self._rowcount(self._write(self._save_if_revision, update_params)) == 1
+
+    def _outcome(self, params: dict[str, Any], expected_revision: int | None) -> bool | None:
+        """After a lost reply: ``True`` if the stored row is this call's write, ``False`` if
+        the row is as it was expected before it (nothing applied), ``None`` if unknowable."""
+        try:
+            rows = self._read(
+                self._written,
+                {k: params[k] for k in ("p_source_schema", "p_source_table")},
+            )
+        except StateError:
+            return None
+        row = rows[0] if rows else None
+        if row is not None and (
+            row.xmin_value == params["p_xmin_value"]
+            and bool(row.is_initial) == params["p_is_initial"]
+            and bool(row.wraparound_detected) == params["p_wraparound_detected"]
+            and row.frozen_xid == params["p_frozen_xid"]
+            and to_utc(UPDATED_AT, row._mapping[UPDATED_AT]) == params[f"p_{UPDATED_AT}"]
+        ):
+            return True
+        if expected_revision is not None:
+            unchanged = (
+                row is None or row.revision <= 0
+                if expected_revision == 0
+                else row is not None and row.revision == expected_revision
+            )
+            return False if unchanged else None
+        return None
 
     def save_states(self, states: Mapping[tuple[str, str], XMinState]) -> int:
         """Upsert many checkpoints in few statements (``BULK_ROWS`` per statement; fewer where the
@@ -361,7 +531,9 @@ class XMinStateStorage(_Storage):
         """
         params: list[dict[str, Any]] = []
         now = utc_now()
-        for key, state in states.items():
+        # In key order: concurrent bulk writers then lock their common keys in one order and
+        # cannot deadlock each other.
+        for key, state in sorted(states.items(), key=_bulk_key):
             if not isinstance(key, tuple) or len(key) != 2:
                 raise InvalidStateError("states", "keys must be (source_schema, source_table)")
             if not isinstance(state, XMinState):
@@ -419,9 +591,21 @@ class XMinStateStorage(_Storage):
         return xmin_state_from_row(rows[0])
 
     def delete_state(self, source_schema: str, source_table: str) -> bool:
-        """Forget the checkpoint (the next run is a full refresh); whether one existed."""
+        """Forget the checkpoint (the next run is a full refresh); whether one existed.
+
+        The row stays as a tombstone (revision negated), so the key's next checkpoint gets a
+        revision above every earlier one: a stale writer's compare-and-set can never match.
+        """
         result = self._write(self._delete, self._key_params(source_schema, source_table))
-        return result.rowcount > 0
+        return self._rowcount(result) > 0
+
+
+def _bulk_key(item: tuple[Any, Any]) -> tuple[str, str]:
+    """The sort key of a ``save_states`` entry (a malformed key sorts first, then is refused)."""
+    key = item[0]
+    if isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, str) for k in key):
+        return (key[0], key[1])
+    return ("", "")
 
 
 _XMIN_KEY: Final = ("source_schema", "source_table")
@@ -577,9 +761,13 @@ class RunStateStorage(_Storage):
         if isinstance(days_to_keep, bool) or not isinstance(days_to_keep, int) or days_to_keep < 0:
             raise InvalidStateError("days_to_keep", "must be an integer >= 0")
         if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or not 1 <= batch_size <= MAX_BIGINT
         ):
-            raise InvalidStateError("batch_size", "must be an integer >= 1 or None")
+            raise InvalidStateError(
+                "batch_size", f"must be an integer in 1 .. {MAX_BIGINT} or None"
+            )
         try:
             cutoff = utc_now() - timedelta(days=days_to_keep)
         except OverflowError:
@@ -587,17 +775,17 @@ class RunStateStorage(_Storage):
                 "days_to_keep", f"{days_to_keep} days is too far back"
             ) from None
         if batch_size is None:
-            return int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
+            return self._rowcount(self._write(self._prune, {"p_cutoff": cutoff}))
         deleted = 0
         while True:
             last = self._read(
                 self._prune_boundary, {"p_cutoff": cutoff, "p_offset": batch_size - 1}
             )
             if not last:  # fewer than a batch left
-                return deleted + int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
+                return deleted + self._rowcount(self._write(self._prune, {"p_cutoff": cutoff}))
             boundary = {
                 "p_cutoff": cutoff,
                 "p_boundary_date": last[0].execution_date,
                 "p_dag_id": last[0].dag_id,
             }
-            deleted += int(self._write(self._prune_batch, boundary).rowcount)
+            deleted += self._rowcount(self._write(self._prune_batch, boundary))

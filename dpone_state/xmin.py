@@ -21,7 +21,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
 from dpone_state.engine import safe_url
-from dpone_state.errors import BackendMismatchError, InvalidStateError, StateError
+from dpone_state.errors import (
+    BackendMismatchError,
+    InvalidStateError,
+    RevisionConflictError,
+    StateError,
+)
 from dpone_state.models import XMinState, check_key_name
 from dpone_state.storage import XMinStateStorage
 from dpone_state.xmin_window import XMinWindow, compute_window, epoch_extend, xmin_number
@@ -269,12 +274,17 @@ class XMinExtraction:
                 f"({self.rows_read} so far): saving the checkpoint now would skip the rest"
             )
         self.close()
-        self._storage.save_state(
-            self.source_schema,
-            self.source_table,
-            self.state,
-            expected_revision=self.expected_revision,
-        )
+        try:
+            self._storage.save_state(
+                self.source_schema,
+                self.source_table,
+                self.state,
+                expected_revision=self.expected_revision,
+            )
+        except RevisionConflictError:
+            # A commit() retried after an unknown outcome finds its own write: not a conflict.
+            if not self._stored_is_own_write():
+                raise
         self._committed = True
         log.info(
             "xmin checkpoint of %r.%r moved to %d (%s window, %d rows)",
@@ -287,6 +297,19 @@ class XMinExtraction:
         # As stored: the first save's time stays (``__dpone__loaded_at``), the revision moved on.
         first_saved = self.previous.timestamp if self.previous else self.state.timestamp
         return replace(self.state, timestamp=first_saved, revision=self.expected_revision + 1)
+
+    def _stored_is_own_write(self) -> bool:
+        """Whether the stored checkpoint is exactly the one this extraction saves, one revision
+        after the one it started from (an earlier try of this commit that did apply)."""
+        stored = self._storage.load_state(self.source_schema, self.source_table)
+        mine = self.state
+        return stored is not None and (
+            stored.revision == self.expected_revision + 1
+            and stored.xmin_value == mine.xmin_value
+            and stored.is_initial == mine.is_initial
+            and stored.wraparound_detected == mine.wraparound_detected
+            and stored.frozen_xid == mine.frozen_xid
+        )
 
     def close(self) -> None:
         """End the source transaction (read only: nothing to undo); the checkpoint stays."""

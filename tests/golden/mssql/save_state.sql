@@ -11,7 +11,9 @@
 --   insert.
 -- On a match the four values and __dpone__updated_at change and revision goes up by one
 --   (target.revision + 1, read under the lock); __dpone__loaded_at keeps the first insert's
---   time. A new row starts at revision 1.
+--   time. A new row starts at revision 1. A matched tombstone (a deleted checkpoint, revision
+--   -(r + 1)) becomes a new checkpoint at r + 2 with this save's __dpone__loaded_at: a revision
+--   is never reused.
 --
 -- Parameters, in order (name: type it is bound with = value in this call):
 --   1. p_source_schema: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_schema_q7'
@@ -22,10 +24,13 @@
 --   6. p_frozen_xid: BIGINT = None
 --   7. p___dpone__updated_at: DATETIME2 = <current UTC time>
 --   8. p___dpone__loaded_at: DATETIME2 = <current UTC time>
---   9. revision_1: BIGINT = 1
---   10. revision_2: BIGINT = 1
+--   9. param_1: BIGINT = 1
+--   10. revision_1: BIGINT = 0
+--   11. revision_2: BIGINT = 0
+--   12. revision_3: BIGINT = 1
+--   13. revision_4: BIGINT = 1
 MERGE INTO etl_state.etl_xmin_state WITH (HOLDLOCK) AS target
 USING (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)) AS incoming (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, __dpone__updated_at, __dpone__loaded_at, revision)
 ON target.source_schema = incoming.source_schema AND target.source_table = incoming.source_table
-WHEN MATCHED THEN UPDATE SET xmin_value = incoming.xmin_value, is_initial = incoming.is_initial, wraparound_detected = incoming.wraparound_detected, frozen_xid = incoming.frozen_xid, __dpone__updated_at = incoming.__dpone__updated_at, revision = target.revision + ?
+WHEN MATCHED THEN UPDATE SET xmin_value = incoming.xmin_value, is_initial = incoming.is_initial, wraparound_detected = incoming.wraparound_detected, frozen_xid = incoming.frozen_xid, __dpone__updated_at = incoming.__dpone__updated_at, __dpone__loaded_at = CASE WHEN (target.revision < ?) THEN incoming.__dpone__loaded_at ELSE target.__dpone__loaded_at END, revision = CASE WHEN (target.revision < ?) THEN ? - target.revision ELSE target.revision + ? END
 WHEN NOT MATCHED THEN INSERT (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, __dpone__updated_at, __dpone__loaded_at, revision) VALUES (incoming.source_schema, incoming.source_table, incoming.xmin_value, incoming.is_initial, incoming.wraparound_detected, incoming.frozen_xid, incoming.__dpone__updated_at, incoming.__dpone__loaded_at, incoming.revision);

@@ -9,10 +9,10 @@
 --   deadlock on it) and then finds the committed row and updates it: no primary-key violation,
 --   no lost update. Without HOLDLOCK two first writers of one key both see no row and both
 --   insert.
--- Compare-and-set for 'no checkpoint yet (or a legacy one, revision 0)': inserts a new row, or
---   updates a matched row only WHEN MATCHED AND target.revision = 0. The guard is evaluated on
---   the row locked by HOLDLOCK, so of two racing writers exactly one writes; the other sees
---   revision 1 and writes nothing.
+-- Compare-and-set for 'no checkpoint yet (or a legacy one, revision 0, or a deleted one,
+--   revision < 0)': inserts a new row, or updates a matched row only WHEN MATCHED AND
+--   target.revision <= 0. The guard is evaluated on the row locked by HOLDLOCK, so of two
+--   racing writers exactly one writes; the other sees revision 1 and writes nothing.
 -- The driver's row count (SQLRowCount; SET NOCOUNT OFF is set on every connection) is the
 --   number of rows the MERGE inserted or updated: 1 when it wrote, 0 when the guard failed.
 --
@@ -25,11 +25,14 @@
 --   6. p_frozen_xid: BIGINT = None
 --   7. p___dpone__updated_at: DATETIME2 = <current UTC time>
 --   8. p___dpone__loaded_at: DATETIME2 = <current UTC time>
---   9. revision_1: BIGINT = 1
---   10. revision_2: BIGINT = 0
---   11. revision_3: BIGINT = 1
+--   9. param_1: BIGINT = 1
+--   10. revision_1: BIGINT = 0
+--   11. revision_2: BIGINT = 0
+--   12. revision_3: BIGINT = 0
+--   13. revision_4: BIGINT = 1
+--   14. revision_5: BIGINT = 1
 MERGE INTO etl_state.etl_xmin_state WITH (HOLDLOCK) AS target
 USING (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)) AS incoming (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, __dpone__updated_at, __dpone__loaded_at, revision)
 ON target.source_schema = incoming.source_schema AND target.source_table = incoming.source_table
-WHEN MATCHED AND target.revision = ? THEN UPDATE SET xmin_value = incoming.xmin_value, is_initial = incoming.is_initial, wraparound_detected = incoming.wraparound_detected, frozen_xid = incoming.frozen_xid, __dpone__updated_at = incoming.__dpone__updated_at, revision = target.revision + ?
+WHEN MATCHED AND target.revision <= ? THEN UPDATE SET xmin_value = incoming.xmin_value, is_initial = incoming.is_initial, wraparound_detected = incoming.wraparound_detected, frozen_xid = incoming.frozen_xid, __dpone__updated_at = incoming.__dpone__updated_at, __dpone__loaded_at = CASE WHEN (target.revision < ?) THEN incoming.__dpone__loaded_at ELSE target.__dpone__loaded_at END, revision = CASE WHEN (target.revision < ?) THEN ? - target.revision ELSE target.revision + ? END
 WHEN NOT MATCHED THEN INSERT (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, __dpone__updated_at, __dpone__loaded_at, revision) VALUES (incoming.source_schema, incoming.source_table, incoming.xmin_value, incoming.is_initial, incoming.wraparound_detected, incoming.frozen_xid, incoming.__dpone__updated_at, incoming.__dpone__loaded_at, incoming.revision);
