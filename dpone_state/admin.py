@@ -42,7 +42,8 @@ def list_checkpoints(storage: XMinStateStorage) -> list[Checkpoint]:
         t.c.wraparound_detected,
         t.c.frozen_xid,
         t.c.revision,
-    ).order_by(t.c.source_schema, t.c.source_table)
+    ).where(t.c.revision >= 0)  # a tombstone (a deleted checkpoint) is none
+    statement = statement.order_by(t.c.source_schema, t.c.source_table)
     return [
         Checkpoint(
             source_schema=row.source_schema,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import time
 import weakref
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DisconnectionError
 
-from dpone_state.errors import UnsupportedBackendError
+from dpone_state.errors import BackendNotInstalledError, UnsupportedBackendError
 
 __all__ = [
     "DEFAULT_URL",
@@ -53,12 +54,73 @@ def default_url() -> str:
     return os.environ.get("DPONE_STATE_URL") or DEFAULT_URL
 
 
+#: Query parameters whose values are secrets (matched in their lower-cased name): passwords
+#: (``password``, ``sslpassword``, ``pwd``, ODBC ``PWD``), tokens, keys, credentials.
+_SECRET_QUERY_NAME = re.compile(
+    r"pass|pwd|secret|token|credential|key|auth|signature|private|session|odbc_connect",
+    re.IGNORECASE,
+)
+_MASK = "***"
+
+
 def safe_url(url: str | URL) -> str:
-    """The URL with its password masked, for logs and messages."""
+    """The URL for logs, messages and reprs: the password field masked, and the value of every
+    query parameter whose name is secret-like (``password``, ``sslpassword``, ``token``, …).
+
+    Works on the URL's fields, never on free text (a password that also occurs elsewhere in a
+    message must not turn the rest of it into a puzzle that spells it out).
+    """
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except Exception:  # an unparsable URL may itself contain a secret
         return "<unparsable URL>"
+    masked = {
+        name: (_MASK if _SECRET_QUERY_NAME.search(name) else value)
+        for name, value in parsed.query.items()
+    }
+    if masked == dict(parsed.query):
+        return parsed.render_as_string(hide_password=True)
+    rendered = parsed.set(query=masked).render_as_string(hide_password=True)
+    return rendered.replace("%2A%2A%2A", _MASK)  # the mask as the password field shows it
+
+
+#: The pip extra that installs the driver of each SQLAlchemy dialect dpone-state supports.
+DRIVER_EXTRAS: dict[str, str] = {
+    "postgresql": "postgres",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "mssql": "mssql",
+    "bigquery": "bigquery",
+}
+#: Drivers of the extras (the URL's ``+driver`` that each extra installs).
+EXTRA_DRIVERS: dict[str, tuple[str, ...]] = {
+    "postgres": ("psycopg2", "psycopg"),
+    "mysql": ("pymysql",),
+    "mssql": ("pyodbc",),
+    "bigquery": ("bigquery",),
+}
+
+
+def not_installed(url: URL, error: ImportError) -> BackendNotInstalledError:
+    """The typed error for a URL whose driver module is missing, naming the extra to install."""
+    backend = url.get_backend_name()
+    extra = DRIVER_EXTRAS.get(backend)
+    if extra is None:
+        return BackendNotInstalledError(
+            f"the driver of {safe_url(url)} ({error.name or error}) is not installed"
+        )
+    advice = f"pip install 'dpone-state[{extra}]'"
+    driver = url.get_driver_name()
+    drivers = EXTRA_DRIVERS[extra]
+    if driver not in drivers:
+        advice += (
+            f", which installs {' or '.join(drivers)}: use a URL "
+            f"{backend}+{drivers[0]}://… (this one asks for {driver})"
+        )
+    return BackendNotInstalledError(
+        f"the {backend} driver for {safe_url(url)} ({error.name or error}) is not installed: "
+        f"{advice}"
+    )
 
 
 def backend_module(dialect_name: str) -> _Backend:
@@ -142,11 +204,14 @@ def create_state_engine(url: str | URL, **options: Any) -> Engine:
     The driver is imported here, not when ``dpone_state`` is imported.
     """
     parsed = make_url(url)
-    backend = backend_module(parsed.get_backend_name())
-    merged = {**backend.engine_options(parsed), **options}
-    # Optional hook: a backend may hand the dialect another URL (BigQuery moves the
-    # credentials out of it into the client that ``engine_options`` built).
-    engine_url: Callable[[URL], URL] | None = getattr(backend, "engine_url", None)
-    engine = sqlalchemy.create_engine(engine_url(parsed) if engine_url else parsed, **merged)
+    try:
+        backend = backend_module(parsed.get_backend_name())
+        merged = {**backend.engine_options(parsed), **options}
+        # Optional hook: a backend may hand the dialect another URL (BigQuery moves the
+        # credentials out of it into the client that ``engine_options`` built).
+        engine_url: Callable[[URL], URL] | None = getattr(backend, "engine_url", None)
+        engine = sqlalchemy.create_engine(engine_url(parsed) if engine_url else parsed, **merged)
+    except ImportError as error:  # the driver (or the dialect's package) is not installed
+        raise not_installed(parsed, error) from None
     backend.prepare_engine(engine)
     return engine

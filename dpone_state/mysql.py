@@ -13,14 +13,20 @@ __all__ = ["MysqlRunStateStorage", "MysqlXMinStateStorage"]
 
 #: Recycle pooled connections before MySQL's default ``wait_timeout`` (8 h) closes them.
 POOL_RECYCLE_SECONDS = 3600
+#: How long a statement waits for a row lock before it fails with ``StateLockTimeoutError``
+#: (``innodb_lock_wait_timeout`` of each connection; the server default is 50 s).
+LOCK_WAIT_SECONDS = 10
 
 
 def engine_options(url: URL) -> dict[str, Any]:
-    """Recycle pooled connections before the server's idle timeout; full Unicode on the wire."""
-    options: dict[str, Any] = {"pool_recycle": POOL_RECYCLE_SECONDS}
+    """Recycle pooled connections before the server's idle timeout; full Unicode on the wire;
+    a bounded wait for row locks."""
+    connect_args: dict[str, Any] = {
+        "init_command": f"SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_SECONDS}"
+    }
     if "charset" not in url.query:
-        options["connect_args"] = {"charset": "utf8mb4"}
-    return options
+        connect_args["charset"] = "utf8mb4"
+    return {"pool_recycle": POOL_RECYCLE_SECONDS, "connect_args": connect_args}
 
 
 def prepare_engine(engine: Engine) -> None:

@@ -84,8 +84,9 @@ def run_id_kind(dialect_name: str | None) -> RunIdKind:
 
 
 def new_metadata() -> MetaData:
-    """A MetaData with the project's naming convention."""
-    return MetaData(naming_convention=NAMING_CONVENTION)
+    """A MetaData with the project's naming convention, marked as dpone-state's own (the SQL
+    Server DDL hooks of ``ddl.py`` apply to its tables only)."""
+    return MetaData(naming_convention=NAMING_CONVENTION, info={"dpone_state": True})
 
 
 def _timestamps() -> list[Column[Any]]:
