@@ -110,9 +110,14 @@ def not_installed(url: URL, error: ImportError) -> BackendNotInstalledError:
             f"the driver of {safe_url(url)} ({error.name or error}) is not installed"
         )
     advice = f"pip install 'dpone-state[{extra}]'"
-    driver = url.get_driver_name()
+    driver: str | None = url.drivername.partition("+")[2] or None
+    if driver is None:
+        try:  # the dialect's default driver (psycopg under SQLAlchemy 2.1, psycopg2 under 2.0)
+            driver = url.get_driver_name()
+        except ImportError:  # the dialect itself lives in the missing package
+            driver = None
     drivers = EXTRA_DRIVERS[extra]
-    if driver not in drivers:
+    if driver is not None and driver not in drivers:
         advice += (
             f", which installs {' or '.join(drivers)}: use a URL "
             f"{backend}+{drivers[0]}://… (this one asks for {driver})"
