@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 import pytest
 import sqlalchemy as sa
+from alembic.ddl.base import AddColumn
 from sqlalchemy.dialects import mssql
 from sqlalchemy.schema import CreateTable
 
@@ -27,6 +28,7 @@ from dpone_state import (
     StateUnavailableError,
     XMinStateStorage,
     load_state_settings,
+    migrate,
     open_state,
     safe_url,
 )
@@ -86,10 +88,6 @@ def test_messages_reprs_and_the_open_state_log_line_mask_query_secrets(
 
 
 def test_sql_server_ddl_of_a_host_table_compiles_as_sqlalchemy_and_alembic_compile_it() -> None:
-    from alembic.ddl.base import AddColumn
-
-    from dpone_state import migrate
-
     migrate.offline_sql("mssql")  # runs the migrations' environment (it used to install hooks)
     host = sa.Table(
         "host_app_table",
@@ -187,7 +185,7 @@ def _engine(url: str) -> sa.Engine:
 def test_names_past_a_backends_limits_are_refused_when_a_storage_is_built(
     url: str, schema: str, table: str, why: str
 ) -> None:
-    with pytest.raises(InvalidIdentifierError, match="is .* long|Multilingual") as raised:
+    with pytest.raises(InvalidIdentifierError, match=r"is .* long|Multilingual") as raised:
         XMinStateStorage(_engine(url), schema=schema, table=table)
     assert why in str(raised.value)
 
