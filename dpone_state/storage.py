@@ -83,6 +83,7 @@ DEFAULT: Final = _Default()
 
 #: Attempts of a write that lost a deadlock or serialization conflict (it changed nothing).
 WRITE_ATTEMPTS = 5
+_KEEP_ROWCOUNT: Final = {"preserve_rowcount": True}
 #: Dialects where a statement commits by itself when it runs (no transaction to roll back).
 _SELF_COMMITTING_DIALECTS = frozenset({"bigquery"})
 #: Attempts of an idempotent read when the connection is lost (writes are never retried).
@@ -289,7 +290,11 @@ class _Storage:
             try:
                 with self._connect(write=True, call=call) as conn:
                     call.sent = True
-                    result: CursorResult[Any] = conn.execute(statement, params)
+                    # The row count is read when the statement ran: some drivers (psycopg 3)
+                    # forget it once the cursor is closed, and an INSERT's is not kept otherwise.
+                    result: CursorResult[Any] = conn.execute(
+                        statement, params, execution_options=_KEEP_ROWCOUNT
+                    )
                     return result
             except StateDeadlockError as error:
                 if attempt + 1 == WRITE_ATTEMPTS:
@@ -457,12 +462,23 @@ class XMinStateStorage(_Storage):
             or not 0 <= expected_revision <= MAX_BIGINT
         ):
             raise InvalidStateError("expected_revision", "must be an integer >= 0 or None")
+        self._save_state(params, xmin_state, expected_revision, utc_now())
+
+    def _save_state(
+        self,
+        params: dict[str, Any],
+        xmin_state: XMinState,
+        expected_revision: int | None,
+        written_at: datetime,
+    ) -> None:
+        """``save_state`` with the ``__dpone__updated_at`` it writes: what identifies this write
+        when its reply is lost (and what a retried ``XMinExtraction.commit()`` sends again)."""
         params.update(
             p_xmin_value=xmin_state.xmin_value,
             p_is_initial=xmin_state.is_initial,
             p_wraparound_detected=xmin_state.wraparound_detected,
             p_frozen_xid=xmin_state.frozen_xid,
-            **{f"p_{UPDATED_AT}": utc_now(), f"p_{LOADED_AT}": xmin_state.timestamp},
+            **{f"p_{UPDATED_AT}": written_at, f"p_{LOADED_AT}": xmin_state.timestamp},
         )
         for attempt in range(2):
             try:
@@ -477,8 +493,28 @@ class XMinStateStorage(_Storage):
                     raise
                 continue
             if not applied:
-                raise RevisionConflictError(source_schema, source_table, expected_revision or 0)
+                raise RevisionConflictError(
+                    params["p_source_schema"], params["p_source_table"], expected_revision or 0
+                )
             return
+
+    def _is_own_write(
+        self,
+        source_schema: str,
+        source_table: str,
+        xmin_state: XMinState,
+        written_at: datetime,
+    ) -> bool:
+        """Whether the stored checkpoint is exactly the write made with ``written_at``."""
+        params: dict[str, Any] = self._key_params(source_schema, source_table)
+        params.update(
+            p_xmin_value=xmin_state.xmin_value,
+            p_is_initial=xmin_state.is_initial,
+            p_wraparound_detected=xmin_state.wraparound_detected,
+            p_frozen_xid=xmin_state.frozen_xid,
+            **{f"p_{UPDATED_AT}": written_at},
+        )
+        return self._outcome(params, None) is True
 
     def _save_once(self, params: dict[str, Any], expected_revision: int | None) -> bool:
         """Send the save once; whether it applied (always, without ``expected_revision``)."""

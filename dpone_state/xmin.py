@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -27,7 +28,7 @@ from dpone_state.errors import (
     RevisionConflictError,
     StateError,
 )
-from dpone_state.models import XMinState, check_key_name
+from dpone_state.models import XMinState, check_key_name, utc_now
 from dpone_state.storage import XMinStateStorage
 from dpone_state.xmin_window import XMinWindow, compute_window, epoch_extend, xmin_number
 
@@ -229,6 +230,7 @@ class XMinExtraction:
         self._started = False
         self._exhausted = False
         self._committed = False
+        self._written_at: datetime | None = None  # set by the first try of commit()
 
     @property
     def expected_revision(self) -> int:
@@ -274,16 +276,23 @@ class XMinExtraction:
                 f"({self.rows_read} so far): saving the checkpoint now would skip the rest"
             )
         self.close()
+        storage = self._storage
+        # One write time for every try of this commit: it is what identifies this write.
+        if self._written_at is None:
+            self._written_at = utc_now()
         try:
-            self._storage.save_state(
-                self.source_schema,
-                self.source_table,
+            storage._save_state(
+                storage._key_params(self.source_schema, self.source_table),
                 self.state,
-                expected_revision=self.expected_revision,
+                self.expected_revision,
+                self._written_at,
             )
         except RevisionConflictError:
-            # A commit() retried after an unknown outcome finds its own write: not a conflict.
-            if not self._stored_is_own_write():
+            # A commit() retried after an unknown outcome finds its own earlier write (its
+            # write time and values): that is not a conflict.
+            if not storage._is_own_write(
+                self.source_schema, self.source_table, self.state, self._written_at
+            ):
                 raise
         self._committed = True
         log.info(
@@ -297,19 +306,6 @@ class XMinExtraction:
         # As stored: the first save's time stays (``__dpone__loaded_at``), the revision moved on.
         first_saved = self.previous.timestamp if self.previous else self.state.timestamp
         return replace(self.state, timestamp=first_saved, revision=self.expected_revision + 1)
-
-    def _stored_is_own_write(self) -> bool:
-        """Whether the stored checkpoint is exactly the one this extraction saves, one revision
-        after the one it started from (an earlier try of this commit that did apply)."""
-        stored = self._storage.load_state(self.source_schema, self.source_table)
-        mine = self.state
-        return stored is not None and (
-            stored.revision == self.expected_revision + 1
-            and stored.xmin_value == mine.xmin_value
-            and stored.is_initial == mine.is_initial
-            and stored.wraparound_detected == mine.wraparound_detected
-            and stored.frozen_xid == mine.frozen_xid
-        )
 
     def close(self) -> None:
         """End the source transaction (read only: nothing to undo); the checkpoint stays."""
