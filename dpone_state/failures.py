@@ -10,6 +10,17 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from dpone_state.errors import (
+    StateAuthenticationError,
+    StateDatabaseError,
+    StateDeadlockError,
+    StateError,
+    StateLockTimeoutError,
+    StateNotProvisionedError,
+    StateOutcomeUnknownError,
+    StateUnavailableError,
+)
+
 __all__ = [
     "Failure",
     "classify",
@@ -19,6 +30,7 @@ __all__ = [
     "is_missing_column",
     "is_missing_table",
     "is_transient_conflict",
+    "to_state_error",
 ]
 
 
@@ -193,8 +205,10 @@ def classify(error: DBAPIError, dialect_name: str, *, connecting: bool = False) 
     """One ``Failure`` name for ``error``; ``connecting``: raised while opening the connection."""
     if connecting and is_authentication_failure(error, dialect_name):
         return Failure.AUTHENTICATION
-    if is_missing_table(error, dialect_name):
+    if is_missing_table(error, dialect_name):  # MySQL's unknown database mid-session too
         return Failure.MISSING_TABLE
+    if is_authentication_failure(error, dialect_name):
+        return Failure.AUTHENTICATION
     if is_missing_column(error, dialect_name):
         return Failure.MISSING_COLUMN
     if is_connection_failure(error) or connecting:
@@ -204,3 +218,68 @@ def classify(error: DBAPIError, dialect_name: str, *, connecting: bool = False) 
     if is_lock_timeout(error, dialect_name):
         return Failure.LOCK_TIMEOUT
     return Failure.OTHER
+
+
+def _first_line(error: BaseException | None) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def to_state_error(  # noqa: PLR0911 - one answer per kind of failure
+    error: DBAPIError,
+    dialect_name: str,
+    *,
+    where: str,
+    table: str,
+    connecting: bool = False,
+    outcome_unknown: bool = False,
+) -> StateError:
+    """The typed error a failed statement or connection attempt means for its caller.
+
+    ``where`` is the database as ``safe_url`` shows it; ``table`` what the statement was on;
+    ``outcome_unknown``: a lost connection here may have left a write applied (it was sent and
+    commits by itself, or its COMMIT was in flight), so it is not "nothing applied".
+    """
+    reason = _first_line(error.orig)
+    kind = classify(error, dialect_name, connecting=connecting)
+    if kind == Failure.AUTHENTICATION:
+        return StateAuthenticationError(
+            "connection",
+            f"the state database {where} refused the connection ({reason}): fix the "
+            "credentials or the database name; a retry does not help",
+        )
+    if kind == Failure.MISSING_TABLE:
+        return StateNotProvisionedError(table)
+    if kind == Failure.MISSING_COLUMN:
+        return StateNotProvisionedError(
+            table,
+            "it exists but lacks a column of the current revision (never upgraded, or "
+            "downgraded while in use): run `dpone-state upgrade`",
+        )
+    if kind == Failure.CONNECTION:
+        if connecting:
+            return StateUnavailableError(f"cannot connect to the state database {where}: {reason}")
+        if outcome_unknown:
+            return StateOutcomeUnknownError(
+                f"lost the connection to the state database {where} after a write on {table} "
+                f"was sent ({type(error.orig).__name__}): it may or may not have been applied; "
+                "load the state to learn which"
+            )
+        return StateUnavailableError(
+            f"lost the connection to the state database {where}: "
+            f"{type(error.orig).__name__}; nothing was applied, the call can be retried"
+        )
+    if kind == Failure.TRANSIENT:
+        return StateDeadlockError(
+            f"a write on {table} lost a deadlock or serialization conflict on every attempt "
+            f"({reason}); nothing was applied, the call can be retried"
+        )
+    if kind == Failure.LOCK_TIMEOUT:
+        return StateLockTimeoutError(
+            f"a statement on {table} waited too long or was cancelled ({reason}); it was "
+            "rolled back, nothing was applied, the call can be retried"
+        )
+    return StateDatabaseError(
+        f"the state database {where} refused a statement on {table}: "
+        f"{type(error.orig).__name__}: {reason}"
+    )

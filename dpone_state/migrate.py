@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,13 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 
 from dpone_state.ddl import NO_SCHEMA_DIALECTS
-from dpone_state.engine import create_state_engine, default_url
-from dpone_state.errors import DowngradeRefusedError, InvalidIdentifierError
+from dpone_state.engine import create_state_engine, default_url, safe_url
+from dpone_state.errors import DowngradeRefusedError, InvalidIdentifierError, StateError
+from dpone_state.failures import to_state_error
 from dpone_state.locks import VERSION_TABLE as _VERSION_TABLE
 from dpone_state.locks import provisioning_lock_name
 from dpone_state.tables import DEFAULT_RUN_TABLE, DEFAULT_SCHEMA, DEFAULT_XMIN_TABLE
@@ -168,6 +171,26 @@ def _settings(
     )
 
 
+@contextmanager
+def _typed_errors(
+    url: str | Engine | None, table: str = VERSION_TABLE, *, connecting: bool = False
+) -> Iterator[None]:
+    """Database errors of a migration leave as ``StateError``s, as the storages' do."""
+    try:
+        yield
+    except StateError:
+        raise
+    except DBAPIError as error:
+        where = url.url if isinstance(url, Engine) else make_url(url or default_url())
+        raise to_state_error(
+            error,
+            where.get_backend_name(),
+            where=safe_url(where),
+            table=table,
+            connecting=connecting,
+        ) from error
+
+
 def upgrade(
     url: str | Engine | None = None,
     revision: str = "head",
@@ -183,7 +206,8 @@ def upgrade(
     means ``etl_state`` (none on SQLite).
     """
     settings = _settings(schema, xmin_table, run_table, version_table, False)
-    command.upgrade(alembic_config(url or default_url(), settings), revision)
+    with _typed_errors(url):
+        command.upgrade(alembic_config(url or default_url(), settings), revision)
 
 
 def downgrade(
@@ -199,7 +223,8 @@ def downgrade(
     """Downgrade to ``revision``; to ``base`` drops the tables, refused if they hold rows
     unless ``drop_data``."""
     settings = _settings(schema, xmin_table, run_table, version_table, drop_data)
-    command.downgrade(alembic_config(url or default_url(), settings), revision)
+    with _typed_errors(url):
+        command.downgrade(alembic_config(url or default_url(), settings), revision)
 
 
 def current(
@@ -214,7 +239,9 @@ def current(
         settings = MigrationSettings(schema=schema, version_table=version_table).for_dialect(
             engine.dialect.name
         )
-        with engine.connect() as conn:
+        with _typed_errors(engine, connecting=True):
+            conn = engine.connect()
+        with _typed_errors(engine, settings.version_table), conn:
             context = MigrationContext.configure(
                 conn,
                 opts={

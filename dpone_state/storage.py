@@ -29,18 +29,15 @@ from dpone_state.errors import (
     BackendMismatchError,
     InvalidStateError,
     RevisionConflictError,
-    StateAuthenticationError,
     StateDatabaseError,
     StateDeadlockError,
     StateError,
-    StateLockTimeoutError,
-    StateNotProvisionedError,
     StateOutcomeUnknownError,
     StateRowCountUnknownError,
     StateUnavailableError,
     UnsupportedBackendError,
 )
-from dpone_state.failures import Failure, classify
+from dpone_state.failures import to_state_error
 from dpone_state.identifiers import check_backend_names
 from dpone_state.identifiers import check_identifier as _identifier
 from dpone_state.locks import migration_lock, provisioning_lock_name
@@ -176,7 +173,7 @@ class _Storage:
             f"{type(self).__name__}({safe_url(self.engine.url)!r}, table={self.qualified_name!r})"
         )
 
-    def _error(  # noqa: PLR0911 - one answer per kind of failure
+    def _error(
         self, error: DBAPIError, call: _Call | None = None, *, connecting: bool = False
     ) -> StateError:
         """The typed error a failed statement (or connection attempt) means for the caller.
@@ -185,51 +182,15 @@ class _Storage:
         commits by itself (autocommit, BigQuery) or while its COMMIT was in flight; anywhere
         else the server rolls the open transaction back, so nothing was applied.
         """
-        where = safe_url(self.engine.url)
-        reason = _first_line(error.orig)
-        kind = classify(error, self.engine.dialect.name, connecting=connecting)
-        if kind == Failure.AUTHENTICATION:
-            return StateAuthenticationError(
-                "connection",
-                f"the state database {where} refused the connection ({reason}): fix the "
-                "credentials or the database name; a retry does not help",
-            )
-        if kind == Failure.MISSING_TABLE:
-            return StateNotProvisionedError(self.qualified_name)
-        if kind == Failure.MISSING_COLUMN:
-            return StateNotProvisionedError(
-                self.qualified_name,
-                "it exists but lacks a column of the current revision (never upgraded, or "
-                "downgraded while in use): run `dpone-state upgrade`",
-            )
-        if kind == Failure.CONNECTION:
-            if connecting:
-                return StateUnavailableError(
-                    f"cannot connect to the state database {where}: {reason}"
-                )
-            if call is not None and call.sent and (call.self_committing or call.committing):
-                return StateOutcomeUnknownError(
-                    f"lost the connection to the state database {where} after a write on "
-                    f"{self.qualified_name} was sent ({type(error.orig).__name__}): it may or "
-                    "may not have been applied; load the state to learn which"
-                )
-            return StateUnavailableError(
-                f"lost the connection to the state database {where}: "
-                f"{type(error.orig).__name__}; nothing was applied, the call can be retried"
-            )
-        if kind == Failure.TRANSIENT:
-            return StateDeadlockError(
-                f"a write on {self.qualified_name} lost a deadlock or serialization conflict "
-                f"{WRITE_ATTEMPTS} times ({reason}); nothing was applied, the call can be retried"
-            )
-        if kind == Failure.LOCK_TIMEOUT:
-            return StateLockTimeoutError(
-                f"a statement on {self.qualified_name} waited too long or was cancelled "
-                f"({reason}); it was rolled back, nothing was applied, the call can be retried"
-            )
-        return StateDatabaseError(
-            f"the state database {where} refused a statement on {self.qualified_name}: "
-            f"{type(error.orig).__name__}: {reason}"
+        return to_state_error(
+            error,
+            self.engine.dialect.name,
+            where=safe_url(self.engine.url),
+            table=self.qualified_name,
+            connecting=connecting,
+            outcome_unknown=call is not None
+            and call.sent
+            and (call.self_committing or call.committing),
         )
 
     @contextmanager

@@ -43,6 +43,7 @@ from dpone_state import (
 )
 from dpone_state import storage as storage_module
 from tests.conftest import StateDB
+from tests.test_cli import run_cli
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 
@@ -310,6 +311,13 @@ def test_refused_credentials_and_a_missing_database_are_configuration_errors(db:
         assert isinstance(raised.value, StateConfigError)
         assert not isinstance(raised.value, StateUnavailableError)  # not retryable
         assert "wrong-password" not in str(raised.value)
+        # The migrations say the same, and the command exits 2 (configuration), not 1.
+        with pytest.raises(StateAuthenticationError):
+            migrate.current(url, schema=db.schema)
+    for command in (["xmin", "list"], ["upgrade"]):
+        done = run_cli(*command, "--url", urls[0])
+        assert done.code == 2, (command, done)
+        assert "refused the connection" in done.err
 
 
 # --- 8. outcome unknown vs nothing applied; a lost reply is recognised -------------------------

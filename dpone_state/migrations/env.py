@@ -23,7 +23,7 @@ from dpone_state.ddl import (
     create_schema_if_missing,
 )
 from dpone_state.engine import create_state_engine, default_url, safe_url
-from dpone_state.errors import StateUnavailableError
+from dpone_state.failures import to_state_error
 from dpone_state.identifiers import check_backend_names
 from dpone_state.locks import migration_lock
 from dpone_state.migrate import SETTINGS_KEY, MigrationSettings
@@ -151,10 +151,13 @@ def run_migrations_online() -> None:
     try:
         try:
             connection = engine.connect()
-        except DBAPIError as error:
-            raise StateUnavailableError(
-                f"cannot connect to the state database {safe_url(engine.url)}: "
-                f"{type(error.orig).__name__}"
+        except DBAPIError as error:  # refused credentials are configuration, not retryable
+            raise to_state_error(
+                error,
+                engine.dialect.name,
+                where=safe_url(engine.url),
+                table="the state tables",
+                connecting=True,
             ) from None
         with connection:
             _migrate(connection)
