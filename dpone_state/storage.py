@@ -271,10 +271,8 @@ class _Storage:
                 with self._connect(write=False) as conn:
                     return list(conn.execute(statement, params).all())
             except StateUnavailableError as error:
-                lost = isinstance(error.__cause__, DBAPIError) and (
-                    error.__cause__.connection_invalidated
-                )
-                if attempt + 1 == READ_ATTEMPTS or not lost:
+                # A lost or refused connection; a lock timeout is not retried (it waited already).
+                if attempt + 1 == READ_ATTEMPTS or type(error) is not StateUnavailableError:
                     raise
                 log.info("retrying a read on %s after a lost connection", self.qualified_name)
         raise AssertionError("unreachable")  # pragma: no cover
