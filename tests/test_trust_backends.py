@@ -379,7 +379,7 @@ def test_an_outcome_the_storage_cannot_learn_is_unknown_and_commit_recognises_it
         conn.execute(sa.text(f"CREATE TABLE {db.schema}.orders_h15 (id int PRIMARY KEY)"))
         conn.execute(sa.text(f"INSERT INTO {db.schema}.orders_h15 VALUES (1), (2)"))
     engine = create_state_engine(db.url)
-    state = {"lose": 1, "refuse_after": 1}  # the reply is lost and the check cannot connect
+    state = {"lose": 1, "refuse_after": 2}  # the reply is lost and the check cannot connect
     _lose_replies(engine, state)
     checkpoints = XMinStateStorage(engine, schema=db.schema)
     try:
