@@ -25,6 +25,7 @@ from dpone_state.errors import (
     StateConfigError,
     StateCredentialsError,
     StateUnavailableError,
+    first_line,
 )
 from dpone_state.storage import RunStateStorage, XMinStateStorage
 
@@ -78,14 +79,9 @@ def _service_account(source: ServiceAccount) -> Any:
         raise StateCredentialsError(
             "credentials",
             f"the service-account key ({where}) is not a usable service-account JSON: "
-            f"{type(error).__name__}: {_short(error)}",
+            f"{type(error).__name__}: {first_line(error)[:200]}",
         ) from None
     return credentials.with_scopes(list(SCOPES))
-
-
-def _short(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else ""
 
 
 def _default_credentials() -> tuple[Any, str | None]:
@@ -99,7 +95,7 @@ def _default_credentials() -> tuple[Any, str | None]:
             "credentials",
             "no Google credentials for BigQuery: set GOOGLE_APPLICATION_CREDENTIALS to a "
             "service-account key file, run `gcloud auth application-default login`, or pass "
-            f"credentials= / a client ({type(error).__name__}: {_short(error)})",
+            f"credentials= / a client ({type(error).__name__}: {first_line(error)[:200]})",
         ) from None
     return credentials, project
 
@@ -244,7 +240,7 @@ def _raise_typed(error: BaseException, engine: Engine) -> None:
         raise StateCredentialsError(
             "credentials",
             f"the Google credentials of {where} were refused or cannot be refreshed: "
-            f"{type(error).__name__}: {_short(error)}",
+            f"{type(error).__name__}: {first_line(error)[:200]}",
         ) from error
 
 

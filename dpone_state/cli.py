@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from dpone_state import admin
 from dpone_state.engine import DEFAULT_URL, create_state_engine, safe_url
@@ -33,11 +33,14 @@ from dpone_state.errors import (
     BackendNotInstalledError,
     DowngradeRefusedError,
     InvalidStateError,
+    Problem,
     RevisionConflictError,
     StateConfigError,
     StateUnavailableError,
     UnsupportedBackendError,
+    UsageError,
     VaultUnavailableError,
+    first_line,
 )
 from dpone_state.models import MAX_BIGINT, RunState, XMinState, to_utc
 from dpone_state.storage import DEFAULT, MAX_LIMIT, RunStateStorage, XMinStateStorage
@@ -51,14 +54,6 @@ EXIT_PROBLEM = 1
 EXIT_USAGE = 2
 PROG = "dpone-state"
 OFFLINE_DIALECTS = ("postgresql", "mssql", "mysql", "sqlite")
-
-
-class UsageError(Exception):
-    """The command line or the configuration is wrong: exit 2."""
-
-
-class Problem(Exception):
-    """The command ran and found a problem (not found, conflict, unhealthy): exit 1."""
 
 
 # --------------------------------------------------------------------------- arguments
@@ -889,13 +884,9 @@ def _message(error: BaseException) -> str:
             f"a driver is missing ({error.name}): install the backend's extra, "
             "e.g. pip install 'dpone-state[postgres]'"
         )
-    if isinstance(error, DBAPIError):
-        text = str(error.orig).strip() or type(error.orig).__name__
-        return f"database error: {text.splitlines()[0]}"
     if isinstance(error, SQLAlchemyError):
-        return f"database error: {str(error).strip().splitlines()[0]}"
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        return f"database error: {first_line(error)}"
+    return first_line(error)
 
 
 def _secrets(args: argparse.Namespace) -> list[str]:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from dpone_state import history, migrate
 from dpone_state.engine import safe_url
+from dpone_state.errors import first_line
 from dpone_state.tables import build_tables
 
 __all__ = ["Finding", "Report", "diagnose"]
@@ -52,12 +53,6 @@ class Report:
         self.findings.append(Finding(check, status, detail, fix))
 
 
-def _first_line(error: BaseException) -> str:
-    orig = getattr(error, "orig", None) or error
-    lines = str(orig).strip().splitlines()
-    return lines[0] if lines else type(orig).__name__
-
-
 def diagnose(engine: Engine, schema: str | None, xmin_table: str, run_table: str) -> Report:
     """Connect, then check the migration revision and both tables' shapes against tables.py."""
     report = Report(
@@ -69,7 +64,7 @@ def diagnose(engine: Engine, schema: str | None, xmin_table: str, run_table: str
         report.add(
             "connect",
             "problem",
-            f"cannot connect to {report.url}: {_first_line(error)}",
+            f"cannot connect to {report.url}: {first_line(error)}",
             "check that the server runs and the URL's host, port, database and credentials",
         )
         return report
@@ -95,7 +90,7 @@ def _check_revision(report: Report, conn: Connection, schema: str | None) -> Non
         report.revision = migrate.current(conn.engine, schema=schema)
     except SQLAlchemyError as error:
         report.add(
-            "revision", "problem", f"cannot read the migration revision: {_first_line(error)}"
+            "revision", "problem", f"cannot read the migration revision: {first_line(error)}"
         )
         return
     if report.revision is None:

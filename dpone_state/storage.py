@@ -32,6 +32,7 @@ from dpone_state.errors import (
     StateNotProvisionedError,
     StateUnavailableError,
     UnsupportedBackendError,
+    first_line,
 )
 from dpone_state.failures import is_connection_failure, is_missing_table, is_transient_conflict
 from dpone_state.identifiers import check_identifier as _identifier
@@ -85,11 +86,6 @@ _MAX_PARAMETERS: Final = {"mssql": 2100}
 MAX_LIMIT = 10_000
 #: Dialects without schemas: a ``schema`` there is an attached database.
 _NO_SCHEMA_DIALECTS = frozenset({"sqlite"})
-
-
-def _first_line(error: BaseException | None) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class _Storage:
@@ -174,7 +170,7 @@ class _Storage:
             except DBAPIError as error:
                 raise StateUnavailableError(
                     f"cannot connect to the state database {safe_url(self.engine.url)}: "
-                    f"{_first_line(error.orig)}"
+                    f"{first_line(error.orig)}"
                 ) from error
             with conn:
                 switch = self._autocommit
