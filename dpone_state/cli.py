@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from dpone_state import admin
-from dpone_state.engine import DEFAULT_URL, create_state_engine, safe_url
+from dpone_state.engine import DEFAULT_URL, create_state_engine, default_url, safe_url
 from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
@@ -162,7 +162,7 @@ def _common_options() -> argparse.ArgumentParser:
     """Options accepted before or after the subcommand (defaults applied after parsing)."""
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     where = common.add_argument_group(
-        "state database (default: $DPONE_STATE_URL, else ./dpone_state.db)"
+        f"state database (default: $DPONE_STATE_URL, else {DEFAULT_URL})"
     )
     where.add_argument("--url", metavar="URL", help="SQLAlchemy URL of the state database")
     where.add_argument(
@@ -416,7 +416,7 @@ def _schema_option(args: argparse.Namespace) -> Any:
 
 
 def _url_option(args: argparse.Namespace) -> str:
-    url = args.url or os.environ.get("DPONE_STATE_URL") or DEFAULT_URL
+    url = args.url or default_url()
     try:
         make_url(url)
     except ArgumentError:

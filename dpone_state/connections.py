@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import URL, make_url
 
 from dpone_state.config import URL_BACKENDS, StateSettings, StateType
+from dpone_state.engine import DEFAULT_URL
 from dpone_state.errors import (
     BackendNotInstalledError,
     InvalidSecretError,
@@ -336,15 +337,11 @@ def resolve_connection(
     env = os.environ if environ is None else environ
     state_type = settings.type
     default_dataset = settings.table.schema
-    secret: Mapping[str, Any] | str
+    secret: Mapping[str, Any] | str | URL
     if settings.url is not None:
-        if state_type == "bigquery":
-            return ResolvedConnection(
-                "state.url", bigquery=bigquery_from_url(settings.url, default_dataset)
-            )
-        return ResolvedConnection("state.url", url=settings.url)
-    if settings.connection_id is None:  # sqlite with no connection: the embedded default
-        origin, secret = "state (embedded default)", {"path": "dpone_state.db"}
+        origin, secret = "state.url", settings.url
+    elif settings.connection_id is None:  # sqlite with no connection: the embedded default
+        origin, secret = "state (embedded default)", DEFAULT_URL
     elif settings.connection_type == "env":
         name = connection_env_var(settings.connection_id)
         value = _required_env(
@@ -358,8 +355,8 @@ def resolve_connection(
         path = settings.vault_path or settings.connection_id
         origin = f"Vault secret {settings.vault.mount_point}/{path}"
         secret = read_vault_secret(settings.vault.mount_point, path, env)
-    if isinstance(secret, str):
-        url = _parse_url(state_type, secret, origin)
+    if isinstance(secret, (str, URL)):
+        url = secret if isinstance(secret, URL) else _parse_url(state_type, secret, origin)
         if state_type == "bigquery":
             return ResolvedConnection(origin, bigquery=bigquery_from_url(url, default_dataset))
         return ResolvedConnection(origin, url=url)
