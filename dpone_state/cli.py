@@ -26,7 +26,6 @@ from typing import Any, NoReturn
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from dpone_state import admin
 from dpone_state.engine import DEFAULT_URL, create_state_engine, default_url, safe_url
 from dpone_state.errors import (
     BackendMismatchError,
@@ -42,7 +41,7 @@ from dpone_state.errors import (
     VaultUnavailableError,
     first_line,
 )
-from dpone_state.models import MAX_BIGINT, RunState, XMinState, to_utc
+from dpone_state.models import MAX_BIGINT, RunState, XMinState, prune_cutoff, to_utc
 from dpone_state.storage import DEFAULT, MAX_LIMIT, RunStateStorage, XMinStateStorage
 from dpone_state.stores import open_state
 from dpone_state.tables import DEFAULT_RUN_TABLE, DEFAULT_XMIN_TABLE
@@ -663,7 +662,7 @@ def _key(args: argparse.Namespace, target: str | None) -> tuple[str, str]:
 
 def cmd_xmin_list(args: argparse.Namespace) -> int:
     target = open_target(args)
-    checkpoints = admin.list_checkpoints(target.xmin)
+    checkpoints = target.xmin.list_checkpoints()
     records = [
         checkpoint_record(c.source_schema, c.source_table, c.state, c.updated_at)
         for c in checkpoints
@@ -805,9 +804,9 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 def cmd_runs_prune(args: argparse.Namespace) -> int:
     target = open_target(args)
-    cutoff = admin.prune_cutoff(args.days)
+    cutoff = prune_cutoff(args.days)
     if args.dry_run:
-        count = admin.count_runs_before(target.runs, cutoff)
+        count = target.runs.count_runs_before(cutoff)
         _say(
             args,
             {"dry_run": True, "cutoff": cutoff, "would_delete": count},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -18,11 +18,13 @@ __all__ = [
     "MAX_TIMESTAMP",
     "MIN_TIMESTAMP",
     "NAME_MAX",
+    "Checkpoint",
     "RunState",
     "RunStateStatus",
     "XMinState",
     "check_key_name",
     "check_name",
+    "prune_cutoff",
     "to_utc",
     "utc_now",
 ]
@@ -251,3 +253,23 @@ _RUN_DEFAULTS: dict[str, Any] = {
         "rows_updated", "rows_deleted", "process_name",
     )
 }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One stored checkpoint with its key and last update time (``list_checkpoints``)."""
+
+    source_schema: str
+    source_table: str
+    state: XMinState
+    updated_at: datetime
+
+
+def prune_cutoff(days_to_keep: int, now: datetime | None = None) -> datetime:
+    """The ``execution_date`` before which ``delete_old_states(days_to_keep)`` deletes runs."""
+    if isinstance(days_to_keep, bool) or not isinstance(days_to_keep, int) or days_to_keep < 0:
+        raise InvalidStateError("days_to_keep", "must be an integer >= 0")
+    try:
+        return (now or utc_now()) - timedelta(days=days_to_keep)
+    except OverflowError:
+        raise InvalidStateError("days_to_keep", f"{days_to_keep} days is too far back") from None

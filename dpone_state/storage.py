@@ -11,10 +11,10 @@ import random
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import BindParameter, Integer, Table, bindparam, delete, select, update
+from sqlalchemy import BindParameter, Integer, Table, bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
@@ -39,10 +39,12 @@ from dpone_state.identifiers import check_identifier as _identifier
 from dpone_state.models import (
     MAX_BIGINT,
     MAX_DAG_ID,
+    Checkpoint,
     RunState,
     XMinState,
     check_key_name,
     check_name,
+    prune_cutoff,
     to_utc,
     utc_now,
 )
@@ -414,6 +416,30 @@ class XMinStateStorage(_Storage):
             return None
         return xmin_state_from_row(rows[0])
 
+    def list_checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint of the table, ordered by source schema and table (operator reads)."""
+        t = self.table
+        statement = select(
+            t.c.source_schema,
+            t.c.source_table,
+            t.c.xmin_value,
+            t.c[LOADED_AT],
+            t.c[UPDATED_AT],
+            t.c.is_initial,
+            t.c.wraparound_detected,
+            t.c.frozen_xid,
+            t.c.revision,
+        ).order_by(t.c.source_schema, t.c.source_table)
+        return [
+            Checkpoint(
+                source_schema=row.source_schema,
+                source_table=row.source_table,
+                state=xmin_state_from_row(row),
+                updated_at=to_utc(UPDATED_AT, row._mapping[UPDATED_AT]),
+            )
+            for row in self._read(statement, {})
+        ]
+
     def delete_state(self, source_schema: str, source_table: str) -> bool:
         """Forget the checkpoint (the next run is a full refresh); whether one existed."""
         result = self._write(self._delete, self._key_params(source_schema, source_table))
@@ -564,24 +590,25 @@ class RunStateStorage(_Storage):
         # ``limit(n)`` keeps SQL Server's ``TOP n`` (a literal, checked int) on every dialect.
         return [self._to_model(row) for row in self._read(statement.limit(limit), params)]
 
+    def count_runs_before(self, cutoff: datetime) -> int:
+        """How many runs have an ``execution_date`` before ``cutoff`` (what a prune deletes)."""
+        t = self.table
+        statement = (
+            select(func.count()).select_from(t).where(t.c.execution_date < to_utc("cutoff", cutoff))
+        )
+        return int(self._read(statement, {})[0][0])
+
     def delete_old_states(self, days_to_keep: int = 30, *, batch_size: int | None = None) -> int:
         """Delete runs whose ``execution_date`` is older than ``days_to_keep`` days; the count.
 
         One statement by default. With ``batch_size``, deletes in transactions of at most
         ``batch_size`` rows (two statements each), so a large backlog never holds a long lock.
         """
-        if isinstance(days_to_keep, bool) or not isinstance(days_to_keep, int) or days_to_keep < 0:
-            raise InvalidStateError("days_to_keep", "must be an integer >= 0")
+        cutoff = prune_cutoff(days_to_keep)
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
             raise InvalidStateError("batch_size", "must be an integer >= 1 or None")
-        try:
-            cutoff = utc_now() - timedelta(days=days_to_keep)
-        except OverflowError:
-            raise InvalidStateError(
-                "days_to_keep", f"{days_to_keep} days is too far back"
-            ) from None
         if batch_size is None:
             return int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
         deleted = 0
