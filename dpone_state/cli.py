@@ -598,11 +598,11 @@ def cmd_downgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_current(args: argparse.Namespace) -> int:
-    from dpone_state import history, migrate  # noqa: PLC0415
+    from dpone_state import migrate  # noqa: PLC0415
 
     target = open_target(args)
     current = migrate.current(target.engine, schema=target.schema)
-    head = history.head_revision()
+    head = migrate.head_revision()
     state = "not provisioned" if current is None else "at head" if current == head else "behind"
     _say(
         args,
@@ -613,9 +613,9 @@ def cmd_current(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from dpone_state import history  # noqa: PLC0415
+    from dpone_state import migrate  # noqa: PLC0415
 
-    revisions = history.revisions()
+    revisions = migrate.revisions()
     if args.json:
         print_json([revision.__dict__ for revision in revisions])
     else:

@@ -22,7 +22,7 @@ from dpone_state.errors import (
     UnknownConfigKeyError,
     UnknownStateTypeError,
 )
-from dpone_state.identifiers import check_identifier
+from dpone_state.models import check_identifier
 from dpone_state.tables import DEFAULT_RUN_TABLE, DEFAULT_XMIN_TABLE
 
 __all__ = [

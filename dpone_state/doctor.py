@@ -12,7 +12,7 @@ from sqlalchemy import Table, func, inspect, select
 from sqlalchemy.engine import Connection, Engine, Inspector
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from dpone_state import history, migrate
+from dpone_state import migrate
 from dpone_state.engine import safe_url
 from dpone_state.errors import first_line
 from dpone_state.tables import build_tables
@@ -56,7 +56,7 @@ class Report:
 def diagnose(engine: Engine, schema: str | None, xmin_table: str, run_table: str) -> Report:
     """Connect, then check the migration revision and both tables' shapes against tables.py."""
     report = Report(
-        url=safe_url(engine.url), backend=engine.dialect.name, head=history.head_revision()
+        url=safe_url(engine.url), backend=engine.dialect.name, head=migrate.head_revision()
     )
     try:
         conn = engine.connect()
@@ -102,7 +102,7 @@ def _check_revision(report: Report, conn: Connection, schema: str | None) -> Non
         )
     elif report.revision == report.head:
         report.add("revision", "ok", f"at head {report.head}")
-    elif history.is_known_revision(report.revision):
+    elif migrate.is_known_revision(report.revision):
         report.add(
             "revision",
             "problem",

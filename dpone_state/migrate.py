@@ -17,11 +17,14 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Engine
 
 from dpone_state.ddl import NO_SCHEMA_DIALECTS
 from dpone_state.engine import create_state_engine, default_url
 from dpone_state.errors import DowngradeRefusedError, InvalidIdentifierError
+from dpone_state.models import check_identifier
 from dpone_state.tables import DEFAULT_RUN_TABLE, DEFAULT_SCHEMA, DEFAULT_XMIN_TABLE
 
 __all__ = [
@@ -30,10 +33,14 @@ __all__ = [
     "VERSION_TABLE",
     "DowngradeRefusedError",
     "MigrationSettings",
+    "Revision",
     "alembic_config",
     "current",
     "downgrade",
+    "head_revision",
+    "is_known_revision",
     "offline_sql",
+    "revisions",
     "upgrade",
 ]
 
@@ -48,18 +55,7 @@ OFFLINE_DIALECTS = ("postgresql", "mssql")
 SETTINGS_KEY = "dpone_state_settings"
 
 _ENV_PREFIX = "DPONE_STATE_"
-_IDENTIFIER_MAX = 128
 _TRUE = frozenset({"1", "true", "yes", "on"})
-
-
-def _identifier(field: str, value: str) -> str:
-    if not value or value != value.strip() or "\x00" in value or len(value) > _IDENTIFIER_MAX:
-        raise InvalidIdentifierError(
-            field,
-            f"{value!r} is not a usable name: use 1..{_IDENTIFIER_MAX} characters, no NUL, "
-            "no edge spaces",
-        )
-    return value
 
 
 @dataclass(frozen=True)
@@ -78,9 +74,9 @@ class MigrationSettings:
 
     def __post_init__(self) -> None:
         if self.schema:
-            _identifier("schema", self.schema)
+            check_identifier("schema", self.schema)
         for field in ("xmin_table", "run_table", "version_table"):
-            _identifier(field, getattr(self, field))
+            check_identifier(field, getattr(self, field))
 
     def for_dialect(self, dialect_name: str) -> MigrationSettings:
         """The settings with the default schema resolved for ``dialect_name``."""
@@ -258,3 +254,53 @@ def write_offline_scripts(directory: str | Path | None = None) -> list[Path]:
         path.write_text(offline_sql(dialect), encoding="utf-8")
         written.append(path)
     return written
+
+
+# --------------------------------------------------------------------------- history
+# The packaged scripts' revisions (head, known ids, the chain) without a database, for
+# ``dpone-state history`` and ``doctor``.
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One migration script: its id, its parent, its message and whether it is the head."""
+
+    revision: str
+    down_revision: str | None
+    message: str
+    is_head: bool
+
+
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory(SCRIPT_LOCATION)
+
+
+def head_revision() -> str | None:
+    """The newest revision of the packaged migrations."""
+    return _scripts().get_current_head()
+
+
+def is_known_revision(revision: str) -> bool:
+    """Whether ``revision`` is one of the packaged migrations (else a newer package wrote it)."""
+    try:
+        return _scripts().get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def revisions() -> list[Revision]:
+    """Every packaged revision, newest first."""
+    scripts = _scripts()
+    heads = set(scripts.get_heads())
+    result = []
+    for script in scripts.walk_revisions():
+        down = script.down_revision
+        result.append(
+            Revision(
+                revision=script.revision,
+                down_revision=down if isinstance(down, str) or down is None else ",".join(down),
+                message=(script.doc or "").strip(),
+                is_head=script.revision in heads,
+            )
+        )
+    return result

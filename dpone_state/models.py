@@ -8,10 +8,11 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, TypeVar
 
-from dpone_state.errors import InvalidStateError
+from dpone_state.errors import InvalidIdentifierError, InvalidStateError
 
 __all__ = [
     "ERROR_MESSAGE_MAX",
+    "IDENTIFIER_MAX",
     "KEY_NAME_MAX",
     "MAX_BIGINT",
     "MAX_DAG_ID",
@@ -22,6 +23,7 @@ __all__ = [
     "RunState",
     "RunStateStatus",
     "XMinState",
+    "check_identifier",
     "check_key_name",
     "check_name",
     "prune_cutoff",
@@ -121,6 +123,26 @@ def check_name(field_name: str, value: object, max_len: int = NAME_MAX) -> str:
     if text != text.strip():
         raise InvalidStateError(field_name, "must not start or end with whitespace")
     return text
+
+
+#: Longest schema or table name accepted (SQL Server's and BigQuery's limits are larger).
+IDENTIFIER_MAX = 128
+
+
+def check_identifier(field: str, value: object) -> str:
+    """``value`` if it can be used as a schema or table name, else ``InvalidIdentifierError``.
+
+    The one check of configured names: storages, the manifest and the migrations use it.
+    """
+    if not isinstance(value, str) or not value or value != value.strip():
+        raise InvalidIdentifierError(
+            field, f"{value!r} is not a usable name: use a non-empty string without edge spaces"
+        )
+    if "\x00" in value or len(value) > IDENTIFIER_MAX:
+        raise InvalidIdentifierError(
+            field, f"must be at most {IDENTIFIER_MAX} characters and contain no NUL"
+        )
+    return value
 
 
 def check_key_name(field_name: str, value: object) -> str:

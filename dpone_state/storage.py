@@ -35,13 +35,13 @@ from dpone_state.errors import (
     first_line,
 )
 from dpone_state.failures import is_connection_failure, is_missing_table, is_transient_conflict
-from dpone_state.identifiers import check_identifier as _identifier
 from dpone_state.models import (
     MAX_BIGINT,
     MAX_DAG_ID,
     Checkpoint,
     RunState,
     XMinState,
+    check_identifier,
     check_key_name,
     check_name,
     prune_cutoff,
@@ -126,8 +126,8 @@ class _Storage:
             schema = None if dialect in _NO_SCHEMA_DIALECTS else DEFAULT_SCHEMA
         self.engine: Engine = engine
         self._autocommit = autocommit_switch(engine)
-        self.schema: str | None = None if schema is None else _identifier("schema", schema)
-        self.table_name: str = _identifier("table", table or self.default_table)
+        self.schema: str | None = None if schema is None else check_identifier("schema", schema)
+        self.table_name: str = check_identifier("table", table or self.default_table)
         self.table: Table = self._build_table()
 
     def _build_table(self) -> Table:
