@@ -30,8 +30,8 @@ from dpone_state.errors import (
     VaultUnavailableError,
 )
 from dpone_state.models import RunState, RunStateStatus, XMinState
+from dpone_state.opener import StateStores, open_state
 from dpone_state.storage import RunStateStorage, XMinStateStorage
-from dpone_state.stores import StateStores, open_state
 from dpone_state.strategy import (
     ExtractionMode,
     ExtractionStrategy,

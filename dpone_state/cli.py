@@ -42,8 +42,8 @@ from dpone_state.errors import (
     first_line,
 )
 from dpone_state.models import MAX_BIGINT, RunState, XMinState, prune_cutoff, to_utc
+from dpone_state.opener import open_state
 from dpone_state.storage import DEFAULT, MAX_LIMIT, RunStateStorage, XMinStateStorage
-from dpone_state.stores import open_state
 from dpone_state.tables import DEFAULT_RUN_TABLE, DEFAULT_XMIN_TABLE
 
 __all__ = ["EXIT_OK", "EXIT_PROBLEM", "EXIT_USAGE", "main", "split_qualified"]

@@ -1,4 +1,4 @@
-"""``open_state``: the one entry point from a manifest's ``state:`` block to working storages."""
+"""The door from configuration to state: settings, then one engine, then both storages."""
 
 from __future__ import annotations
 
