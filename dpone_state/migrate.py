@@ -1,8 +1,9 @@
 """Provisioning through the packaged Alembic migrations, from Python (the CLI wraps this).
 
-The migrations ship inside the package (``dpone_state/migrations``), so a pip install can
-provision without a clone. Settings come from arguments here, or for the ``alembic`` command
-from ``-x name=value`` options, else ``DPONE_STATE_*`` environment variables, else defaults.
+The migrations ship inside the package (``dpone_state.migrations``, from the top-level
+``migrations/``), so a pip install can provision without a clone. Settings come from arguments
+here, or for the ``alembic`` command from ``-x name=value`` options,
+else ``DPONE_STATE_*`` environment variables, else defaults.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import io
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from importlib import import_module as _import_module
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,7 @@ __all__ = [
 #: collide with an application's own ``alembic_version``.
 VERSION_TABLE = "dpone_state_alembic_version"
 #: The packaged migration scripts (what ``script_location`` points at).
-SCRIPT_LOCATION = str(Path(__file__).parent / "migrations")
+SCRIPT_LOCATION = str(Path(_import_module("dpone_state.migrations").__file__ or "").parent)
 #: Dialects whose offline (``--sql``) scripts are shipped under ``migrations/sql/``.
 OFFLINE_DIALECTS = ("postgresql", "mssql")
 #: Key of the settings in ``Config.attributes`` (read by ``migrations/env.py``).
