@@ -17,7 +17,6 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -26,7 +25,9 @@ from typing import Any, NoReturn
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from dpone_state.engine import DEFAULT_URL, create_state_engine, default_url, safe_url
+from dpone_state.config import load_state_settings, settings_from_url, with_tables
+from dpone_state.dialects import DEFAULT, DEFAULT_URL, OFFLINE_DIALECTS
+from dpone_state.engine import default_url
 from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
@@ -42,8 +43,8 @@ from dpone_state.errors import (
     first_line,
 )
 from dpone_state.models import MAX_BIGINT, RunState, XMinState, prune_cutoff, to_utc
-from dpone_state.opener import open_state
-from dpone_state.storage import DEFAULT, MAX_LIMIT, RunStateStorage, XMinStateStorage
+from dpone_state.opener import StateStores, open_stores
+from dpone_state.storage import MAX_LIMIT
 from dpone_state.tables import DEFAULT_RUN_TABLE, DEFAULT_XMIN_TABLE
 
 __all__ = ["EXIT_OK", "EXIT_PROBLEM", "EXIT_USAGE", "main", "split_qualified"]
@@ -52,7 +53,6 @@ EXIT_OK = 0
 EXIT_PROBLEM = 1
 EXIT_USAGE = 2
 PROG = "dpone-state"
-OFFLINE_DIALECTS = ("postgresql", "mssql", "mysql", "sqlite")
 
 
 # --------------------------------------------------------------------------- arguments
@@ -383,27 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- the target
 
 
-@dataclass
-class Target:
-    """Where the command works: an engine, the two storages and how to show them."""
-
-    engine: Engine
-    xmin: XMinStateStorage
-    runs: RunStateStorage
-
-    @property
-    def url(self) -> str:
-        return safe_url(self.engine.url)
-
-    @property
-    def schema(self) -> str | None:
-        """The one schema of both tables (the migrations keep them together)."""
-        if self.xmin.schema != self.runs.schema:
-            raise UsageError(
-                f"the migrations keep both tables in one schema, but the XMin table is in "
-                f"{self.xmin.schema!r} and the run table in {self.runs.schema!r}; pass --schema"
-            )
-        return self.xmin.schema
+#: Where a command works: the engine, both storages, the masked URL and the one schema.
+Target = StateStores
 
 
 def _schema_option(args: argparse.Namespace) -> Any:
@@ -426,40 +407,28 @@ def _url_option(args: argparse.Namespace) -> str:
 
 
 def open_target(args: argparse.Namespace) -> Target:
-    """Storages from ``--config`` or the URL, with the table options applied.
-
-    The engine is disposed when ``main`` returns.
-    """
+    """State from ``--config`` or the URL, with the table options applied, through the one
+    door (``open_stores``). The engine is disposed when ``main`` returns."""
     schema = _schema_option(args)
     if args.config is not None:
         if args.url is not None:
             raise UsageError("use either --url or --config, not both")
-        target = _target_from_config(args, schema)
-    else:
-        engine = create_state_engine(_url_option(args))
-        target = Target(
-            engine,
-            XMinStateStorage(engine, schema, args.xmin_table or DEFAULT_XMIN_TABLE),
-            RunStateStorage(engine, schema, args.run_table or DEFAULT_RUN_TABLE),
+        manifest = Path(args.config)
+        if not manifest.is_file():
+            raise UsageError(f"manifest {manifest} does not exist")
+        settings = with_tables(
+            load_state_settings(manifest),
+            schema=schema,
+            xmin_table=args.xmin_table,
+            run_table=args.run_table,
         )
+    else:
+        settings = settings_from_url(
+            _url_option(args), schema=schema, xmin_table=args.xmin_table, run_table=args.run_table
+        )
+    target = open_stores(settings)
     args.engines.append(target.engine)
     return target
-
-
-def _target_from_config(args: argparse.Namespace, schema: Any) -> Target:
-    manifest = Path(args.config)
-    if not manifest.is_file():
-        raise UsageError(f"manifest {manifest} does not exist")
-    stores = open_state(manifest)
-    if schema is DEFAULT and args.xmin_table is None and args.run_table is None:
-        return Target(stores.engine, stores.xmin, stores.runs)
-    xmin_schema = stores.xmin.schema if schema is DEFAULT else schema
-    run_schema = stores.runs.schema if schema is DEFAULT else schema
-    return Target(
-        stores.engine,
-        XMinStateStorage(stores.engine, xmin_schema, args.xmin_table or stores.xmin.table_name),
-        RunStateStorage(stores.engine, run_schema, args.run_table or stores.runs.table_name),
-    )
 
 
 # --------------------------------------------------------------------------- output
@@ -639,7 +608,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     script = migrate.offline_sql(
         dialect,
         args.revision,
-        schema="" if schema is DEFAULT else schema,
+        schema=schema,
         xmin_table=args.xmin_table or DEFAULT_XMIN_TABLE,
         run_table=args.run_table or DEFAULT_RUN_TABLE,
     )

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection, Engine, Inspector
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from dpone_state import migrate
-from dpone_state.engine import safe_url
+from dpone_state.dialects import by_dialect, safe_url
 from dpone_state.errors import first_line
 from dpone_state.tables import build_tables
 
@@ -75,7 +75,7 @@ def diagnose(engine: Engine, schema: str | None, xmin_table: str, run_table: str
         _check_revision(report, conn, schema)
         expected = build_tables(schema, xmin_table, run_table, dialect_name=engine.dialect.name)
         inspector = inspect(conn)
-        if schema is not None and engine.dialect.name != "sqlite":
+        if schema is not None and by_dialect(engine.dialect.name).has_schemas:
             if not inspector.has_schema(schema):
                 report.add("schema", "problem", f"schema {schema} does not exist", UPGRADE_FIX)
                 return report

@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from dpone_state.config import SinkConnection, StateConfig, StateSettings, load_state_settings
-from dpone_state.connections import BigQueryConnection, ResolvedConnection, resolve_connection
+from dpone_state.connections import resolve_connection
+from dpone_state.dialects import StateType, by_state_type
 from dpone_state.engine import create_state_engine, safe_url
 from dpone_state.errors import BackendNotInstalledError
-from dpone_state.storage import DEFAULT, RunStateStorage, XMinStateStorage
+from dpone_state.storage import RunStateStorage, XMinStateStorage
 
-__all__ = ["StateStores", "create_connection_engine", "open_state"]
+__all__ = ["StateStores", "open_engine", "open_state", "open_stores"]
 
 log = logging.getLogger("dpone_state")
-
-#: The pip extra that installs each backend's driver.
-_EXTRAS: Final = {
-    "postgres": "postgres",
-    "mysql": "mysql",
-    "mssql": "mssql",
-    "bigquery": "bigquery",
-}
 
 
 @dataclass(frozen=True)
@@ -39,6 +31,16 @@ class StateStores:
     engine: Engine
     xmin: XMinStateStorage
     runs: RunStateStorage
+
+    @property
+    def url(self) -> str:
+        """The engine's URL with its password masked."""
+        return safe_url(self.engine.url)
+
+    @property
+    def schema(self) -> str | None:
+        """The one schema of both tables (settings keep them together, as the migrations do)."""
+        return self.xmin.schema
 
     def create_tables(self) -> None:
         """Provision both tables (an explicit step; production uses the migrations)."""
@@ -61,48 +63,50 @@ class StateStores:
         self.close()
 
 
-def _not_installed(state_type: str, error: ModuleNotFoundError) -> BackendNotInstalledError:
+def _not_installed(state_type: StateType, error: ModuleNotFoundError) -> BackendNotInstalledError:
     if (error.name or "").startswith("dpone_state"):
         what = f"dpone-state's {state_type} backend ({error.name}) is missing in this version"
     else:
-        extra = _EXTRAS.get(state_type, state_type)
+        extra = by_state_type(state_type).extra or state_type
         what = f"its driver ({error.name}) is missing: pip install 'dpone-state[{extra}]'"
     return BackendNotInstalledError(f"state.type {state_type}: {what}")
 
 
-def _bigquery_engine(target: BigQueryConnection) -> Engine:
+def open_engine(settings: StateSettings, environ: Mapping[str, str] | None = None) -> Engine:
+    """The engine the settings name (their connection resolved; BigQuery's too), with the
+    backend's hooks; a missing driver is ``BackendNotInstalledError`` naming the pip extra."""
+    connection = resolve_connection(settings, os.environ if environ is None else environ)
     try:
-        module = importlib.import_module("dpone_state.bigquery")
+        engine = create_state_engine(connection.url)
     except ModuleNotFoundError as error:
-        raise _not_installed("bigquery", error) from None
-    factory: Any = getattr(module, "create_bigquery_engine", None)
-    if factory is None:
-        raise BackendNotInstalledError(
-            "state.type bigquery: BigQuery support is not installed "
-            "(dpone_state.bigquery.create_bigquery_engine is missing in this version)"
-        )
-    try:
-        credentials = (
-            dict(target.credentials_info)
-            if target.credentials_info is not None
-            else target.credentials_path
-        )
-        # The dataset is the storages' schema (settings), not part of the engine.
-        engine: Engine = factory(target.project, credentials=credentials, location=target.location)
-    except ModuleNotFoundError as error:
-        raise _not_installed("bigquery", error) from None
+        raise _not_installed(settings.type, error) from None
+    log.info(
+        "state: %s via %s (%s)%s",
+        settings.type,
+        connection.origin,
+        safe_url(engine.url),
+        " reusing the sink's connection" if settings.connection_from_sink else "",
+    )
     return engine
 
 
-def create_connection_engine(settings: StateSettings, connection: ResolvedConnection) -> Engine:
-    """The engine for a resolved connection, with the backend's engine options."""
-    if connection.bigquery is not None:
-        return _bigquery_engine(connection.bigquery)
-    assert connection.url is not None
+def open_stores(settings: StateSettings, environ: Mapping[str, str] | None = None) -> StateStores:
+    """The one door from validated settings to state: one engine and both storages.
+
+    A manifest (``open_state``), a URL (``settings_from_url``) and the command line all come
+    here. No table is created.
+    """
+    engine = open_engine(settings, environ)
     try:
-        return create_state_engine(connection.url)
-    except ModuleNotFoundError as error:
-        raise _not_installed(settings.type, error) from None
+        xmin = XMinStateStorage(engine, schema=settings.table.schema, table=settings.table.name)
+        runs = RunStateStorage(
+            engine, schema=settings.run_table.schema, table=settings.run_table.name
+        )
+    except BaseException:
+        engine.dispose()
+        raise
+    log.info("state tables %s and %s", xmin.qualified_name, runs.qualified_name)
+    return StateStores(settings=settings, engine=engine, xmin=xmin, runs=runs)
 
 
 def open_state(
@@ -117,30 +121,4 @@ def open_state(
     ``sink`` is the manifest's ``sink:`` block (for sink reuse); ``environ`` defaults to
     ``os.environ`` (``VAULT_ADDR``, ``VAULT_TOKEN``, ``DPONE_CONN_<ID>``). No table is created.
     """
-    settings = load_state_settings(config, sink=sink)
-    connection = resolve_connection(settings, os.environ if environ is None else environ)
-    engine = create_connection_engine(settings, connection)
-    try:
-        xmin = XMinStateStorage(
-            engine,
-            schema=DEFAULT if settings.table.schema is None else settings.table.schema,
-            table=settings.table.name,
-        )
-        runs = RunStateStorage(
-            engine,
-            schema=DEFAULT if settings.run_table.schema is None else settings.run_table.schema,
-            table=settings.run_table.name,
-        )
-    except BaseException:
-        engine.dispose()
-        raise
-    log.info(
-        "state: %s via %s (%s)%s; tables %s and %s",
-        settings.type,
-        connection.origin,
-        safe_url(engine.url),
-        " reusing the sink's connection" if settings.connection_from_sink else "",
-        xmin.qualified_name,
-        runs.qualified_name,
-    )
-    return StateStores(settings=settings, engine=engine, xmin=xmin, runs=runs)
+    return open_stores(load_state_settings(config, sink=sink), environ)

@@ -19,19 +19,21 @@ from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
 from dpone_state.ddl import create_schema_if_missing
-from dpone_state.engine import (
-    SUPPORTED_DIALECTS,
-    autocommit_switch,
-    create_state_engine,
-    safe_url,
+from dpone_state.dialects import (
+    DEFAULT,
+    RetryPolicy,
+    SchemaOption,
+    StateType,
+    by_dialect,
+    by_state_type,
 )
+from dpone_state.engine import autocommit_switch, create_state_engine, safe_url
 from dpone_state.errors import (
     BackendMismatchError,
     InvalidStateError,
     RevisionConflictError,
     StateNotProvisionedError,
     StateUnavailableError,
-    UnsupportedBackendError,
     first_line,
 )
 from dpone_state.failures import is_connection_failure, is_missing_table, is_transient_conflict
@@ -50,7 +52,6 @@ from dpone_state.models import (
 )
 from dpone_state.tables import (
     DEFAULT_RUN_TABLE,
-    DEFAULT_SCHEMA,
     DEFAULT_XMIN_TABLE,
     LOADED_AT,
     UPDATED_AT,
@@ -66,41 +67,26 @@ __all__ = ["DEFAULT", "RunStateStorage", "XMinStateStorage"]
 log = logging.getLogger("dpone_state")
 
 
-class _Default:
-    """The per-dialect default schema: ``etl_state``, or none on SQLite (no schemas there)."""
-
-    def __repr__(self) -> str:
-        return "DEFAULT"
-
-
-DEFAULT: Final = _Default()
-
-#: Attempts of a write that lost a deadlock or serialization conflict (it changed nothing).
-WRITE_ATTEMPTS = 5
-#: Attempts of an idempotent read when the connection is lost (writes are never retried).
-READ_ATTEMPTS = 2
+#: The default retry policy's attempts (each backend's row may carry its own ``retry``).
+WRITE_ATTEMPTS: Final = RetryPolicy.write_attempts
+READ_ATTEMPTS: Final = RetryPolicy.read_attempts
 #: Checkpoints per statement in ``save_states``.
 BULK_ROWS = 500
-#: Most bound parameters one statement may carry where the database limits it (SQL Server
-#: refuses more than 2100); ``save_states`` puts fewer rows in a statement there.
-_MAX_PARAMETERS: Final = {"mssql": 2100}
 #: Largest page ``get_run_states_by_dag`` returns in one call.
 MAX_LIMIT = 10_000
-#: Dialects without schemas: a ``schema`` there is an attached database.
-_NO_SCHEMA_DIALECTS = frozenset({"sqlite"})
 
 
 class _Storage:
     """Shared plumbing: engine, dialect check, table, error translation."""
 
-    #: Dialects a backend-specific subclass accepts (empty: every supported dialect).
-    dialects: ClassVar[tuple[str, ...]] = ()
+    #: The backend a backend-specific subclass accepts (``None``: every supported one).
+    backend: ClassVar[StateType | None] = None
     default_table: ClassVar[str]
 
     def __init__(
         self,
         connector: Engine | str,
-        schema: str | _Default | None = DEFAULT,
+        schema: SchemaOption = DEFAULT,
         table: str | None = None,
     ) -> None:
         if isinstance(connector, Engine):
@@ -112,18 +98,17 @@ class _Storage:
                 f"connector must be a SQLAlchemy Engine or a URL string, not "
                 f"{type(connector).__name__}"
             )
-        dialect = engine.dialect.name
-        if self.dialects and dialect not in self.dialects:
+        row = by_dialect(engine.dialect.name)
+        if self.backend is not None and row is not by_state_type(self.backend):
+            wanted = by_state_type(self.backend).dialects
             raise BackendMismatchError(
-                f"{type(self).__name__} needs a {' or '.join(self.dialects)} engine, "
-                f"got {dialect!r} ({safe_url(engine.url)}); use the storage class of that "
-                "backend, or the generic XMinStateStorage / RunStateStorage"
+                f"{type(self).__name__} needs a {' or '.join(wanted)} engine, "
+                f"got {engine.dialect.name!r} ({safe_url(engine.url)}); use the storage class "
+                "of that backend, or the generic XMinStateStorage / RunStateStorage"
             )
-        if dialect not in SUPPORTED_DIALECTS:
-            valid = ", ".join(sorted(SUPPORTED_DIALECTS))
-            raise UnsupportedBackendError(f"dialect {dialect!r} is not supported; use: {valid}")
-        if isinstance(schema, _Default):
-            schema = None if dialect in _NO_SCHEMA_DIALECTS else DEFAULT_SCHEMA
+        schema = row.resolve_schema(schema, engine.url)
+        #: The backend's row in the registry (its facts: limits, retry policy, …).
+        self.backend_row = row
         self.engine: Engine = engine
         self._autocommit = autocommit_switch(engine)
         self.schema: str | None = None if schema is None else check_identifier("schema", schema)
@@ -199,14 +184,15 @@ class _Storage:
         The server rolled the victim's whole transaction - this one statement - back, so a
         retry cannot apply it twice.
         """
-        for attempt in range(WRITE_ATTEMPTS):
+        for attempt in range(self.backend_row.retry.write_attempts):
             try:
                 with self._connect(write=True) as conn:
                     result: CursorResult[Any] = conn.execute(statement, params)
                     return result
             except DBAPIError as error:
-                if attempt + 1 == WRITE_ATTEMPTS or not is_transient_conflict(
-                    error, self.engine.dialect.name
+                if (
+                    attempt + 1 == self.backend_row.retry.write_attempts
+                    or not is_transient_conflict(error, self.engine.dialect.name)
                 ):
                     raise
                 log.info("retrying a write on %s after %s", self.qualified_name, error.orig)
@@ -215,12 +201,12 @@ class _Storage:
 
     def _read(self, statement: Any, params: Mapping[str, Any]) -> list[Row[Any]]:
         """Run a read; a read is idempotent, so a lost connection is retried once."""
-        for attempt in range(READ_ATTEMPTS):
+        for attempt in range(self.backend_row.retry.read_attempts):
             try:
                 with self._connect(write=False) as conn:
                     return list(conn.execute(statement, params).all())
             except StateUnavailableError:
-                if attempt + 1 == READ_ATTEMPTS:
+                if attempt + 1 == self.backend_row.retry.read_attempts:
                     raise
                 log.info("retrying a read on %s after a lost connection", self.qualified_name)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -260,7 +246,7 @@ class XMinStateStorage(_Storage):
     def __init__(
         self,
         connector: Engine | str,
-        schema: str | _Default | None = DEFAULT,
+        schema: SchemaOption = DEFAULT,
         table: str = DEFAULT_XMIN_TABLE,
     ) -> None:
         super().__init__(connector, schema, table)
@@ -377,7 +363,7 @@ class XMinStateStorage(_Storage):
                 }
             )
         per_statement = BULK_ROWS
-        limit = _MAX_PARAMETERS.get(self.engine.dialect.name)
+        limit = self.backend_row.max_parameters  # SQL Server refuses more than 2100
         if limit is not None and params:  # a row binds its values and its first revision
             per_statement = min(BULK_ROWS, (limit - 10) // (len(params[0]) + 1))
         for start in range(0, len(params), per_statement):
@@ -492,7 +478,7 @@ class RunStateStorage(_Storage):
     def __init__(
         self,
         connector: Engine | str,
-        schema: str | _Default | None = DEFAULT,
+        schema: SchemaOption = DEFAULT,
         table: str = DEFAULT_RUN_TABLE,
     ) -> None:
         super().__init__(connector, schema, table)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -69,8 +70,16 @@ def test_alembic_upgrade_head_from_the_repository_root(tmp_path: Path) -> None:
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     build = tmp_path_factory.mktemp("build")
+    source = build / "src"  # a copy: setuptools' in-tree build/ could hold deleted modules
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "*.db"
+        ),
+    )
     done = subprocess.run(
-        [*PIP, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        [*PIP, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
         cwd=build,
         env=_env(),
         capture_output=True,
@@ -95,6 +104,10 @@ def test_the_wheel_ships_the_migrations_as_a_package(wheel: Path) -> None:
     ):
         assert path in names
     assert not any(name.startswith("migrations/") for name in names)
+    for module in (ROOT / "dpone_state").rglob("*.py"):  # every subpackage is listed
+        assert module.relative_to(ROOT).as_posix() in names
+    for module in (ROOT / "migrations").rglob("*.py"):
+        assert f"dpone_state/{module.relative_to(ROOT).as_posix()}" in names
 
 
 def test_dpone_state_upgrade_from_the_wheel_in_a_fresh_venv(wheel: Path, tmp_path: Path) -> None:
