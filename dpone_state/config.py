@@ -192,17 +192,21 @@ def _one_schema(table: TableRef, run_table: TableRef) -> None:
         )
 
 
+def _parse_url(where: str, value: str | URL) -> URL:
+    try:
+        return make_url(value)
+    except Exception:  # the message would echo the URL, password included
+        raise StateConfigError(
+            where, "is not a SQLAlchemy URL (dialect+driver://user:password@host/database)"
+        ) from None
+
+
 def _url(state_type: StateType, value: object, type_defaulted: bool) -> URL | None:
     if value is None:
         return None
     if not isinstance(value, str):
         raise StateConfigError("state.url", "must be a SQLAlchemy URL string")
-    try:
-        url = make_url(value)
-    except Exception:  # the message would echo the URL, password included
-        raise StateConfigError(
-            "state.url", "is not a SQLAlchemy URL (dialect+driver://user:password@host/database)"
-        ) from None
+    url = _parse_url("state.url", value)
     if url.get_backend_name() not in by_state_type(state_type).dialects:
         because = " (state.type is omitted, so BigQuery)" if type_defaulted else ""
         raise StateConfigError(
@@ -389,25 +393,17 @@ def settings_from_url(
 ) -> StateSettings:
     """Settings for a state database given by URL alone (``--url``, ``DPONE_STATE_URL``): the
     ``state.type`` is the URL's backend; the same settings a manifest's ``state.url`` gives."""
-    try:
-        parsed = make_url(url)
-    except Exception:  # the message would echo the URL, password included
-        raise StateConfigError(
-            "url", "is not a SQLAlchemy URL (dialect+driver://user:password@host/database)"
-        ) from None
+    parsed = _parse_url("url", url)
     state_type = by_dialect(parsed.get_backend_name()).state_type
-    table = TableRef(
-        _schema("schema", schema), check_identifier("xmin_table", xmin_table or DEFAULT_XMIN_TABLE)
-    )
-    runs = TableRef(table.schema, check_identifier("run_table", run_table or DEFAULT_RUN_TABLE))
-    return StateSettings(
+    settings = StateSettings(
         type=state_type,
         connection_id=None,
         connection_type="url",
-        table=table,
-        run_table=runs,
+        table=TableRef(DEFAULT, DEFAULT_XMIN_TABLE),
+        run_table=TableRef(DEFAULT, DEFAULT_RUN_TABLE),
         url=parsed,
     )
+    return with_tables(settings, schema=schema, xmin_table=xmin_table, run_table=run_table)
 
 
 def with_tables(
@@ -419,16 +415,8 @@ def with_tables(
 ) -> StateSettings:
     """``settings`` with the tables moved (a schema given for both, other names), as the
     command line's ``--schema`` / ``--no-schema`` / ``--xmin-table`` / ``--run-table`` say."""
-    if isinstance(schema, DefaultSchema):
-        schema = settings.table.schema
-    return replace(
-        settings,
-        table=TableRef(
-            _schema("schema", schema),
-            check_identifier("xmin_table", xmin_table or settings.table.name),
-        ),
-        run_table=TableRef(
-            _schema("schema", schema),
-            check_identifier("run_table", run_table or settings.run_table.name),
-        ),
-    )
+    both = settings.table.schema if isinstance(schema, DefaultSchema) else schema
+    both = _schema("schema", both)
+    xmin_name = check_identifier("xmin_table", xmin_table or settings.table.name)
+    run_name = check_identifier("run_table", run_table or settings.run_table.name)
+    return replace(settings, table=TableRef(both, xmin_name), run_table=TableRef(both, run_name))
