@@ -323,7 +323,7 @@ def load_state_settings(
         raise MissingConnectionError(
             "state.url", "connection_type is 'url': set state.url to a SQLAlchemy URL"
         )
-    elif connection_id is None and state_type != "sqlite":
+    elif connection_id is None and by_state_type(state_type).default_url is None:
         reused = _sink(sink)
         if reused is None or not _reusable(state_type, type_defaulted, reused):
             raise MissingConnectionError(

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import URL, make_url
 
 from dpone_state.config import StateSettings
-from dpone_state.dialects import DEFAULT_URL, StateType, by_state_type
+from dpone_state.dialects import StateType, by_state_type
 from dpone_state.errors import (
     BackendNotInstalledError,
     InvalidSecretError,
@@ -318,8 +318,8 @@ def resolve_connection(
     secret: Mapping[str, Any] | str | URL
     if settings.url is not None:
         origin, secret = "state.url", settings.url
-    elif settings.connection_id is None:  # sqlite with no connection: the embedded default
-        origin, secret = "state (embedded default)", DEFAULT_URL
+    elif settings.connection_id is None:  # no connection: the embedded default (SQLite's file)
+        origin, secret = "state (embedded default)", by_state_type(state_type).default_url or ""
     elif settings.connection_type == "env":
         name = connection_env_var(settings.connection_id)
         value = _required_env(

@@ -163,6 +163,8 @@ class Backend:
     #: Drivers whose connections switch to autocommit without talking to the server: there
     #: each call's single statement runs in autocommit (one round trip, not BEGIN + COMMIT).
     client_autocommit_drivers: frozenset[str] = frozenset()
+    #: The URL of a state with no connection configured (SQLite's embedded file), if any.
+    default_url: str | None = None
     #: The ODBC driver a connection secret gets unless it names another (``driver``).
     odbc_driver: str | None = None
     #: Whether the tables carry indexes beyond the key (BigQuery has none).
@@ -223,6 +225,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         run_id_kind="plain",
         connection_kind="file",
         client_autocommit_drivers=frozenset({"pysqlite"}),
+        default_url=DEFAULT_URL,
         hooks_path="dpone_state.backends.sqlite:SqliteHooks",
     ),
     Backend(
