@@ -230,3 +230,18 @@ def test_the_engine_factory_reaches_no_storage_module() -> None:
     assert "dpone_state.storage" not in reached("dpone_state.engine")
     for module in hooks:
         assert not reached(module) & {"dpone_state.engine", "dpone_state.storage"}, module
+
+
+def test_old_import_paths_still_work() -> None:
+    from dpone_state import cli, engine, mssql, postgres, sqlite, storage, strategy, tables, xmin  # noqa: PLC0415
+
+    assert postgres.PostgresXMinStateStorage is dpone_state.PostgresXMinStateStorage
+    assert mssql.MssqlRunStateStorage is dpone_state.MssqlRunStateStorage
+    assert xmin.XMinError is dpone_state.XMinError
+    assert xmin.SourceColumnError is dpone_state.SourceColumnError
+    assert strategy.StrategyConfigurationError is dpone_state.StrategyConfigurationError
+    assert cli.UsageError is dpone_state.errors.UsageError
+    assert storage.DEFAULT is dpone_state.DEFAULT
+    assert tables.DEFAULT_SCHEMA == DEFAULT_SCHEMA
+    assert engine.DEFAULT_URL == dpone_state.DEFAULT_URL
+    assert callable(engine.ping_when_idle) and sqlite.BUSY_TIMEOUT_SECONDS == 30
