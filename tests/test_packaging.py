@@ -40,6 +40,18 @@ def _provisioned(database: Path) -> tuple[set[str], str]:
     return names, str(version)
 
 
+def _upgrades(command: list[str], cwd: Path, database: Path, state_url: str = "") -> None:
+    """Run ``command`` (an upgrade to head) and check the SQLite database it provisioned."""
+    env = _env(DPONE_STATE_URL=state_url) if state_url else _env()
+    done = subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    names, version = _provisioned(database)
+    assert {DEFAULT_XMIN_TABLE, DEFAULT_RUN_TABLE} <= names
+    assert version == "0002"
+
+
 def test_alembic_ini_reads_the_top_level_migrations() -> None:
     ini = configparser.ConfigParser()
     ini.read(ROOT / "alembic.ini")
@@ -51,19 +63,7 @@ def test_alembic_ini_reads_the_top_level_migrations() -> None:
 def test_alembic_upgrade_head_from_the_repository_root(tmp_path: Path) -> None:
     database = tmp_path / "state.db"
     alembic = Path(sys.executable).with_name("alembic")
-    done = subprocess.run(
-        [str(alembic), "upgrade", "head"],
-        cwd=ROOT,
-        env=_env(DPONE_STATE_URL=f"sqlite:///{database}"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    names, version = _provisioned(database)
-    assert {DEFAULT_XMIN_TABLE, DEFAULT_RUN_TABLE} <= names
-    assert version == "0002"
+    _upgrades([str(alembic), "upgrade", "head"], ROOT, database, f"sqlite:///{database}")
 
 
 @pytest.fixture(scope="module")
@@ -141,16 +141,5 @@ def test_dpone_state_upgrade_from_the_wheel_in_a_fresh_venv(wheel: Path, tmp_pat
     ).stdout.strip()
     assert Path(where).is_relative_to(venv), where
     database = work / "state.db"
-    done = subprocess.run(
-        [str(venv / "bin" / "dpone-state"), "upgrade", "--url", f"sqlite:///{database}"],
-        cwd=work,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    names, version = _provisioned(database)
-    assert {DEFAULT_XMIN_TABLE, DEFAULT_RUN_TABLE} <= names
-    assert version == "0002"
+    command = [str(venv / "bin" / "dpone-state"), "upgrade", "--url", f"sqlite:///{database}"]
+    _upgrades(command, work, database)
