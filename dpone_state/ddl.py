@@ -24,6 +24,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable, ExecutableDDLElement
 from sqlalchemy.sql.compiler import DDLCompiler
 
+from dpone_state.dialects import BACKENDS
+
 __all__ = [
     "NO_SCHEMA_DIALECTS",
     "OWN_METADATA_KEY",
@@ -37,7 +39,9 @@ __all__ = [
 ]
 
 #: Dialects without schemas (a schema there would be an attached database, never created).
-NO_SCHEMA_DIALECTS = frozenset({"sqlite"})
+NO_SCHEMA_DIALECTS = frozenset(
+    name for row in BACKENDS if not row.has_schemas for name in row.dialects
+)
 #: Key in ``MetaData.info`` that marks dpone-state's own tables (``tables.new_metadata()``).
 OWN_METADATA_KEY = "dpone_state"
 

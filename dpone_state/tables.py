@@ -8,7 +8,7 @@ on the run table's ``execution_date`` (retention prunes by it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -31,6 +31,8 @@ from dpone_state.coltypes import (
     name_text,
     sql_utc_now,
 )
+from dpone_state.dialects import DEFAULT_SCHEMA, RunIdKind, find_dialect
+from dpone_state.errors import InvalidIdentifierError
 from dpone_state.models import KEY_NAME_MAX, LOAD_STRATEGY_MAX, MAX_DAG_ID, NAME_MAX
 
 __all__ = [
@@ -42,12 +44,12 @@ __all__ = [
     "UPDATED_AT",
     "StateTables",
     "build_tables",
+    "check_backend_names",
     "run_id_kind",
     "run_state_table",
     "xmin_state_table",
 ]
 
-DEFAULT_SCHEMA = "etl_state"
 DEFAULT_XMIN_TABLE = "etl_xmin_state"
 DEFAULT_RUN_TABLE = "etl_run_state"
 LOADED_AT = "__dpone__loaded_at"
@@ -63,24 +65,11 @@ NAMING_CONVENTION: dict[str, str] = {
     "pk": "pk_%(table_name)s",
 }
 
-RunIdKind = Literal["identity", "plain", "none"]
-
-#: How each dialect keeps the run table's ``id``: an identity where the legacy table has one,
-#: a plain nullable column where the dialect cannot auto-number outside the key (SQLite,
-#: MySQL), and no column where the legacy table has none (BigQuery).
-_RUN_ID_KIND: dict[str, RunIdKind] = {
-    "postgresql": "identity",
-    "mssql": "identity",
-    "sqlite": "plain",
-    "mysql": "plain",
-    "mariadb": "plain",
-    "bigquery": "none",
-}
-
 
 def run_id_kind(dialect_name: str | None) -> RunIdKind:
     """The ``id`` column a dialect's run table has (identity when the dialect is unknown)."""
-    return _RUN_ID_KIND.get(dialect_name or "", "identity")
+    row = find_dialect(dialect_name)
+    return row.run_id_kind if row is not None else "identity"
 
 
 def new_metadata() -> MetaData:
@@ -155,8 +144,9 @@ def run_state_table(
 
 
 def _has_indexes(*args: Any, dialect: Any, **kw: Any) -> bool:
-    """BigQuery has no ``CREATE INDEX``: the index is skipped there (a scan prunes)."""
-    return bool(dialect.name != "bigquery")
+    """Skipped where the backend has no ``CREATE INDEX`` (BigQuery: a scan prunes)."""
+    row = find_dialect(dialect.name)
+    return row is None or row.has_indexes
 
 
 @dataclass(frozen=True)
@@ -182,3 +172,48 @@ def build_tables(
         xmin=xmin_state_table(metadata, schema, xmin_table),
         run=run_state_table(metadata, schema, run_table, id_kind=run_id_kind(dialect_name)),
     )
+
+
+def _derived_names(table: Table, dialect_name: str) -> list[tuple[str, str]]:
+    """(what, name) of the table and every name its DDL creates on ``dialect_name``."""
+    names = [("table", table.name)]
+    names += [("constraint", str(c.name)) for c in table.constraints if c.name]
+    names += [("index", str(i.name)) for i in table.indexes if i.name]
+    if dialect_name == "mssql":
+        from dpone_state.ddl import default_constraint_name  # noqa: PLC0415 - no import cycle
+
+        names += [
+            ("DEFAULT constraint", default_constraint_name(table.name, c.name))
+            for c in table.columns
+            if c.server_default is not None and c.identity is None
+        ]
+    return names
+
+
+def check_backend_names(dialect_name: str, schema: str | None, table: Table) -> None:
+    """Refuse a schema or table whose name, or a name derived from it (primary key, index,
+    SQL Server DEFAULT constraint), the backend would truncate or refuse (the registry's
+    ``name_limit`` and ``bmp_only_names``)."""
+    row = find_dialect(dialect_name)
+    if row is None:
+        return
+    for what, name in [("schema", schema or ""), *_derived_names(table, dialect_name)]:
+        if not name:
+            continue
+        field = "schema" if what == "schema" else "table"
+        if row.bmp_only_names and any(ord(ch) > 0xFFFF for ch in name):
+            raise InvalidIdentifierError(
+                field,
+                f"{what} name {name!r}: {dialect_name} identifiers hold only characters of the "
+                "Basic Multilingual Plane (no emoji or other characters above U+FFFF)",
+            )
+        if row.name_limit is None:
+            continue
+        limit, unit = row.name_limit
+        size = len(name.encode("utf-8")) if unit == "bytes" else len(name)
+        if size > limit:
+            raise InvalidIdentifierError(
+                field,
+                f"{what} name {name!r} is {size} {unit} long; {dialect_name} keeps at most "
+                f"{limit}: use a shorter {field} name",
+            )

@@ -18,17 +18,16 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
 from dpone_state.ddl import (
-    NO_SCHEMA_DIALECTS,
     CreateSchemaIfMissing,
     create_schema_if_missing,
 )
-from dpone_state.engine import create_state_engine, default_url, safe_url
+from dpone_state.dialects import find_dialect, safe_url
+from dpone_state.engine import create_state_engine, default_url
 from dpone_state.failures import to_state_error
-from dpone_state.identifiers import check_backend_names
 from dpone_state.locks import migration_lock
 from dpone_state.migrate import SETTINGS_KEY, MigrationSettings
 from dpone_state.migrations.support import RESOLVED_KEY, refuse_if_tables_hold_rows
-from dpone_state.tables import build_tables
+from dpone_state.tables import build_tables, check_backend_names
 
 config = context.config
 if config.config_file_name is not None:  # the alembic command: logging as alembic.ini says
@@ -40,6 +39,11 @@ requested: MigrationSettings = config.attributes.get(
 ) or MigrationSettings.from_options(x_args)
 
 
+def _has_schemas(dialect: str) -> bool:
+    row = find_dialect(dialect)
+    return row is None or row.has_schemas
+
+
 def _url() -> str:
     return str(config.attributes.get("url") or x_args.get("url") or default_url())
 
@@ -47,23 +51,23 @@ def _url() -> str:
 def _configure(settings: MigrationSettings, dialect: str, **options: Any) -> None:
     config.attributes[RESOLVED_KEY] = settings
     tables = build_tables(
-        settings.schema, settings.xmin_table, settings.run_table, dialect_name=dialect
+        settings.schema_name, settings.xmin_table, settings.run_table, dialect_name=dialect
     )
     for table in (tables.xmin, tables.run):  # names the backend would truncate or refuse
-        check_backend_names(dialect, settings.schema, table)
+        check_backend_names(dialect, settings.schema_name, table)
     ours = {settings.xmin_table, settings.run_table}
 
     def include_name(name: str | None, type_: Any, parent_names: Any) -> bool:
         if type_ == "schema":
-            return name == settings.schema
+            return name == settings.schema_name
         if type_ == "table":
-            return name in ours and parent_names.get("schema_name") == settings.schema
+            return name in ours and parent_names.get("schema_name") == settings.schema_name
         return True
 
     context.configure(
         target_metadata=tables.metadata,
         version_table=settings.version_table,
-        version_table_schema=settings.schema,
+        version_table_schema=settings.schema_name,
         include_schemas=True,
         include_name=include_name,
         compare_type=True,
@@ -84,8 +88,8 @@ def run_migrations_offline() -> None:
     )
     settings = requested.for_dialect(dialect)
     _configure(settings, dialect, dialect_name=dialect, literal_binds=True)
-    if settings.schema is not None and dialect not in NO_SCHEMA_DIALECTS:
-        context.execute(CreateSchemaIfMissing(settings.schema))
+    if settings.schema_name is not None and _has_schemas(dialect):
+        context.execute(CreateSchemaIfMissing(settings.schema_name))
     with context.begin_transaction():
         context.run_migrations()
 
@@ -107,7 +111,7 @@ def _check_before_changing(connection: Connection, settings: MigrationSettings) 
     ):
         return
     tables = build_tables(
-        settings.schema,
+        settings.schema_name,
         settings.xmin_table,
         settings.run_table,
         dialect_name=connection.dialect.name,
@@ -119,7 +123,7 @@ def _migrate(connection: Connection) -> None:
     dialect = connection.dialect.name
     settings = requested.for_dialect(dialect)
     with migration_lock(connection, settings.lock_name):
-        create_schema_if_missing(connection, settings.schema)
+        create_schema_if_missing(connection, settings.schema_name)
         if dialect == "sqlite":
             # The lock is an exclusive transaction on the file: the whole run happens in it
             # (SQLite's DDL is transactional), committed once at the end.
