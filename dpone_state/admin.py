@@ -42,6 +42,8 @@ def list_checkpoints(storage: XMinStateStorage) -> list[Checkpoint]:
         t.c.wraparound_detected,
         t.c.frozen_xid,
         t.c.revision,
+        t.c.extraction_identity,
+        t.c.source_fingerprint,
     ).order_by(t.c.source_schema, t.c.source_table)
     return [
         Checkpoint(

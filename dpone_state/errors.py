@@ -5,7 +5,9 @@ from __future__ import annotations
 __all__ = [
     "BackendMismatchError",
     "BackendNotInstalledError",
+    "CheckpointIdentityError",
     "DowngradeRefusedError",
+    "ForeignPartitionError",
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
@@ -14,6 +16,10 @@ __all__ = [
     "RevisionConflictError",
     "SecretKeyMissingError",
     "SecretNotFoundError",
+    "SourceColumnError",
+    "SourceNotATableError",
+    "SourcePermissionError",
+    "SourceTableNotFoundError",
     "StateConfigError",
     "StateCredentialsError",
     "StateError",
@@ -24,6 +30,7 @@ __all__ = [
     "UnsupportedBackendError",
     "VaultAccessDeniedError",
     "VaultUnavailableError",
+    "XMinError",
 ]
 
 
@@ -143,3 +150,51 @@ class DowngradeRefusedError(StateError):
 
 class StateCredentialsError(StateConfigError):
     """The cloud credentials are missing or unreadable (BigQuery); the message says which."""
+
+
+# --- Extraction (xmin.py) ---------------------------------------------------------------------
+
+
+class XMinError(StateError):
+    """An XMin extraction cannot run or cannot commit; the message says why."""
+
+
+class SourceTableNotFoundError(XMinError):
+    """The source schema or table does not exist (or is not visible to the source user)."""
+
+
+class SourceNotATableError(XMinError):
+    """The source relation has no ``xmin`` (a view, foreign table, sequence, …)."""
+
+
+class SourcePermissionError(XMinError):
+    """The source user may not read the table (no SELECT on it, or no USAGE on its schema)."""
+
+
+class SourceColumnError(XMinError, ValueError):
+    """A requested column does not exist in the source table."""
+
+
+class ForeignPartitionError(SourceNotATableError):
+    """A partition (or inheritance child) of the table is a foreign table.
+
+    Its rows come from another server and report ``xmin = 0``, so no window ever contains
+    them: only a full refresh would deliver them. Extracting the parent is refused.
+    """
+
+
+class CheckpointIdentityError(XMinError):
+    """The stored checkpoint belongs to another extraction (database, columns, predicate or
+    ``checkpoint_key``); advancing it would skip that extraction's rows. Nothing was read."""
+
+    def __init__(self, source_schema: str, source_table: str, stored: str, ours: str) -> None:
+        self.source_schema = source_schema
+        self.source_table = source_table
+        self.stored = stored
+        self.ours = ours
+        super().__init__(
+            f"the checkpoint {source_schema!r}.{source_table!r} belongs to another extraction "
+            f"(stored {stored}; this one {ours}): pass checkpoint_key= to give this extraction "
+            "a checkpoint of its own, or, if the extraction itself changed (columns, where), "
+            "delete the checkpoint (delete_state) so that the next run is a full refresh"
+        )
