@@ -46,6 +46,8 @@ from dpone_state.tables import (
     build_tables,
 )
 from dpone_state.xmin import (
+    CheckpointIdentityError,
+    ForeignPartitionError,
     SourceColumnError,
     SourceNotATableError,
     SourcePermissionError,
@@ -55,6 +57,7 @@ from dpone_state.xmin import (
     XMinExtractor,
     XMinSnapshot,
 )
+from dpone_state.xmin_health import CheckpointHealth, HealthThresholds, xmin_health
 from dpone_state.xmin_window import WindowKind, XMinWindow, compute_window
 
 __version__ = "0.1.0"
@@ -66,9 +69,13 @@ __all__ = [
     "DEFAULT_XMIN_TABLE",
     "BackendMismatchError",
     "BackendNotInstalledError",
+    "CheckpointHealth",
+    "CheckpointIdentityError",
     "DowngradeRefusedError",
     "ExtractionMode",
     "ExtractionStrategy",
+    "ForeignPartitionError",
+    "HealthThresholds",
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
@@ -117,4 +124,5 @@ __all__ = [
     "open_state",
     "safe_url",
     "select_strategy",
+    "xmin_health",
 ]
