@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Connection, Engine, Row, RowMapping
+from sqlalchemy.engine import Connection, Engine, MappingResult, Row, RowMapping
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -498,6 +498,7 @@ class XMinExtraction:
         self._transaction = transaction
         self._statement = statement
         self._batch_size = batch_size
+        self._result: MappingResult | None = None
         self._started = False
         self._exhausted = False
         self._committed = False
@@ -517,13 +518,17 @@ class XMinExtraction:
         result = self._connection.execute(
             self._statement, execution_options={"yield_per": self._batch_size}
         ).mappings()
+        self._result = result
         try:
             for batch in result.partitions(self._batch_size):
                 self.rows_read += len(batch)
                 yield batch
             self._exhausted = True
         finally:
-            result.close()
+            # An abandoned iterator is finalized by the garbage collector, possibly after
+            # close() ended the transaction: the result is closed here only if close() did not.
+            if self._result is result:
+                self._close_result()
             if self._exhausted:
                 self.close()  # release the snapshot as soon as every row is read
 
@@ -567,12 +572,22 @@ class XMinExtraction:
 
     def close(self) -> None:
         """End the source transaction (read only: nothing to undo); the checkpoint stays."""
+        self._close_result()
         connection, self._connection = self._connection, None
         if connection is not None:
             try:
                 self._transaction.rollback()
             finally:
                 connection.close()
+
+    def _close_result(self) -> None:
+        """Close the server-side cursor of an unfinished read, quietly (its rows are unwanted)."""
+        result, self._result = self._result, None
+        if result is not None:
+            try:
+                result.close()
+            except Exception:
+                log.debug("closing the cursor of an abandoned xmin extraction", exc_info=True)
 
     def __enter__(self) -> XMinExtraction:
         return self
