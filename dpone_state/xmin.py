@@ -190,6 +190,7 @@ def _tree_statement() -> sa.Select[Any]:
     return (
         sa.select(
             _bigint(c.c.oid).label("oid"),
+            sa.cast(sa.cast(c.c.oid, postgresql.REGCLASS), sa.Text).label("name"),
             c.c.relkind,
             _bigint(c.c.relfrozenxid).label("relfrozenxid"),
         )
@@ -753,11 +754,11 @@ class XMinExtractor:
                 )
             anchor, xmax = _as_int(anchor_row.anchor), _as_int(anchor_row.xmax)
             tree = relation_tree(conn, relation.oid)
-            foreign = [row.oid for row in tree if row.relkind == "f"]
+            foreign = [row.name for row in tree if row.relkind == "f"]
             if foreign:
                 raise ForeignPartitionError(
-                    f"{name} has {len(foreign)} foreign partition(s) or inheritance "
-                    f"child(ren) (oid {', '.join(map(str, foreign))}): their rows come from "
+                    f"{name} has foreign partition(s) or inheritance child(ren) "
+                    f"{', '.join(foreign)}: their rows come from "
                     "another server with xmin = 0, so no XMin window would ever contain them; "
                     "extract the local partitions by XMin and the foreign ones whole "
                     "(load_strategy full_refresh), or extract them at their own server"
