@@ -121,7 +121,9 @@ def add_missing_nullable_columns(conn: Connection, table: Table) -> list[str]:
         detached = Column(column.name, column.type, nullable=True)
         Table(table.name, MetaData(), detached, schema=table.schema)
         element = AddColumnIfMissing(table.name, detached, table.schema)
-        conn.execute(_alembic_add_column(element, if_not_exists=False))
+        # BigQuery's table metadata can lag its catalog (an emulator's does): guard there too.
+        guarded = conn.dialect.name == "bigquery"
+        conn.execute(_alembic_add_column(element, if_not_exists=guarded))
         added.append(column.name)
     return added
 
