@@ -439,6 +439,13 @@ def test_the_same_table_in_two_databases_never_shares_a_checkpoint(
         second.options["checkpoint_key"] = database
         second.run()
         second.check(other)
+        # The health view of one source judges that source's checkpoints only, unless asked.
+        (mine,) = dpone_state.xmin_health(server.engine, checkpoints)
+        assert (mine.checkpoint_table, mine.identity_mismatch) == ("shared", "")
+        both = dpone_state.xmin_health(server.engine, checkpoints, all_databases=True)
+        theirs = next(h for h in both if h.checkpoint_key == database)
+        assert theirs.source_table == "shared" and theirs.checkpoint_table == f"shared#{database}"
+        assert theirs.verdict == "warn" and database in theirs.identity_mismatch
     finally:
         other.dispose()
         server.sql("DROP TABLE IF EXISTS public.shared", f"DROP DATABASE {database}")
