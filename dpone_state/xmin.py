@@ -35,7 +35,7 @@ from dpone_state.errors import (
     SourceTableNotFoundError,
     XMinError,
 )
-from dpone_state.models import XMinState, check_key_name
+from dpone_state.models import XMIN_TAG_MAX, XMinState, check_key_name
 from dpone_state.storage import XMinStateStorage
 from dpone_state.xmin_window import (
     WindowKind,
@@ -64,7 +64,12 @@ __all__ = [
     "anchor_statement",
     "checkpoint_table_key",
     "extraction_identity",
+    "new_children_hold_only_window_rows",
     "read_source_history",
+    "relation_tree",
+    "source_change",
+    "tree_fingerprint",
+    "tree_frozen_xid",
 ]
 
 log = logging.getLogger("dpone_state.xmin")
@@ -132,6 +137,8 @@ class XMinSnapshot:
     frozen_xid: int | None
     history: SourceHistory | None = None
     fingerprint: SourceFingerprint | None = None
+    #: The relation and its partitions / children as read (``relation_tree``).
+    tree: tuple[Row[Any], ...] | None = None
 
 
 def anchor_statement(server_version: tuple[int | str, ...]) -> sa.Select[Any]:
@@ -160,7 +167,10 @@ def _relation_statement() -> sa.Select[Any]:
             c.c.relkind,
             _bigint(c.c.relfrozenxid).label("relfrozenxid"),
             sa.func.has_schema_privilege(n.c.oid, "USAGE").label("schema_usage"),
-            sa.func.has_table_privilege(c.c.oid, "SELECT").label("can_select"),
+            sa.and_(
+                sa.func.has_schema_privilege(_pg_namespace.c.oid, "USAGE"),
+                sa.func.has_table_privilege(c.c.oid, "SELECT"),
+            ).label("can_select"),
         )
         .select_from(c.join(n, n.c.oid == c.c.relnamespace))
         .where(
@@ -191,10 +201,20 @@ def _tree_statement() -> sa.Select[Any]:
         sa.select(
             _bigint(c.c.oid).label("oid"),
             sa.cast(sa.cast(c.c.oid, postgresql.REGCLASS), sa.Text).label("name"),
+            _pg_namespace.c.nspname,
+            c.c.relname,
             c.c.relkind,
             _bigint(c.c.relfrozenxid).label("relfrozenxid"),
+            sa.and_(
+                sa.func.has_schema_privilege(_pg_namespace.c.oid, "USAGE"),
+                sa.func.has_table_privilege(c.c.oid, "SELECT"),
+            ).label("can_select"),
         )
-        .select_from(tree.join(c, c.c.oid == tree.c.relid))
+        .select_from(
+            tree.join(c, c.c.oid == tree.c.relid).join(
+                _pg_namespace, _pg_namespace.c.oid == c.c.relnamespace
+            )
+        )
         .order_by(c.c.oid)
     )
 
@@ -315,19 +335,23 @@ class SourceFingerprint:
     timeline: int | None
     relation: int
     sources: str
+    #: The oids of the partitions / children, where they fit the column (else ``None``): a
+    #: later run can then tell a child that was added from one that was removed.
+    children: tuple[int, ...] | None = None
 
     def dumps(self) -> str:
-        return json.dumps(
-            {
-                "v": 1,
-                "system": self.system_identifier,
-                "timeline": self.timeline,
-                "relation": self.relation,
-                "sources": self.sources,
-            },
-            separators=(",", ":"),
-            sort_keys=True,
-        )
+        data: dict[str, Any] = {
+            "v": 1,
+            "system": self.system_identifier,
+            "timeline": self.timeline,
+            "relation": self.relation,
+            "sources": self.sources,
+            "children": None if self.children is None else list(self.children),
+        }
+        text = json.dumps(data, separators=(",", ":"), sort_keys=True)
+        if len(text) > XMIN_TAG_MAX:  # too many children to list: the digest alone
+            text = json.dumps({**data, "children": None}, separators=(",", ":"), sort_keys=True)
+        return text
 
     @classmethod
     def loads(cls, text: str | None) -> SourceFingerprint | None:
@@ -336,23 +360,20 @@ class SourceFingerprint:
             return None
         try:
             data = json.loads(text)
+            children = data.get("children")
             return cls(
                 None if data["system"] is None else str(data["system"]),
                 None if data["timeline"] is None else int(data["timeline"]),
                 int(data["relation"]),
                 str(data["sources"]),
+                None if children is None else tuple(int(oid) for oid in children),
             )
         except (ValueError, KeyError, TypeError):
             return None
 
-    def changes_since(self, stored: SourceFingerprint | None) -> str:
-        """Why rows may have joined the table, or the ID history changed, since ``stored``.
-
-        ``""`` when nothing changed, or nothing was recorded to compare with (a legacy
-        checkpoint, or a part the source user could not read then or now).
-        """
-        if stored is None:
-            return ""
+    def history_change(self, stored: SourceFingerprint) -> str:
+        """Why the transaction-ID history differs from ``stored``'s ("" if it does not, or if
+        a part was unreadable then or now)."""
         if None not in (stored.system_identifier, self.system_identifier) and (
             stored.system_identifier != self.system_identifier
         ):
@@ -367,19 +388,75 @@ class SourceFingerprint:
                 "failover or a restore to a point in time may have reused transaction IDs "
                 "below the checkpoint"
             )
+        return ""
+
+    def changes_since(self, stored: SourceFingerprint | None) -> str:
+        """Why rows may have joined the table, or the ID history changed, since ``stored``.
+
+        ``""`` when nothing changed, when children were only removed, or when nothing was
+        recorded to compare with (a legacy checkpoint, or a part unreadable then or now).
+        """
+        if stored is None:
+            return ""
+        history = self.history_change(stored)
+        if history:
+            return history
         if stored.relation != self.relation:
             return (
                 f"the table was replaced (oid {stored.relation} -> {self.relation}: a rename "
                 "swap, a drop and re-create, or a restore); its rows may be older than the "
                 "checkpoint"
             )
-        if stored.sources != self.sources:
+        if stored.sources != self.sources and self.added_children(stored) != ():
             return (
                 "the table's partitions or inheritance children changed (ATTACH/DETACH "
                 "PARTITION, INHERIT/NO INHERIT); an attached relation's rows may be older "
                 "than the checkpoint"
             )
         return ""
+
+    def added_children(self, stored: SourceFingerprint) -> tuple[int, ...] | None:
+        """The children that are new since ``stored``; ``None`` if that cannot be told (the
+        children were not listed), ``()`` if children were only removed (no row joined)."""
+        if stored.children is None or self.children is None:
+            return None
+        return tuple(sorted(set(self.children) - set(stored.children)))
+
+    def only_children_added(self, stored: SourceFingerprint | None) -> tuple[int, ...] | None:
+        """The added children when they are the only change since ``stored`` (else ``None``):
+        a run may then check their rows instead of reading the whole table."""
+        if stored is None or self.history_change(stored) or self.relation != stored.relation:
+            return None
+        return self.added_children(stored) or None
+
+
+def source_change(
+    conn: Connection,
+    snapshot: XMinSnapshot,
+    stored: SourceFingerprint | None,
+    window: XMinWindow,
+) -> str:
+    """Why this run must read the whole table because the source changed ("" if it need not).
+
+    Children that were only added, and hold only rows of the window, need no full refresh.
+    """
+    fingerprint = snapshot.fingerprint
+    if fingerprint is None:
+        return ""
+    changed = fingerprint.changes_since(stored)
+    added = fingerprint.only_children_added(stored)
+    if (
+        changed
+        and added
+        and snapshot.tree is not None
+        and new_children_hold_only_window_rows(conn, snapshot.tree, added, window)
+    ):
+        log.info(
+            "xmin: %d new partition(s)/child(ren) hold only rows of this window: no full refresh",
+            len(added),
+        )
+        return ""
+    return changed
 
 
 def relation_tree(conn: Connection, relid: int) -> list[Row[Any]]:
@@ -391,10 +468,41 @@ def tree_fingerprint(
     history: SourceHistory, relid: int, tree: Sequence[Row[Any]]
 ) -> SourceFingerprint:
     """The fingerprint of a relation whose tree (``relation_tree``) was read now."""
-    children = [[_as_int(row.oid), row.relkind] for row in tree if _as_int(row.oid) != relid]
+    children = sorted([_as_int(row.oid), row.relkind] for row in tree if _as_int(row.oid) != relid)
     return SourceFingerprint(
-        history.system_identifier, history.timeline, relid, _digest(sorted(children))
+        history.system_identifier,
+        history.timeline,
+        relid,
+        _digest(children),
+        tuple(oid for oid, _ in children),
     )
+
+
+def new_children_hold_only_window_rows(
+    conn: Connection, tree: Sequence[Row[Any]], added: Sequence[int], window: XMinWindow
+) -> bool:
+    """Whether every row of the children ``added`` since the checkpoint lies in ``window``.
+
+    Then the window delivers them and no full refresh is needed (a partition created after
+    the checkpoint, e.g. next month's). One ``EXISTS`` per added relation that holds rows, in
+    the run's snapshot; it stops at the first row older than the window (a backfill).
+    """
+    if window.is_full:
+        return False
+    new = set(added)
+    for row in tree:
+        if _as_int(row.oid) not in new or row.relkind not in _ROW_RELKINDS or row.relkind == "p":
+            continue
+        if not row.can_select:  # a partition is read through its parent: cannot check it
+            return False
+        child = sa.table(row.relname, sa.column(XMIN_KEY), schema=row.nspname)
+        predicate = window.predicate(xmin_number(child.c[XMIN_KEY]))
+        if predicate is None:
+            return False
+        outside = sa.select(sa.literal(1)).select_from(child).where(sa.not_(predicate))
+        if conn.execute(sa.select(outside.exists())).scalar_one():
+            return False
+    return True
 
 
 def tree_frozen_xid(tree: Sequence[Row[Any]], xmax: int) -> int | None:
@@ -674,7 +782,7 @@ class XMinExtractor:
             )
             if previous is not None and not window.is_full and snapshot.fingerprint is not None:
                 stored = SourceFingerprint.loads(previous.source_fingerprint)
-                changed = snapshot.fingerprint.changes_since(stored)
+                changed = source_change(connection, snapshot, stored, window)
                 if changed:
                     window = replace(window, kind=WindowKind.FULL, reason=changed)
             source = sa.table(table, sa.column(XMIN_KEY), *map(sa.column, names), schema=schema)
@@ -777,5 +885,7 @@ class XMinExtractor:
                 raise SourceColumnError(f"{name} has no column(s) {unknown!r}")
             names = list(dict.fromkeys(columns))
         fingerprint = tree_fingerprint(history, _as_int(relation.oid), tree)
-        snapshot = XMinSnapshot(anchor, xmax, tree_frozen_xid(tree, xmax), history, fingerprint)
+        snapshot = XMinSnapshot(
+            anchor, xmax, tree_frozen_xid(tree, xmax), history, fingerprint, tuple(tree)
+        )
         return snapshot, names

@@ -36,10 +36,12 @@ from dpone_state.xmin import (
     _RELATION,
     SourceFingerprint,
     SourceHistory,
+    XMinSnapshot,
     _as_int,
     anchor_statement,
     read_source_history,
     relation_tree,
+    source_change,
     tree_fingerprint,
     tree_frozen_xid,
 )
@@ -273,24 +275,23 @@ def _judge(
             f"{history.database!r}: not judged against it"
         )
     relation = conn.execute(_RELATION, {"schema_name": schema, "table_name": table}).first()
+    stored = SourceFingerprint.loads(state.source_fingerprint)
     frozen = None
-    changed = ""
-    fingerprint = None
+    snapshot = None
     if relation is not None:
         relid = _as_int(relation.oid)
         tree = relation_tree(conn, relid)
         frozen = tree_frozen_xid(tree, source.xmax)
         fingerprint = tree_fingerprint(history, relid, tree)
-        changed = fingerprint.changes_since(SourceFingerprint.loads(state.source_fingerprint))
-    stored = SourceFingerprint.loads(state.source_fingerprint)
+        snapshot = XMinSnapshot(source.anchor, source.xmax, frozen, history, fingerprint, (*tree,))
     history_mismatch = ""
-    if stored is not None and fingerprint is not None:
-        current = SourceFingerprint(
-            fingerprint.system_identifier, fingerprint.timeline, stored.relation, stored.sources
-        )
-        history_mismatch = current.changes_since(stored)
+    if stored is not None and snapshot is not None and snapshot.fingerprint is not None:
+        history_mismatch = snapshot.fingerprint.history_change(stored)
     window = compute_window(state.xmin_value, source.anchor, frozen)
-    full_reason = window.reason if window.is_full else changed
+    full_reason = window.reason
+    if not window.is_full and snapshot is not None:
+        # what the next run would decide, the same way (new partitions' rows checked)
+        full_reason = source_change(conn, snapshot, stored, window)
     until_freeze = None
     if frozen is not None:
         if frozen > state.xmin_value:
