@@ -5,6 +5,11 @@ REPEATABLE READ transaction on the source, reads the snapshot's xmin there (the 
 64-bit), checks the table, derives the window from the stored checkpoint and streams the rows
 of that window from the same snapshot. ``commit()`` saves the anchor as the new checkpoint,
 with compare-and-set, and only when the caller says the target load committed.
+
+Around the window: every checkpoint records which extraction owns it (``extraction_identity``:
+another one is refused) and what the source was (``source_fingerprint``: system identifier,
+timeline, the table's oid and its partitions / children); when that changed in a way that
+can bring rows older than the checkpoint, the run reads the whole table.
 """
 
 from __future__ import annotations
@@ -219,17 +224,25 @@ def _tree_statement() -> sa.Select[Any]:
     )
 
 
+def _can_execute(signature: str) -> ColumnElement[bool]:
+    """Whether the function exists on this server version and the user may execute it."""
+    function = sa.func.to_regprocedure(signature)
+    return sa.case(
+        (function.is_(None), sa.false()),
+        else_=sa.func.has_function_privilege(function, "EXECUTE"),
+    )
+
+
 def _server_statement() -> sa.Select[Any]:
     """The source database, whether it is a standby, and which control functions may be run."""
-    can = sa.func.has_function_privilege
     return sa.select(
         sa.func.current_database().label("database"),
         sa.func.pg_is_in_recovery().label("in_recovery"),
-        can("pg_catalog.pg_control_system()", "EXECUTE").label("can_system"),
-        can("pg_catalog.pg_control_checkpoint()", "EXECUTE").label("can_checkpoint"),
+        _can_execute("pg_catalog.pg_control_system()").label("can_system"),
+        _can_execute("pg_catalog.pg_control_checkpoint()").label("can_checkpoint"),
         sa.and_(
-            can("pg_catalog.pg_current_wal_lsn()", "EXECUTE"),
-            can("pg_catalog.pg_walfile_name(pg_lsn)", "EXECUTE"),
+            _can_execute("pg_catalog.pg_current_wal_lsn()"),
+            _can_execute("pg_catalog.pg_walfile_name(pg_lsn)"),
         ).label("can_walfile"),
     )
 

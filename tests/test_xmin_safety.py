@@ -249,6 +249,34 @@ def test_a_rename_swap_with_a_shadow_table_forces_a_full_refresh(
     assert "replaced" not in pipeline.reasons[-1]
 
 
+def test_a_new_partition_the_user_may_not_read_directly_is_a_full_refresh_not_an_error(
+    server: Server, schema: str, checkpoints: XMinStateStorage
+) -> None:
+    role = f"reader_{uuid.uuid4().hex[:6]}"
+    server.sql(
+        f"CREATE TABLE {schema}.events (id int, month int, v text) PARTITION BY LIST (month)",
+        f"CREATE TABLE {schema}.events_1 PARTITION OF {schema}.events FOR VALUES IN (1)",
+        f"INSERT INTO {schema}.events VALUES (1, 1, 'jan')",
+        f"CREATE ROLE {role} LOGIN",
+        f"GRANT USAGE ON SCHEMA {schema} TO {role}",
+        f"GRANT SELECT ON {schema}.events TO {role}",  # the parent only
+    )
+    reader = create_state_engine(server.url(role))
+    try:
+        pipeline = Pipeline(XMinExtractor(reader, checkpoints), schema, "events")
+        pipeline.run()
+        server.sql(
+            f"CREATE TABLE {schema}.events_2 PARTITION OF {schema}.events FOR VALUES IN (2)",
+            f"INSERT INTO {schema}.events VALUES (2, 2, 'feb')",
+        )
+        pipeline.run()  # cannot check the new partition's rows: reads everything instead
+        assert pipeline.kinds[-1] is WindowKind.FULL and "partitions" in pipeline.reasons[-1]
+        pipeline.check(server.engine)
+    finally:
+        reader.dispose()
+        server.sql(f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+
+
 def test_inherit_of_a_child_filled_before_the_checkpoint_forces_a_full_refresh(
     server: Server, schema: str, checkpoints: XMinStateStorage
 ) -> None:
