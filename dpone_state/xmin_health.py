@@ -27,10 +27,9 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from dpone_state.admin import Checkpoint, list_checkpoints
 from dpone_state.engine import safe_url
 from dpone_state.errors import BackendMismatchError, InvalidStateError
-from dpone_state.models import utc_now
+from dpone_state.models import Checkpoint, utc_now
 from dpone_state.storage import XMinStateStorage
 from dpone_state.xmin import (
     _RELATION,
@@ -376,7 +375,7 @@ def xmin_health(
     if not isinstance(storage, XMinStateStorage):
         raise TypeError("storage must be an XMinStateStorage")
     limits = thresholds if thresholds is not None else HealthThresholds()
-    checkpoints: Sequence[Checkpoint] = list_checkpoints(storage)
+    checkpoints: Sequence[Checkpoint] = storage.list_checkpoints()
     at = utc_now() if now is None else now
     connection = source_engine.connect().execution_options(
         isolation_level="REPEATABLE READ", postgresql_readonly=True
