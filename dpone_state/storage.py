@@ -18,7 +18,7 @@ from sqlalchemy import BindParameter, Integer, Table, bindparam, case, delete, f
 from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
-from dpone_state.ddl import create_schema_if_missing
+from dpone_state.ddl import add_missing_nullable_columns, create_schema_if_missing
 from dpone_state.dialects import (
     DEFAULT,
     RetryPolicy,
@@ -279,7 +279,8 @@ class _Storage:
         return bindparam(f"p_{column}", type_=self.table.c[column].type)
 
     def create_tables(self) -> None:
-        """Create the schema (where the dialect has schemas) and the table, if missing.
+        """Create the schema (where the dialect has schemas) and the table, if missing, and
+        add the nullable columns an existing table lacks (BigQuery's provisioning path).
 
         An explicit provisioning step; production databases are provisioned by the migrations.
         """
@@ -293,7 +294,10 @@ class _Storage:
             with conn, migration_lock(conn, provisioning_lock_name(self.schema)):
                 create_schema_if_missing(conn, self.schema)  # guarded per dialect (ddl.py)
                 self.table.metadata.create_all(conn, checkfirst=True)
+                added = add_missing_nullable_columns(conn, self.table)
                 conn.commit()
+        if added:
+            log.info("added the column(s) %s to %s", ", ".join(added), self.qualified_name)
         log.info("provisioned %s on %s", self.qualified_name, safe_url(self.engine.url))
 
 
@@ -306,6 +310,8 @@ def xmin_state_from_row(row: Row[Any]) -> XMinState:
         wraparound_detected=bool(row.wraparound_detected),
         frozen_xid=row.frozen_xid,
         revision=row.revision,
+        extraction_identity=row._mapping.get("extraction_identity"),
+        source_fingerprint=row._mapping.get("source_fingerprint"),
     )
 
 
@@ -357,6 +363,8 @@ class XMinStateStorage(_Storage):
             t.c.wraparound_detected,
             t.c.frozen_xid,
             t.c.revision,
+            t.c.extraction_identity,
+            t.c.source_fingerprint,
         ).where(key, live)
         # What a save left behind, to recognise it after an unknown outcome.
         self._written = select(
@@ -423,6 +431,8 @@ class XMinStateStorage(_Storage):
             p_is_initial=xmin_state.is_initial,
             p_wraparound_detected=xmin_state.wraparound_detected,
             p_frozen_xid=xmin_state.frozen_xid,
+            p_extraction_identity=xmin_state.extraction_identity,
+            p_source_fingerprint=xmin_state.source_fingerprint,
             **{f"p_{UPDATED_AT}": written_at, f"p_{LOADED_AT}": xmin_state.timestamp},
         )
         for attempt in range(2):
@@ -527,6 +537,8 @@ class XMinStateStorage(_Storage):
                     "is_initial": state.is_initial,
                     "wraparound_detected": state.wraparound_detected,
                     "frozen_xid": state.frozen_xid,
+                    "extraction_identity": state.extraction_identity,
+                    "source_fingerprint": state.source_fingerprint,
                     UPDATED_AT: now,
                     LOADED_AT: state.timestamp,
                 }
@@ -584,6 +596,8 @@ class XMinStateStorage(_Storage):
             t.c.wraparound_detected,
             t.c.frozen_xid,
             t.c.revision,
+            t.c.extraction_identity,
+            t.c.source_fingerprint,
         ).where(t.c.revision >= 0)  # a tombstone (a deleted checkpoint) is none
         statement = statement.order_by(t.c.source_schema, t.c.source_table)
         return [
@@ -616,7 +630,15 @@ def _bulk_key(item: tuple[Any, Any]) -> tuple[str, str]:
 
 _XMIN_KEY: Final = ("source_schema", "source_table")
 #: XMin columns every save writes.
-_XMIN_VALUES: Final = ("xmin_value", "is_initial", "wraparound_detected", "frozen_xid", UPDATED_AT)
+_XMIN_VALUES: Final = (
+    "xmin_value",
+    "is_initial",
+    "wraparound_detected",
+    "frozen_xid",
+    "extraction_identity",
+    "source_fingerprint",
+    UPDATED_AT,
+)
 
 #: Run-row columns an upsert of an existing run changes (the rest keep their first values).
 _RUN_UPDATED_COLUMNS: Final = (
