@@ -208,6 +208,9 @@ class Backend:
     name_limit: tuple[int, Literal["bytes", "characters"]] | None = None
     #: Identifiers hold only characters of the Basic Multilingual Plane (MySQL/MariaDB).
     bmp_only_names: bool = False
+    #: A database lock serialises migrations and ``create_tables()`` (``locks.py``); without
+    #: one (BigQuery) a provisioning try that lost a race is made again (up to 3 tries).
+    has_database_lock: bool = True
     #: ``module:Class`` of the backend's ``BackendHooks``, imported when first needed.
     hooks_path: str = ""
 
@@ -310,6 +313,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         extra_drivers=("bigquery",),
         self_committing=True,
         name_limit=(1024, "bytes"),
+        has_database_lock=False,
         hooks_path="dpone_state.backends.bigquery:BigQueryHooks",
     ),
     Backend(

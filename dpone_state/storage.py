@@ -278,14 +278,7 @@ class _Storage:
         """A placeholder for a value of ``column`` (typed like it), bound at execution."""
         return bindparam(f"p_{column}", type_=self.table.c[column].type)
 
-    def create_tables(self) -> None:
-        """Create the schema (where the dialect has schemas) and the table, if missing, and
-        add the nullable columns an existing table lacks (BigQuery's provisioning path).
-
-        An explicit provisioning step; production databases are provisioned by the migrations.
-        """
-        # Under the migrations' lock (SQLite: an exclusive transaction), so that several
-        # processes creating the same tables at once take turns instead of colliding.
+    def _create_tables_once(self) -> list[str]:
         with self._translated_errors():
             try:
                 conn = self.engine.connect()
@@ -296,6 +289,26 @@ class _Storage:
                 self.table.metadata.create_all(conn, checkfirst=True)
                 added = add_missing_nullable_columns(conn, self.table)
                 conn.commit()
+        return added
+
+    def create_tables(self) -> None:
+        """Create the schema (where the dialect has schemas) and the table, if missing, and
+        add the nullable columns an existing table lacks (BigQuery's provisioning path).
+
+        An explicit provisioning step; production databases are provisioned by the migrations.
+        """
+        # Under the migrations' lock (SQLite: an exclusive transaction), so that several
+        # processes creating the same tables at once take turns instead of colliding. BigQuery
+        # has no lock: a try that lost a race (the dataset, then a table, appeared meanwhile)
+        # is made again, and then finds everything in place.
+        tries = 1 if self.backend_row.has_database_lock else 3
+        for attempt in range(tries):
+            try:
+                added = self._create_tables_once()
+                break
+            except StateDatabaseError:
+                if attempt + 1 == tries:
+                    raise
         if added:
             log.info("added the column(s) %s to %s", ", ".join(added), self.qualified_name)
         log.info("provisioned %s on %s", self.qualified_name, safe_url(self.engine.url))
