@@ -45,13 +45,19 @@ class InvalidIdentifierError(InvalidStateError):
 
 
 class StateNotProvisionedError(StateError):
-    """The state tables (or their schema) do not exist in the target database."""
+    """The state tables (or their schema) do not exist in the target database, or they are
+    dpone's tables not yet migrated (a column of dpone-state is missing).
 
-    def __init__(self, table: str, detail: str = "") -> None:
+    ``command`` is the exact provisioning command for this store (password masked).
+    """
+
+    def __init__(self, table: str, detail: str = "", *, command: str | None = None) -> None:
         self.table = table
+        self.command = command
+        how = f"`{command}`" if command else "`alembic upgrade head` (or `dpone-state upgrade`)"
         hint = (
-            f"state table {table} does not exist: provision it with `alembic upgrade head` "
-            "(or `dpone-state upgrade`), or call create_tables() once"
+            f"state table {table} is not provisioned for dpone-state: provision it with {how}, "
+            "or call create_tables() once"
         )
         super().__init__(f"{hint} ({detail})" if detail else hint)
 

@@ -10,7 +10,12 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["is_connection_failure", "is_missing_table", "is_transient_conflict"]
+__all__ = [
+    "is_connection_failure",
+    "is_missing_column",
+    "is_missing_table",
+    "is_transient_conflict",
+]
 
 #: SQLSTATEs / error codes that mean the table or its schema does not exist.
 _POSTGRES_MISSING = frozenset({"42P01", "3F000"})  # undefined_table, invalid_schema_name
@@ -39,6 +44,34 @@ def is_missing_table(error: DBAPIError, dialect_name: str) -> bool:
     if dialect_name == "bigquery":
         text = str(orig)
         return "Not found: Table" in text or "Not found: Dataset" in text
+    return False
+
+
+#: Errors that mean a column the statement names does not exist: on our own tables, a table of
+#: dpone's that was never migrated (no ``revision`` / ``process_name``) or was downgraded.
+_POSTGRES_MISSING_COLUMN = "42703"  # undefined_column
+_MYSQL_MISSING_COLUMN = 1054  # ER_BAD_FIELD_ERROR
+_MSSQL_MISSING_COLUMN_NATIVE = re.compile(r"\(207\) \(SQL\w+\)\s*$")  # Invalid column name
+_SQLITE_MISSING_COLUMN = ("no such column", "has no column named")
+_BIGQUERY_MISSING_COLUMN = ("Unrecognized name", "not found inside", "is not present in")
+
+
+def is_missing_column(error: DBAPIError, dialect_name: str) -> bool:
+    """Whether ``error`` says a column the statement names does not exist in the table."""
+    orig = error.orig
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    if dialect_name == "postgresql":
+        return getattr(orig, "pgcode", None) == _POSTGRES_MISSING_COLUMN
+    if dialect_name in ("mysql", "mariadb"):
+        return bool(args) and args[0] == _MYSQL_MISSING_COLUMN
+    if dialect_name == "sqlite":
+        return any(part in str(orig) for part in _SQLITE_MISSING_COLUMN)
+    if dialect_name == "mssql":
+        return bool(args) and (
+            args[0] == "42S22" or _MSSQL_MISSING_COLUMN_NATIVE.search(str(args[-1])) is not None
+        )
+    if dialect_name == "bigquery":
+        return any(part in str(orig) for part in _BIGQUERY_MISSING_COLUMN)
     return False
 
 

@@ -19,6 +19,8 @@ from dpone_state.storage import RunStateStorage, XMinStateStorage
 __all__ = [
     "FREETDS_TDS_VERSION",
     "LOGIN_TIMEOUT_SECONDS",
+    "MSSQLRunStateStorage",
+    "MSSQLXMinStateStorage",
     "MssqlRunStateStorage",
     "MssqlXMinStateStorage",
     "engine_options",
@@ -84,3 +86,8 @@ class MssqlRunStateStorage(RunStateStorage):
     """Run-state rows in SQL Server (schema ``etl_state`` by default)."""
 
     dialects = ("mssql",)
+
+
+#: dpone's names of the SQL Server storages (``dpone.runtime.state.mssql``).
+MSSQLXMinStateStorage = MssqlXMinStateStorage
+MSSQLRunStateStorage = MssqlRunStateStorage

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from dpone_state.engine import safe_url
 from dpone_state.errors import BackendMismatchError, InvalidStateError, StateError
@@ -43,8 +43,11 @@ __all__ = [
 log = logging.getLogger("dpone_state.xmin")
 
 DEFAULT_BATCH_SIZE = 10_000
-#: Name of the extra column every extracted row carries: its xmin as a Python int.
-XMIN_KEY = "xmin"
+#: Name of the extra column every extracted row carries: its xmin as a Python int. dpone's
+#: technical column name (a target table cannot even have a column named ``xmin`` on PostgreSQL).
+XMIN_KEY = "__dpone__xmin"
+#: The system column read.
+_XMIN_SYSTEM_COLUMN = "xmin"
 #: relkinds that have heap rows with an xmin: table, partitioned table, materialized view.
 _ROW_RELKINDS = {"r": "table", "p": "partitioned table", "m": "materialized view"}
 _OTHER_RELKINDS = {
@@ -181,7 +184,7 @@ _COLUMNS = _columns_statement()
 class XMinExtraction:
     """One run: iterate it for the changed rows, then ``commit()`` once the target committed.
 
-    Rows are ``RowMapping`` objects with the selected columns plus ``xmin`` (an int), streamed
+    Rows are ``RowMapping`` objects with the selected columns plus ``__dpone__xmin`` (an int), streamed
     through a server-side cursor ``batch_size`` rows at a time. Leaving the ``with`` block,
     ``close()`` or an exception without ``commit()`` keeps the old checkpoint: the next run
     reads the same window again (at-least-once).
@@ -334,13 +337,14 @@ class XMinExtractor:
         schema: str,
         table: str,
         columns: Sequence[str] | None = None,
-        where: ColumnElement[bool] | None = None,
+        where: ColumnElement[bool] | TextClause | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> XMinExtraction:
         """Start one run over ``schema.table``: the rows written since the checkpoint.
 
         ``columns``: the columns to read (default: all); ``where``: an extra Core predicate
-        (e.g. ``sa.column("region") == "eu"``), never a string. Use the result as a context
+        (e.g. ``sa.column("region") == "eu"``) or explicit SQL text (``sa.text(...)``, as
+        dpone's ``custom_predicate``), never a plain string. Use the result as a context
         manager. Raises ``SourceTableNotFoundError``, ``SourceNotATableError`` (views),
         ``SourcePermissionError``, ``SourceColumnError`` before any row is read.
         """
@@ -348,8 +352,12 @@ class XMinExtractor:
         check_key_name("source_table", table)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidStateError("batch_size", "must be an integer >= 1")
-        if where is not None and not isinstance(where, ColumnElement):
-            raise TypeError("where must be a SQLAlchemy Core predicate (ColumnElement), not text")
+        if where is not None and not isinstance(where, (ColumnElement, TextClause)):
+            raise TypeError(
+                "where must be a SQLAlchemy Core predicate (e.g. sa.column('region') == 'eu') "
+                "or explicit SQL text (sa.text(\"region = 'eu'\"), dpone's custom_predicate), "
+                f"not a {type(where).__name__}: a plain string is never taken as SQL"
+            )
         if columns is not None and (
             isinstance(columns, str) or not all(isinstance(c, str) for c in columns)
         ):
@@ -364,12 +372,14 @@ class XMinExtractor:
             window = compute_window(
                 previous.xmin_value if previous else None, snapshot.anchor, snapshot.frozen_xid
             )
-            source = sa.table(table, sa.column(XMIN_KEY), *map(sa.column, names), schema=schema)
+            source = sa.table(
+                table, sa.column(_XMIN_SYSTEM_COLUMN), *map(sa.column, names), schema=schema
+            )
+            system_xmin = xmin_number(source.c[_XMIN_SYSTEM_COLUMN])
             statement = sa.select(
-                *(source.c[name] for name in names),
-                xmin_number(source.c[XMIN_KEY]).label(XMIN_KEY),
+                *(source.c[name] for name in names), system_xmin.label(XMIN_KEY)
             ).select_from(source)
-            predicate = window.predicate(xmin_number(source.c[XMIN_KEY]))
+            predicate = window.predicate(system_xmin)
             if predicate is not None:
                 statement = statement.where(predicate)
             if where is not None:

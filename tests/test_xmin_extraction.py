@@ -218,7 +218,7 @@ def test_inserts_updates_and_reinserts_are_each_extracted_in_the_next_window(
     full = run(extractor, source.schema, "orders")
     assert full.kind is WindowKind.FULL and full.saved.is_initial
     assert ids(full) == [1, 2, 3]
-    assert {row["xmin"] for row in full.rows} == {first_xid % EPOCH}
+    assert {row["__dpone__xmin"] for row in full.rows} == {first_xid % EPOCH}
     assert full.saved.xmin_value > first_xid
     assert checkpoints.load_state(source.schema, "orders") == full.saved
 
@@ -584,7 +584,7 @@ def test_wraparound_on_a_real_cluster_loses_no_row(
     runs.append(crossing)
     assert crossing.kind is WindowKind.WRAPAROUND
     assert crossing.saved.wraparound_detected and not crossing.saved.is_initial
-    assert sorted((r["id"], r["v"], r["xmin"]) for r in crossing.rows) == [
+    assert sorted((r["id"], r["v"], r["__dpone__xmin"]) for r in crossing.rows) == [
         (1, "A", before_wrap[1] % EPOCH),  # raw xmin just below 2**32
         (2, "B", after_wrap[1] % EPOCH),  # raw xmin a few IDs above 0
         (3, "c", after_wrap[0] % EPOCH),
