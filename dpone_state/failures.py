@@ -53,7 +53,15 @@ _POSTGRES_MISSING_COLUMN = "42703"  # undefined_column
 _MYSQL_MISSING_COLUMN = 1054  # ER_BAD_FIELD_ERROR
 _MSSQL_MISSING_COLUMN_NATIVE = re.compile(r"\(207\) \(SQL\w+\)\s*$")  # Invalid column name
 _SQLITE_MISSING_COLUMN = ("no such column", "has no column named")
-_BIGQUERY_MISSING_COLUMN = ("Unrecognized name", "not found inside", "is not present in")
+#: BigQuery: "Unrecognized name: x" (reads), "Column x is not present in table" (writes),
+#: "Name x not found inside t"; the emulator (DuckDB): 'does not have a column named "x"' (or
+#: 'with name').
+_BIGQUERY_MISSING_COLUMN = (
+    "Unrecognized name",
+    "not found inside",
+    "is not present in",
+    "does not have a column",
+)
 
 
 def is_missing_column(error: DBAPIError, dialect_name: str) -> bool:

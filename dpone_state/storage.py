@@ -355,12 +355,15 @@ class XMinStateStorage(_Storage):
         xmin_state: XMinState,
         *,
         expected_revision: int | None = None,
-    ) -> None:
+    ) -> datetime:
         """Upsert the checkpoint atomically; ``__dpone__loaded_at`` keeps the first save's time.
 
         With ``expected_revision`` the save happens only if the stored revision equals it
         (``0``: no checkpoint yet, or one never saved by dpone-state), else
-        ``RevisionConflictError``; without it the last writer wins.
+        ``RevisionConflictError``; without it the last writer wins. ``xmin_state`` is an
+        ``XMinState`` or any object with its fields (dpone's own). Returns the time of this
+        write (UTC): the row's ``__dpone__updated_at``, and its ``__dpone__loaded_at`` when this
+        save inserted the row.
         """
         params: dict[str, Any] = self._key_params(source_schema, source_table)
         xmin_state = XMinState.from_object(xmin_state)
@@ -379,10 +382,11 @@ class XMinStateStorage(_Storage):
         # ``__dpone__loaded_at`` comes from this clock (UTC) on first insert and is kept by
         # later saves; ``xmin_state.timestamp`` is not stored (dpone's runtime fills it with
         # a naive local time, which dpone's storages ignore as well).
-        params[f"p_{UPDATED_AT}"] = params[f"p_{LOADED_AT}"] = utc_now()
+        now = utc_now()
+        params[f"p_{UPDATED_AT}"] = params[f"p_{LOADED_AT}"] = now
         if expected_revision is None:
             self._write(self._save, params)
-            return
+            return now
         if expected_revision == 0:
             applied = upsert_applied(self._write(self._save_if_unversioned, params))
         else:
@@ -392,6 +396,7 @@ class XMinStateStorage(_Storage):
             applied = self._write(self._save_if_revision, params).rowcount == 1
         if not applied:
             raise RevisionConflictError(source_schema, source_table, expected_revision)
+        return now
 
     def save_states(self, states: Mapping[tuple[str, str], XMinState]) -> int:
         """Upsert many checkpoints in few statements (``BULK_ROWS`` per statement; fewer where the

@@ -80,10 +80,10 @@ def select_strategy(load_strategy: str, options: Mapping[str, object]) -> Extrac
     """The extraction strategy of a Postgres source with ``load_strategy`` and ``options``.
 
     For ``incremental_merge`` / ``incremental_append``:
-    ``incremental_strategy: xmin`` selects XMin (also ``pg_xmin``, ``postgres_xmin``; ``column``
-    also ``column_cursor``, ``incremental_column``: any case, ``-`` or ``_``), ``incremental_strategy: column`` needs
-    ``incremental_column``; without ``incremental_strategy`` a legacy ``incremental_column``
-    selects column mode and no option at all selects XMin (the legacy default).
+    ``incremental_strategy: xmin`` selects XMin (also ``pg_xmin``, ``postgres_xmin``; any case,
+    ``-`` or ``_``), ``incremental_strategy: column`` (also ``column_cursor``,
+    ``incremental_column``) needs ``incremental_column``; without ``incremental_strategy`` a
+    legacy ``incremental_column`` selects column mode and no option at all selects XMin (the legacy default).
     ``xmin`` together with ``incremental_column`` is a ``StrategyConfigurationError``.
     Any other load strategy reads the table whole: ``FULL``, options not consulted.
     """

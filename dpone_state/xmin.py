@@ -272,7 +272,7 @@ class XMinExtraction:
                 f"({self.rows_read} so far): saving the checkpoint now would skip the rest"
             )
         self.close()
-        self._storage.save_state(
+        written = self._storage.save_state(
             self.source_schema,
             self.source_table,
             self.state,
@@ -288,7 +288,7 @@ class XMinExtraction:
             self.rows_read,
         )
         # As stored: the first save's time stays (``__dpone__loaded_at``), the revision moved on.
-        first_saved = self.previous.timestamp if self.previous else self.state.timestamp
+        first_saved = self.previous.timestamp if self.previous else written
         return replace(self.state, timestamp=first_saved, revision=self.expected_revision + 1)
 
     def close(self) -> None:

@@ -9,7 +9,14 @@ from enum import Enum
 import pytest
 
 from dpone_state import InvalidStateError, RunState, RunStateStatus, XMinState
-from dpone_state.models import KEY_NAME_MAX, MAX_BIGINT, MAX_DAG_ID, NAME_MAX, check_key_name
+from dpone_state.models import (
+    ERROR_MESSAGE_MAX,
+    KEY_NAME_MAX,
+    MAX_BIGINT,
+    MAX_DAG_ID,
+    NAME_MAX,
+    check_key_name,
+)
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
 
@@ -136,8 +143,6 @@ def test_run_state_is_mutable_and_validated_again_on_demand() -> None:
 
 
 def test_diagnostic_fields_never_fail_a_save() -> None:
-    from dpone_state.models import ERROR_MESSAGE_MAX
-
     long = "x" * (ERROR_MESSAGE_MAX + 10)
     cut = run(error_message=long).error_message
     assert cut is not None and len(cut) == ERROR_MESSAGE_MAX and cut.endswith("characters]")
