@@ -9,6 +9,7 @@ from dpone_state.engine import DEFAULT_URL, create_state_engine, default_url, sa
 from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
+    ConflictingConfigKeysError,
     DowngradeRefusedError,
     InvalidIdentifierError,
     InvalidSecretError,
@@ -20,18 +21,20 @@ from dpone_state.errors import (
     SecretNotFoundError,
     StateConfigError,
     StateCredentialsError,
+    StateDisabledError,
     StateError,
     StateNotProvisionedError,
     StateUnavailableError,
     UnknownConfigKeyError,
     UnknownStateTypeError,
     UnsupportedBackendError,
+    UnsupportedDponeFeatureError,
     VaultAccessDeniedError,
     VaultUnavailableError,
 )
 from dpone_state.models import RunState, RunStateStatus, XMinState
 from dpone_state.storage import RunStateStorage, XMinStateStorage
-from dpone_state.stores import StateStores, open_state
+from dpone_state.stores import DisabledState, StateStores, open_state
 from dpone_state.strategy import (
     ExtractionMode,
     ExtractionStrategy,
@@ -66,6 +69,8 @@ __all__ = [
     "DEFAULT_XMIN_TABLE",
     "BackendMismatchError",
     "BackendNotInstalledError",
+    "ConflictingConfigKeysError",
+    "DisabledState",
     "DowngradeRefusedError",
     "ExtractionMode",
     "ExtractionStrategy",
@@ -86,6 +91,7 @@ __all__ = [
     "SourceTableNotFoundError",
     "StateConfigError",
     "StateCredentialsError",
+    "StateDisabledError",
     "StateError",
     "StateNotProvisionedError",
     "StateSettings",
@@ -97,6 +103,7 @@ __all__ = [
     "UnknownConfigKeyError",
     "UnknownStateTypeError",
     "UnsupportedBackendError",
+    "UnsupportedDponeFeatureError",
     "VaultAccessDeniedError",
     "VaultUnavailableError",
     "WindowKind",

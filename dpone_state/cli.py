@@ -35,6 +35,7 @@ from dpone_state.errors import (
     InvalidStateError,
     RevisionConflictError,
     StateConfigError,
+    StateDisabledError,
     StateUnavailableError,
     UnsupportedBackendError,
     VaultUnavailableError,
@@ -457,6 +458,10 @@ def _target_from_config(args: argparse.Namespace, schema: Any) -> Target:
     if not manifest.is_file():
         raise UsageError(f"manifest {manifest} does not exist")
     stores = open_state(manifest)
+    if not stores.enabled:  # state.type: disabled
+        raise StateDisabledError(
+            "state.type", f"is {stores.type!r} in {manifest}: the runtime keeps no state there"
+        )
     if schema is DEFAULT and args.xmin_table is None and args.run_table is None:
         return Target(stores.engine, stores.xmin, stores.runs)
     xmin_schema = stores.xmin.schema if schema is DEFAULT else schema

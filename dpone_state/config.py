@@ -16,9 +16,11 @@ from typing import Any, Final, Literal, Union, cast, get_args
 
 from sqlalchemy.engine import URL, make_url
 
+from dpone_state.dpone_keys import disabled_state_type, translate_dpone_keys
 from dpone_state.errors import (
     MissingConnectionError,
     StateConfigError,
+    StateDisabledError,
     UnknownConfigKeyError,
     UnknownStateTypeError,
 )
@@ -37,12 +39,14 @@ __all__ = [
     "TableRef",
     "VaultLocation",
     "load_state_settings",
+    "read_state_document",
+    "state_block_of",
 ]
 
 log = logging.getLogger("dpone_state")
 
 StateType = Literal["sqlite", "postgres", "mssql", "bigquery", "mysql"]
-ConnectionType = Literal["vault", "env", "url"]
+ConnectionType = Literal["vault", "env", "url", "airflow"]
 STATE_TYPES: Final[tuple[StateType, ...]] = get_args(StateType)
 CONNECTION_TYPES: Final[tuple[ConnectionType, ...]] = get_args(ConnectionType)
 #: The seed: state lives in BigQuery unless ``state.type`` says otherwise.
@@ -55,6 +59,7 @@ _SINK_TYPES: Final[dict[str, StateType]] = {
     "mssql": "mssql",
     "postgres": "postgres",
     "postgresql": "postgres",
+    "bigquery": "bigquery",  # dpone's BigQuery state runs on the sink's connection
 }
 #: SQLAlchemy backend names a ``state.url`` may have for each ``state.type``.
 URL_BACKENDS: Final[dict[StateType, frozenset[str]]] = {
@@ -113,6 +118,10 @@ class StateSettings:
     type_defaulted: bool = False
     #: ``connection_id`` / ``connection_type`` come from the sink (sink reuse).
     connection_from_sink: bool = False
+    #: dpone's ``state.provisioning``: ``runtime`` creates missing tables once on open.
+    provisioning: Literal["external", "runtime"] | None = None
+    #: dpone's ``state.table.database`` (SQL Server): the database the state connects to.
+    database: str | None = None
 
     @property
     def vault_path(self) -> str | None:
@@ -242,6 +251,18 @@ def _read(config: str | os.PathLike[str] | Mapping[str, Any]) -> Mapping[str, An
     return _mapping("state", loaded)
 
 
+def read_state_document(config: str | os.PathLike[str] | Mapping[str, Any]) -> Mapping[str, Any]:
+    """The manifest or block as a mapping (YAML text or a file read once)."""
+    return _read(config)
+
+
+def state_block_of(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ``state:`` block of a whole manifest, or the document itself when it is the block."""
+    if _MANIFEST_KEYS & set(document):
+        return _mapping("state", document.get("state"))
+    return document
+
+
 def load_state_settings(
     config: StateConfig, *, sink: Mapping[str, Any] | SinkConnection | None = None
 ) -> StateSettings:
@@ -259,6 +280,14 @@ def load_state_settings(
             sink = document.get("sink")
     else:
         block = document
+    disabled = disabled_state_type(block)
+    if disabled is not None:
+        raise StateDisabledError(
+            "state.type",
+            f"is {disabled!r}: the runtime keeps no state, so there is nothing to open "
+            "(open_state() returns a DisabledState for it)",
+        )
+    block, dpone = translate_dpone_keys(block)
     _check_keys("state", block, _BLOCK_KEYS)
 
     type_defaulted = block.get("type") is None
@@ -316,13 +345,16 @@ def load_state_settings(
         vault=vault,
         type_defaulted=type_defaulted,
         connection_from_sink=from_sink,
+        provisioning=dpone.provisioning,
+        database=dpone.database,
     )
 
 
 def _reusable(state_type: StateType, type_defaulted: bool, sink: SinkConnection) -> bool:
-    """The sink's connection serves the state if it is MSSQL/PostgreSQL of the same type."""
+    """The sink's connection serves the state if it is of the same type: MSSQL / PostgreSQL
+    (state.type set), or BigQuery (also when state.type is omitted, as in dpone)."""
     return (
-        not type_defaulted
+        (not type_defaulted or state_type == "bigquery")
         and sink.connection_id is not None
         and _SINK_TYPES.get(sink.type) == state_type
     )
@@ -331,7 +363,7 @@ def _reusable(state_type: StateType, type_defaulted: bool, sink: SinkConnection)
 def _missing_connection_hint(
     state_type: StateType, type_defaulted: bool, sink: SinkConnection | None
 ) -> str:
-    what = "set state.connection_id (with state.connection_type vault or env) or state.url"
+    what = "set state.connection_id (with state.connection_type vault, env or airflow) or state.url"
     sink_type = _SINK_TYPES.get(sink.type) if sink else None
     if sink is not None and sink_type is not None and sink.connection_id is not None:
         if type_defaulted:
@@ -345,6 +377,6 @@ def _missing_connection_hint(
             f"{state_type!r}: {what}"
         )
     return f"no connection for the {state_type} state: {what}" + (
-        " (the sink's connection is reused only for an mssql or postgres sink with a "
-        "connection_id and the same state.type)"
+        " (the sink's connection is reused only for an mssql, postgres or bigquery sink with "
+        "a connection_id and the same state.type)"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "BackendMismatchError",
     "BackendNotInstalledError",
+    "ConflictingConfigKeysError",
     "DowngradeRefusedError",
     "InvalidIdentifierError",
     "InvalidSecretError",
@@ -16,12 +17,14 @@ __all__ = [
     "SecretNotFoundError",
     "StateConfigError",
     "StateCredentialsError",
+    "StateDisabledError",
     "StateError",
     "StateNotProvisionedError",
     "StateUnavailableError",
     "UnknownConfigKeyError",
     "UnknownStateTypeError",
     "UnsupportedBackendError",
+    "UnsupportedDponeFeatureError",
     "VaultAccessDeniedError",
     "VaultUnavailableError",
 ]
@@ -105,6 +108,23 @@ class StateConfigError(StateError, ValueError):
 
 class UnknownConfigKeyError(StateConfigError):
     """A key the block does not know (a typo must not fall back to a default silently)."""
+
+
+class ConflictingConfigKeysError(StateConfigError):
+    """Two spellings of one setting (dpone's and ours, e.g. ``run_name`` and ``name``) disagree."""
+
+
+class UnsupportedDponeFeatureError(StateConfigError):
+    """A key of dpone's manifest for a dpone feature dpone-state does not provide; the message
+    names the feature (never "unknown key": the key is known, the feature is not here)."""
+
+
+class StateDisabledError(StateConfigError):
+    """``state.type`` is ``disabled`` / ``noop`` / ``none`` / ``off``: there is no state to open.
+
+    ``open_state`` returns a ``DisabledState`` instead of raising; this is for the calls that
+    need a real store (settings, the command line).
+    """
 
 
 class UnknownStateTypeError(StateConfigError, UnsupportedBackendError):

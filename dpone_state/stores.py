@@ -8,17 +8,25 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, ClassVar, Final, Literal
 
 from sqlalchemy.engine import Engine
 
-from dpone_state.config import SinkConnection, StateConfig, StateSettings, load_state_settings
+from dpone_state.config import (
+    SinkConnection,
+    StateConfig,
+    StateSettings,
+    load_state_settings,
+    read_state_document,
+    state_block_of,
+)
 from dpone_state.connections import BigQueryConnection, ResolvedConnection, resolve_connection
+from dpone_state.dpone_keys import disabled_state_type
 from dpone_state.engine import create_state_engine, safe_url
 from dpone_state.errors import BackendNotInstalledError
 from dpone_state.storage import DEFAULT, RunStateStorage, XMinStateStorage
 
-__all__ = ["StateStores", "create_connection_engine", "open_state"]
+__all__ = ["DisabledState", "StateStores", "create_connection_engine", "open_state"]
 
 log = logging.getLogger("dpone_state")
 
@@ -39,6 +47,9 @@ class StateStores:
     engine: Engine
     xmin: XMinStateStorage
     runs: RunStateStorage
+    #: A store is open (``DisabledState.enabled`` is False): the check a runtime makes;
+    #: ``if not stores.enabled: …`` also narrows the type for mypy.
+    enabled: ClassVar[Literal[True]] = True
 
     def create_tables(self) -> None:
         """Provision both tables (an explicit step; production uses the migrations)."""
@@ -58,6 +69,27 @@ class StateStores:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class DisabledState:
+    """``state.type: disabled | noop | none | off``: the runtime keeps no state.
+
+    What ``open_state`` returns for such a block (dpone's bootstrap has ``state_type
+    'disabled'`` and no storages): nothing was connected; ``enabled`` is False.
+    """
+
+    type: str
+    enabled: ClassVar[Literal[False]] = False
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+    def __enter__(self) -> DisabledState:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -99,8 +131,11 @@ def create_connection_engine(settings: StateSettings, connection: ResolvedConnec
     if connection.bigquery is not None:
         return _bigquery_engine(connection.bigquery)
     assert connection.url is not None
+    url = connection.url
+    if settings.database is not None:  # dpone's state.table.database (SQL Server)
+        url = url.set(database=settings.database)
     try:
-        return create_state_engine(connection.url)
+        return create_state_engine(url)
     except ModuleNotFoundError as error:
         raise _not_installed(settings.type, error) from None
 
@@ -110,13 +145,22 @@ def open_state(
     *,
     sink: Mapping[str, Any] | SinkConnection | None = None,
     environ: Mapping[str, str] | None = None,
-) -> StateStores:
+) -> StateStores | DisabledState:
     """Open the state a manifest's ``state:`` block configures: its engine and two storages.
 
     ``config`` is YAML text, a file path, a dict (the block or a whole manifest) or settings;
     ``sink`` is the manifest's ``sink:`` block (for sink reuse); ``environ`` defaults to
-    ``os.environ`` (``VAULT_ADDR``, ``VAULT_TOKEN``, ``DPONE_CONN_<ID>``). No table is created.
+    ``os.environ`` (``VAULT_ADDR``, ``VAULT_TOKEN``, ``DPONE_CONN_<ID>``, ``AIRFLOW_CONN_<ID>``).
+    No table is created, unless dpone's ``provisioning: runtime`` asks (then once, here).
+    ``type: disabled`` (``noop``, ``none``, ``off``) gives a ``DisabledState``: check
+    ``.enabled``; nothing connects.
     """
+    if not isinstance(config, StateSettings):
+        config = read_state_document(config)  # read once
+        disabled = disabled_state_type(state_block_of(config))
+        if disabled is not None:
+            log.info("state: %s; the runtime keeps no state", disabled)
+            return DisabledState(disabled)
     settings = load_state_settings(config, sink=sink)
     connection = resolve_connection(settings, os.environ if environ is None else environ)
     engine = create_connection_engine(settings, connection)
@@ -143,4 +187,11 @@ def open_state(
         xmin.qualified_name,
         runs.qualified_name,
     )
-    return StateStores(settings=settings, engine=engine, xmin=xmin, runs=runs)
+    stores = StateStores(settings=settings, engine=engine, xmin=xmin, runs=runs)
+    if settings.provisioning == "runtime":  # dpone's default: tables made by the runtime
+        try:
+            stores.create_tables()
+        except BaseException:
+            engine.dispose()
+            raise
+    return stores

@@ -11,31 +11,51 @@ runtime makes: an engine (URL) instead of its connector, and one provisioning st
 
 from __future__ import annotations
 
+import json
+import logging
 import shlex
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dpone_state import (
+    ConflictingConfigKeysError,
+    DisabledState,
+    InvalidSecretError,
+    MissingConnectionError,
+    MissingEnvironmentVariableError,
     RunState,
     RunStateStatus,
     RunStateStorage,
+    StateConfigError,
+    StateDisabledError,
     StateNotProvisionedError,
+    TableRef,
+    UnsupportedDponeFeatureError,
     XMinState,
     XMinStateStorage,
     cli,
+    load_state_settings,
     migrate,
+    open_state,
 )
 from dpone_state.models import ERROR_MESSAGE_MAX, PROCESS_NAME_MAX
 from tests.backends import BACKENDS, Backend
 from tests.conftest import StateDB, _engine_or_skip
+from tests.test_open_state import PASSWORD, Server, Vault, exercise, server_secret
+
+# The servers and Vault of tests/test_open_state.py, as fixtures of this module too.
+from tests.test_open_state import mariadb, postgres, vault  # noqa: F401  isort: skip
 
 
 class LoadStrategy(Enum):
@@ -551,3 +571,196 @@ def test_dpones_names_for_provisioning_and_sql_server(db: StateDB) -> None:
     runs = db.runs(table="dpone_named_runs")
     runs.create_state_table()
     assert runs.get_run_states_by_dag("orders_daily") == []
+
+
+# --- manifests shaped like dpone's docs ---------------------------------------------------
+
+
+def test_dpones_xmin_guide_block_opens_postgres_through_vault(
+    vault: Vault,  # noqa: F811 - the fixture
+    postgres: Server,  # noqa: F811
+) -> None:
+    """dpone's XMin guide: vault_mount_point / vault_path, credentials_source, run_name."""
+    path = vault.write(server_secret(postgres.url))
+    manifest = f"""
+state:
+  type: postgres
+  connection_id: postgres_meta
+  credentials_source: vault
+  vault_mount_point: secret
+  vault_path: {path}
+  atomicity: after_target
+  table: {{schema: {postgres.schema}, name: etl_xmin_state}}
+  run_table: {{schema: {postgres.schema}, run_name: dpone_runs}}
+sink:
+  type: bigquery
+  connection_id: bq_dwh
+"""
+    stores = open_state(manifest, environ=vault.environ)
+    assert stores.enabled
+    with stores:
+        assert (stores.settings.vault.mount_point, stores.settings.vault_path) == ("secret", path)
+        assert stores.settings.connection_type == "vault"
+        assert stores.runs.qualified_name == f"{postgres.schema}.dpone_runs"
+        exercise(stores)
+
+
+def test_airflow_connections_by_environment_variable(
+    postgres: Server,  # noqa: F811 - the fixture
+    mariadb: Server,  # noqa: F811
+) -> None:
+    """Airflow's conventions: AIRFLOW_CONN_<ID> as a URI (percent-encoded) or as JSON."""
+    uri = (
+        f"postgres://{postgres.url.username}:{quote(PASSWORD, safe='')}@{postgres.url.host}:"
+        f"{postgres.url.port}/{postgres.url.database}?sslmode=disable"
+    )
+    block = {"type": "postgres", "connection_id": "pg_meta", "connection_type": "airflow"}
+    block["table"] = {"schema": postgres.schema}
+    with open_state(block, environ={"AIRFLOW_CONN_PG_META": uri}) as stores:
+        assert stores.enabled
+        assert stores.engine.url.password == PASSWORD
+        assert stores.engine.url.query["sslmode"] == "disable"
+        exercise(stores)
+    as_json = json.dumps(
+        {
+            "conn_type": "mysql",
+            "host": mariadb.url.host,
+            "port": mariadb.url.port,
+            "login": mariadb.url.username,
+            "schema": mariadb.url.database,  # Airflow's "schema" is the database
+            "extra": {"charset": "utf8mb4", "cursor": "sscursor"},  # hook-only extras ignored
+        }
+    )
+    block = {"type": "mysql", "credentials_source": "airflow", "connection_id": "my_meta"}
+    block["table"] = {"schema": mariadb.schema}
+    with open_state(block, environ={"AIRFLOW_CONN_MY_META": as_json}) as stores:
+        assert stores.enabled
+        exercise(stores)
+    with pytest.raises(MissingEnvironmentVariableError, match="AIRFLOW_CONN_NOPE"):
+        open_state({"type": "postgres", "connection_id": "nope", "connection_type": "airflow"})
+    wrong = {"AIRFLOW_CONN_PG_META": uri.replace("postgres://", "mysql://")}
+    with pytest.raises(InvalidSecretError, match=r"'mysql' connection but state\.type"):
+        open_state({**block, "type": "postgres", "connection_id": "pg_meta"}, environ=wrong)
+
+
+def test_airflows_own_lookup_when_airflow_is_importable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the variable, Airflow's ``BaseHook.get_connection`` (secrets backends, DB)."""
+    asked: list[str] = []
+
+    class BaseHook:
+        @staticmethod
+        def get_connection(conn_id: str) -> Any:
+            asked.append(conn_id)
+            return SimpleNamespace(
+                conn_type="sqlite", host=str(tmp_path / "state.db"), login=None,
+                password=None, port=None, schema=None, extra_dejson={},
+            )  # fmt: skip
+
+    hooks = ModuleType("airflow.hooks")
+    base = ModuleType("airflow.hooks.base")
+    base.BaseHook = BaseHook  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "airflow", ModuleType("airflow"))
+    monkeypatch.setitem(sys.modules, "airflow.hooks", hooks)
+    monkeypatch.setitem(sys.modules, "airflow.hooks.base", base)
+    block = {"type": "sqlite", "connection_id": "local_state", "connection_type": "airflow"}
+    with open_state(block, environ={}) as stores:
+        assert stores.enabled
+        exercise(stores)
+    assert asked == ["local_state"]
+
+
+@pytest.mark.parametrize("spelling", ["disabled", "noop", "None", "OFF"])
+def test_disabled_state_connects_nothing(spelling: str) -> None:
+    # a connection that cannot be resolved: any attempt to connect would raise
+    block = {"type": spelling, "connection_id": "nowhere", "connection_type": "env"}
+    result = open_state({"state": block, "sink": {"type": "mssql"}}, environ={})
+    assert not result.enabled
+    assert isinstance(result, DisabledState) and result.type == spelling.lower()
+    with pytest.raises(StateDisabledError, match="keeps no state"):
+        load_state_settings(block)
+
+
+def test_provisioning_runtime_creates_the_tables_once_on_open(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    with open_state({"type": "sqlite", "url": url, "provisioning": "runtime"}) as stores:
+        assert stores.enabled
+        assert stores.xmin.load_state("public", "orders") is None  # provisioned: no error
+    with open_state({"type": "sqlite", "url": f"sqlite:///{tmp_path / 'b.db'}"}) as stores:
+        assert stores.enabled
+        with pytest.raises(StateNotProvisionedError):
+            stores.xmin.load_state("public", "orders")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "feature"),
+    [
+        ("atomicity", "target_atomic", "target-atomic SQL Server state"),
+        ("receipt_table", {"name": "dpone_commit_receipt"}, "commit receipts"),
+        ("audit_table", {"name": "dpone_load_audit"}, "load audit"),
+        ("kafka_table", {"kafka_name": "etl_kafka_offsets"}, "Kafka offset state"),
+        ("repair_authority_table", {"name": "r"}, "repair authority"),
+        ("partition_checkpoint_table", {"name": "p"}, "partition checkpoints"),
+    ],
+)
+def test_sql_server_only_keys_are_refused_by_the_feature_they_name(
+    key: str, value: object, feature: str
+) -> None:
+    block = {"type": "mssql", "connection_id": "mssql_dwh", key: value}
+    with pytest.raises(UnsupportedDponeFeatureError) as caught:
+        load_state_settings(block)
+    assert caught.value.field == f"state.{key}"
+    assert feature in str(caught.value) and "unknown key" not in str(caught.value)
+
+
+def test_sql_server_keys_that_are_honoured() -> None:
+    block = {
+        "type": "mssql",
+        "connection_id": "mssql_dwh",
+        "atomicity": "after_target",
+        "provisioning": "external",
+        "table": {"database": "dwh", "schema": "etl_state", "name": "etl_xmin_state"},
+        "run_table": {"database": "dwh", "name": "etl_run_state"},
+    }
+    settings = load_state_settings(block)
+    assert (settings.database, settings.provisioning) == ("dwh", "external")
+    assert settings.run_table == TableRef("etl_state", "etl_run_state")
+    with pytest.raises(UnsupportedDponeFeatureError, match="three-part name"):
+        load_state_settings({**block, "type": "postgres"})
+    with pytest.raises(ConflictingConfigKeysError, match="one database"):
+        load_state_settings({**block, "run_table": {"database": "other"}})
+    with pytest.raises(StateConfigError, match="after_target or target_atomic"):
+        load_state_settings({**block, "atomicity": "eventually"})
+
+
+def test_dpone_aliases_conflicting_with_ours_are_refused() -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"run_table": {"name": "a", "run_name": "b"}}, "state.run_table.run_name"),
+        ({"connection_type": "env", "credentials_source": "vault"}, "state.credentials_source"),
+        ({"vault": {"path": "a"}, "vault_path": "b"}, "state.vault_path"),
+        ({"vault": {"mount_point": "a"}, "vault_mount_point": "b"}, "state.vault_mount_point"),
+    ]
+    for extra, named in cases:
+        with pytest.raises(ConflictingConfigKeysError) as caught:
+            load_state_settings({"type": "postgres", "connection_id": "pg", **extra})
+        assert caught.value.field == named
+    same = load_state_settings(
+        {"type": "postgres", "connection_id": "pg", "run_table": {"name": "r", "run_name": "r"}}
+    )
+    assert same.run_table.name == "r"
+
+
+def test_bigquery_state_reuses_the_sinks_connection_as_dpone_does(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = {"type": "bigquery", "connection_id": "bq_dwh", "connection_type": "env"}
+    for block in ({"type": "bigquery"}, {}):  # explicit, or omitted (BigQuery, logged)
+        with caplog.at_level(logging.INFO, logger="dpone_state"):
+            settings = load_state_settings({"state": block, "sink": sink})
+        assert (settings.type, settings.connection_id) == ("bigquery", "bq_dwh")
+        assert settings.connection_from_sink and settings.connection_type == "env"
+    assert any("state.type is not set" in r.getMessage() for r in caplog.records)
+    mssql_sink = {"type": "mssql", "connection_id": "mssql_dwh"}
+    with pytest.raises(MissingConnectionError):  # an omitted type never reuses an MSSQL sink
+        load_state_settings({"state": {}, "sink": mssql_sink})
