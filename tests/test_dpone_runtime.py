@@ -764,3 +764,19 @@ def test_bigquery_state_reuses_the_sinks_connection_as_dpone_does(
     mssql_sink = {"type": "mssql", "connection_id": "mssql_dwh"}
     with pytest.raises(MissingConnectionError):  # an omitted type never reuses an MSSQL sink
         load_state_settings({"state": {}, "sink": mssql_sink})
+
+
+def test_tables_downgraded_under_a_running_runtime_give_the_typed_error(legacy: Legacy) -> None:
+    if legacy.engine.dialect.name == "bigquery":
+        pytest.skip("the migrations do not run on BigQuery (README: BigQuery, Provisioning)")
+    migrate.upgrade(legacy.engine, schema=legacy.schema)
+    xmin, runs = legacy.xmin(), legacy.runs()  # built while the tables are at head
+    xmin.save_state("public", "orders", XMinState(8_589_934_900))
+    migrate.downgrade(legacy.engine, "0001", schema=legacy.schema)
+    for call in _every_call(legacy).values():
+        with pytest.raises(StateNotProvisionedError, match="dpone-state upgrade"):
+            call()
+    with pytest.raises(StateNotProvisionedError):
+        xmin.load_state("public", "orders")
+    with pytest.raises(StateNotProvisionedError):
+        runs.get_run_states_by_dag("orders_daily")
