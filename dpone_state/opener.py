@@ -1,14 +1,13 @@
-"""``open_state``: the one entry point from a manifest's ``state:`` block to working storages."""
+"""The door from configuration to state: settings, then one engine, then both storages."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Literal
 
 from sqlalchemy.engine import Engine
 
@@ -20,23 +19,16 @@ from dpone_state.config import (
     read_state_document,
     state_block_of,
 )
-from dpone_state.connections import BigQueryConnection, ResolvedConnection, resolve_connection
+from dpone_state.connections import resolve_connection
+from dpone_state.dialects import StateType, by_state_type
 from dpone_state.dpone_keys import disabled_state_type
 from dpone_state.engine import create_state_engine, safe_url
 from dpone_state.errors import BackendNotInstalledError
-from dpone_state.storage import DEFAULT, RunStateStorage, XMinStateStorage
+from dpone_state.storage import RunStateStorage, XMinStateStorage
 
-__all__ = ["DisabledState", "StateStores", "create_connection_engine", "open_state"]
+__all__ = ["DisabledState", "StateStores", "open_engine", "open_state", "open_stores"]
 
 log = logging.getLogger("dpone_state")
-
-#: The pip extra that installs each backend's driver.
-_EXTRAS: Final = {
-    "postgres": "postgres",
-    "mysql": "mysql",
-    "mssql": "mssql",
-    "bigquery": "bigquery",
-}
 
 
 @dataclass(frozen=True)
@@ -50,6 +42,16 @@ class StateStores:
     #: A store is open (``DisabledState.enabled`` is False): the check a runtime makes;
     #: ``if not stores.enabled: …`` also narrows the type for mypy.
     enabled: ClassVar[Literal[True]] = True
+
+    @property
+    def url(self) -> str:
+        """The engine's URL with its password masked."""
+        return safe_url(self.engine.url)
+
+    @property
+    def schema(self) -> str | None:
+        """The one schema of both tables (settings keep them together, as the migrations do)."""
+        return self.xmin.schema
 
     def create_tables(self) -> None:
         """Provision both tables (an explicit step; production uses the migrations)."""
@@ -93,51 +95,60 @@ class DisabledState:
         self.close()
 
 
-def _not_installed(state_type: str, error: ModuleNotFoundError) -> BackendNotInstalledError:
+def _not_installed(state_type: StateType, error: ModuleNotFoundError) -> BackendNotInstalledError:
     if (error.name or "").startswith("dpone_state"):
         what = f"dpone-state's {state_type} backend ({error.name}) is missing in this version"
     else:
-        extra = _EXTRAS.get(state_type, state_type)
+        extra = by_state_type(state_type).extra or state_type
         what = f"its driver ({error.name}) is missing: pip install 'dpone-state[{extra}]'"
     return BackendNotInstalledError(f"state.type {state_type}: {what}")
 
 
-def _bigquery_engine(target: BigQueryConnection) -> Engine:
-    try:
-        module = importlib.import_module("dpone_state.bigquery")
-    except ModuleNotFoundError as error:
-        raise _not_installed("bigquery", error) from None
-    factory: Any = getattr(module, "create_bigquery_engine", None)
-    if factory is None:
-        raise BackendNotInstalledError(
-            "state.type bigquery: BigQuery support is not installed "
-            "(dpone_state.bigquery.create_bigquery_engine is missing in this version)"
-        )
-    try:
-        credentials = (
-            dict(target.credentials_info)
-            if target.credentials_info is not None
-            else target.credentials_path
-        )
-        # The dataset is the storages' schema (settings), not part of the engine.
-        engine: Engine = factory(target.project, credentials=credentials, location=target.location)
-    except ModuleNotFoundError as error:
-        raise _not_installed("bigquery", error) from None
-    return engine
-
-
-def create_connection_engine(settings: StateSettings, connection: ResolvedConnection) -> Engine:
-    """The engine for a resolved connection, with the backend's engine options."""
-    if connection.bigquery is not None:
-        return _bigquery_engine(connection.bigquery)
-    assert connection.url is not None
+def open_engine(settings: StateSettings, environ: Mapping[str, str] | None = None) -> Engine:
+    """The engine the settings name (their connection resolved; BigQuery's too), with the
+    backend's hooks; a missing driver is ``BackendNotInstalledError`` naming the pip extra."""
+    connection = resolve_connection(settings, os.environ if environ is None else environ)
     url = connection.url
     if settings.database is not None:  # dpone's state.table.database (SQL Server)
         url = url.set(database=settings.database)
     try:
-        return create_state_engine(url)
+        engine = create_state_engine(url)
     except ModuleNotFoundError as error:
         raise _not_installed(settings.type, error) from None
+    log.info(
+        "state: %s via %s (%s)%s",
+        settings.type,
+        connection.origin,
+        safe_url(engine.url),
+        " reusing the sink's connection" if settings.connection_from_sink else "",
+    )
+    return engine
+
+
+def open_stores(settings: StateSettings, environ: Mapping[str, str] | None = None) -> StateStores:
+    """The one door from validated settings to state: one engine and both storages.
+
+    A manifest (``open_state``), a URL (``settings_from_url``) and the command line all come
+    here. No table is created, unless dpone's ``provisioning: runtime`` asks (then once, here).
+    """
+    engine = open_engine(settings, environ)
+    try:
+        xmin = XMinStateStorage(engine, schema=settings.table.schema, table=settings.table.name)
+        runs = RunStateStorage(
+            engine, schema=settings.run_table.schema, table=settings.run_table.name
+        )
+    except BaseException:
+        engine.dispose()
+        raise
+    log.info("state tables %s and %s", xmin.qualified_name, runs.qualified_name)
+    stores = StateStores(settings=settings, engine=engine, xmin=xmin, runs=runs)
+    if settings.provisioning == "runtime":  # dpone's default: tables made by the runtime
+        try:
+            stores.create_tables()
+        except BaseException:
+            engine.dispose()
+            raise
+    return stores
 
 
 def open_state(
@@ -161,37 +172,4 @@ def open_state(
         if disabled is not None:
             log.info("state: %s; the runtime keeps no state", disabled)
             return DisabledState(disabled)
-    settings = load_state_settings(config, sink=sink)
-    connection = resolve_connection(settings, os.environ if environ is None else environ)
-    engine = create_connection_engine(settings, connection)
-    try:
-        xmin = XMinStateStorage(
-            engine,
-            schema=DEFAULT if settings.table.schema is None else settings.table.schema,
-            table=settings.table.name,
-        )
-        runs = RunStateStorage(
-            engine,
-            schema=DEFAULT if settings.run_table.schema is None else settings.run_table.schema,
-            table=settings.run_table.name,
-        )
-    except BaseException:
-        engine.dispose()
-        raise
-    log.info(
-        "state: %s via %s (%s)%s; tables %s and %s",
-        settings.type,
-        connection.origin,
-        safe_url(engine.url),
-        " reusing the sink's connection" if settings.connection_from_sink else "",
-        xmin.qualified_name,
-        runs.qualified_name,
-    )
-    stores = StateStores(settings=settings, engine=engine, xmin=xmin, runs=runs)
-    if settings.provisioning == "runtime":  # dpone's default: tables made by the runtime
-        try:
-            stores.create_tables()
-        except BaseException:
-            engine.dispose()
-            raise
-    return stores
+    return open_stores(load_state_settings(config, sink=sink), environ)
