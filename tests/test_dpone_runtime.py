@@ -28,6 +28,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+import dpone_state
 from dpone_state import (
     ConflictingConfigKeysError,
     DisabledState,
@@ -560,10 +561,8 @@ def test_dpone_tables_are_served_after_the_named_upgrade(legacy: Legacy) -> None
 
 
 def test_dpones_names_for_provisioning_and_sql_server(db: StateDB) -> None:
-    from dpone_state import mssql  # noqa: PLC0415 - the backend module, imported on demand
-
-    assert mssql.MSSQLXMinStateStorage is mssql.MssqlXMinStateStorage
-    assert mssql.MSSQLRunStateStorage is mssql.MssqlRunStateStorage
+    assert dpone_state.MSSQLXMinStateStorage is dpone_state.MssqlXMinStateStorage
+    assert dpone_state.MSSQLRunStateStorage is dpone_state.MssqlRunStateStorage
     storage = db.xmin(table="dpone_named_xmin")
     storage.create_state_table()  # dpone's public provisioning call
     storage.save_state("public", "orders", XMinState(1))
