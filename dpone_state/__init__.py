@@ -45,8 +45,10 @@ from dpone_state.engine import (
 from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
+    CheckpointIdentityError,
     ConflictingConfigKeysError,
     DowngradeRefusedError,
+    ForeignPartitionError,
     InvalidIdentifierError,
     InvalidSecretError,
     InvalidStateError,
@@ -127,6 +129,7 @@ from dpone_state.xmin import (
     XMinExtractor,
     XMinSnapshot,
 )
+from dpone_state.xmin_health import CheckpointHealth, HealthThresholds, xmin_health
 from dpone_state.xmin_window import (
     WindowKind,
     XMinWindow,
@@ -149,11 +152,15 @@ __all__ = [
     "BigQueryRunStateStorage",
     "BigQueryXMinStateStorage",
     "Checkpoint",
+    "CheckpointHealth",
+    "CheckpointIdentityError",
     "ConflictingConfigKeysError",
     "DisabledState",
     "DowngradeRefusedError",
     "ExtractionMode",
     "ExtractionStrategy",
+    "ForeignPartitionError",
+    "HealthThresholds",
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
@@ -228,4 +235,5 @@ __all__ = [
     "select_strategy",
     "settings_from_url",
     "with_tables",
+    "xmin_health",
 ]

@@ -94,11 +94,31 @@ GO
 
 -- Running upgrade 0002 -> 0003
 
-ALTER TABLE etl_state.etl_run_state ALTER COLUMN process_name NVARCHAR(512) NULL;
+IF COL_LENGTH(N'etl_state.etl_xmin_state', N'extraction_identity') IS NULL
+BEGIN
+ALTER TABLE etl_state.etl_xmin_state ADD extraction_identity NVARCHAR(1000) NULL;
+END;
+
+GO
+
+IF COL_LENGTH(N'etl_state.etl_xmin_state', N'source_fingerprint') IS NULL
+BEGIN
+ALTER TABLE etl_state.etl_xmin_state ADD source_fingerprint NVARCHAR(1000) NULL;
+END;
 
 GO
 
 UPDATE etl_state.dpone_state_alembic_version SET version_num='0003' WHERE etl_state.dpone_state_alembic_version.version_num = '0002';
+
+GO
+
+-- Running upgrade 0003 -> 0004
+
+ALTER TABLE etl_state.etl_run_state ALTER COLUMN process_name NVARCHAR(512) NULL;
+
+GO
+
+UPDATE etl_state.dpone_state_alembic_version SET version_num='0004' WHERE etl_state.dpone_state_alembic_version.version_num = '0003';
 
 GO
 

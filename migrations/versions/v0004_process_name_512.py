@@ -1,7 +1,7 @@
 """Widen the run table's ``process_name`` to 512 characters (dpone's process names).
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-26
 
 dpone's runtime names a run ``schema.table->schema.table`` (up to ~516 characters; its newer
@@ -19,8 +19,8 @@ from alembic import op
 from dpone_state.coltypes import name_text
 from dpone_state.migrations import support
 
-revision: str = "0003"
-down_revision: str | Sequence[str] | None = "0002"
+revision: str = "0004"
+down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
