@@ -46,6 +46,7 @@ from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
     CheckpointIdentityError,
+    ConflictingConfigKeysError,
     DowngradeRefusedError,
     ForeignPartitionError,
     InvalidIdentifierError,
@@ -65,6 +66,7 @@ from dpone_state.errors import (
     StateCredentialsError,
     StateDatabaseError,
     StateDeadlockError,
+    StateDisabledError,
     StateError,
     StateLockTimeoutError,
     StateNotProvisionedError,
@@ -75,6 +77,7 @@ from dpone_state.errors import (
     UnknownConfigKeyError,
     UnknownStateTypeError,
     UnsupportedBackendError,
+    UnsupportedDponeFeatureError,
     VaultAccessDeniedError,
     VaultUnavailableError,
     XMinError,
@@ -88,7 +91,9 @@ from dpone_state.models import (
     prune_cutoff,
 )
 from dpone_state.mssql import (
+    MSSQLRunStateStorage,
     MssqlRunStateStorage,
+    MSSQLXMinStateStorage,
     MssqlXMinStateStorage,
 )
 from dpone_state.mysql import (
@@ -96,6 +101,7 @@ from dpone_state.mysql import (
     MysqlXMinStateStorage,
 )
 from dpone_state.opener import (
+    DisabledState,
     StateStores,
     open_engine,
     open_state,
@@ -154,6 +160,8 @@ __all__ = [
     "Checkpoint",
     "CheckpointHealth",
     "CheckpointIdentityError",
+    "ConflictingConfigKeysError",
+    "DisabledState",
     "DowngradeRefusedError",
     "ExtractionMode",
     "ExtractionStrategy",
@@ -162,6 +170,8 @@ __all__ = [
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
+    "MSSQLRunStateStorage",
+    "MSSQLXMinStateStorage",
     "MissingConnectionError",
     "MissingEnvironmentVariableError",
     "MssqlRunStateStorage",
@@ -190,6 +200,7 @@ __all__ = [
     "StateCredentialsError",
     "StateDatabaseError",
     "StateDeadlockError",
+    "StateDisabledError",
     "StateError",
     "StateLockTimeoutError",
     "StateNotProvisionedError",
@@ -205,6 +216,7 @@ __all__ = [
     "UnknownConfigKeyError",
     "UnknownStateTypeError",
     "UnsupportedBackendError",
+    "UnsupportedDponeFeatureError",
     "VaultAccessDeniedError",
     "VaultUnavailableError",
     "WindowKind",

@@ -40,6 +40,14 @@ def is_missing_table(error: DBAPIError, dialect_name: str) -> bool:
     return row is not None and error.orig is not None and row.hooks().is_missing_table(error.orig)
 
 
+def is_missing_column(error: DBAPIError, dialect_name: str) -> bool:
+    """Whether ``error`` says a column the statement names does not exist in the table: on our
+    own tables, dpone's table never migrated (no ``revision`` / ``process_name``) or one
+    downgraded under a running runtime."""
+    row = find_dialect(dialect_name)
+    return row is not None and error.orig is not None and row.hooks().is_missing_column(error.orig)
+
+
 def is_transient_conflict(error: DBAPIError, dialect_name: str) -> bool:
     """Whether ``error`` is a deadlock or serialization failure that rolled the statement back.
 
@@ -78,13 +86,6 @@ def is_authentication_failure(error: DBAPIError, dialect_name: str) -> bool:
     """Whether connecting failed on credentials or a missing database (a configuration error)."""
     hooks = _hooks(error, dialect_name)
     return hooks is not None and hooks.is_authentication_failure(error.orig)  # type: ignore[arg-type]
-
-
-def is_missing_column(error: DBAPIError, dialect_name: str) -> bool:
-    """Whether ``error`` says a column of the state table does not exist (a table of an older
-    revision: downgraded under a running runtime, or never upgraded)."""
-    hooks = _hooks(error, dialect_name)
-    return hooks is not None and hooks.is_missing_column(error.orig)  # type: ignore[arg-type]
 
 
 class Failure:

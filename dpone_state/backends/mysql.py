@@ -25,8 +25,8 @@ _TRANSIENT = frozenset({1213})
 _CANCELLED = frozenset({1205, 1317, 3024, 1969})
 #: access denied (database, user), plugin refused; unknown database (at connect)
 _AUTH = frozenset({1044, 1045, 1698, 1049})
-#: ER_BAD_FIELD_ERROR
-_MISSING_COLUMN = frozenset({1054})
+#: ER_BAD_FIELD_ERROR: an unmigrated (or downgraded) table of dpone's
+_MISSING_COLUMN = 1054
 
 
 def _code(orig: BaseException) -> Any:
@@ -54,6 +54,9 @@ class MysqlHooks(BackendHooks):
     def is_missing_table(self, orig: BaseException) -> bool:
         return _code(orig) in _MISSING
 
+    def is_missing_column(self, orig: BaseException) -> bool:
+        return bool(_code(orig) == _MISSING_COLUMN)
+
     def is_transient_conflict(self, orig: BaseException) -> bool:
         return _code(orig) in _TRANSIENT
 
@@ -62,6 +65,3 @@ class MysqlHooks(BackendHooks):
 
     def is_authentication_failure(self, orig: BaseException) -> bool:
         return _code(orig) in _AUTH
-
-    def is_missing_column(self, orig: BaseException) -> bool:
-        return _code(orig) in _MISSING_COLUMN

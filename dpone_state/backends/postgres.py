@@ -14,6 +14,8 @@ __all__ = ["PostgresHooks"]
 
 #: undefined_table, invalid_schema_name
 _MISSING = frozenset({"42P01", "3F000"})
+#: undefined_column: an unmigrated (or downgraded) table of dpone's
+_MISSING_COLUMN = "42703"
 #: deadlock_detected, serialization_failure
 _TRANSIENT = frozenset({"40P01", "40001"})
 #: lock_not_available (``lock_timeout``), query_canceled (``statement_timeout``,
@@ -27,8 +29,6 @@ _AUTH_TEXT = re.compile(
     r"|database \".*\" does not exist|no pg_hba\.conf entry|password is required"
     r"|no password supplied"
 )
-#: undefined_column
-_MISSING_COLUMN = frozenset({"42703"})
 
 
 def _sqlstate(orig: BaseException) -> str | None:
@@ -50,6 +50,9 @@ class PostgresHooks(BackendHooks):
     def is_missing_table(self, orig: BaseException) -> bool:
         return _sqlstate(orig) in _MISSING
 
+    def is_missing_column(self, orig: BaseException) -> bool:
+        return _sqlstate(orig) == _MISSING_COLUMN
+
     def is_transient_conflict(self, orig: BaseException) -> bool:
         return _sqlstate(orig) in _TRANSIENT
 
@@ -58,6 +61,3 @@ class PostgresHooks(BackendHooks):
 
     def is_authentication_failure(self, orig: BaseException) -> bool:
         return _sqlstate(orig) in _AUTH or _AUTH_TEXT.search(str(orig)) is not None
-
-    def is_missing_column(self, orig: BaseException) -> bool:
-        return _sqlstate(orig) in _MISSING_COLUMN

@@ -47,4 +47,4 @@ class SqliteHooks(BackendHooks):
 
     def is_missing_column(self, orig: BaseException) -> bool:
         text = str(orig)
-        return text.startswith("no such column") or " has no column named " in text
+        return "no such column" in text or "has no column named" in text
