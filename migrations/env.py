@@ -10,6 +10,7 @@ creation is the script's first statement.
 
 from __future__ import annotations
 
+import time
 from logging.config import fileConfig
 from typing import Any
 
@@ -23,12 +24,14 @@ from dpone_state.ddl import (
 )
 from dpone_state.dialects import find_dialect, safe_url
 from dpone_state.engine import create_state_engine, default_url
-from dpone_state.failures import to_state_error
+from dpone_state.failures import is_lock_timeout, to_state_error
 from dpone_state.locks import migration_lock
 from dpone_state.migrate import SETTINGS_KEY, MigrationSettings
 from dpone_state.migrations.support import RESOLVED_KEY, refuse_if_tables_hold_rows
 from dpone_state.tables import build_tables, check_backend_names
 
+#: Connection attempts of a migration that met a locked SQLite file while connecting.
+_CONNECT_ATTEMPTS = 5
 config = context.config
 if config.config_file_name is not None:  # the alembic command: logging as alembic.ini says
     fileConfig(config.config_file_name, disable_existing_loggers=False)
@@ -153,9 +156,24 @@ def run_migrations_online() -> None:
         return
     engine: Engine = given if isinstance(given, Engine) else create_state_engine(_url())
     try:
+        connection = _connect(engine)
+        with connection:
+            _migrate(connection)
+    finally:
+        if given is None:
+            engine.dispose()
+
+
+def _connect(engine: Engine) -> Connection:
+    """Connect; on SQLite a new file's first connection switches it to WAL, which waits for a
+    migration holding the file's exclusive lock and may be refused: tried again (bounded)."""
+    for attempt in range(_CONNECT_ATTEMPTS):
         try:
-            connection = engine.connect()
+            return engine.connect()
         except DBAPIError as error:  # refused credentials are configuration, not retryable
+            if attempt + 1 < _CONNECT_ATTEMPTS and is_lock_timeout(error, engine.dialect.name):
+                time.sleep(0.2 * (attempt + 1))
+                continue
             raise to_state_error(
                 error,
                 engine.dialect.name,
@@ -163,11 +181,7 @@ def run_migrations_online() -> None:
                 table="the state tables",
                 connecting=True,
             ) from None
-        with connection:
-            _migrate(connection)
-    finally:
-        if given is None:
-            engine.dispose()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 if context.is_offline_mode():

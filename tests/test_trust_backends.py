@@ -166,8 +166,9 @@ def test_sqlite_read_only_file_and_full_disk_are_typed(db: StateDB) -> None:
     xmin, runs = _storages(db, full)
     try:
         _outcomes(_public_calls(xmin, runs))  # whatever fits may pass; nothing raw escapes
-        with pytest.raises(StateDatabaseError, match="full"):
-            xmin.save_states({("s", f"t{i}"): XMinState(i) for i in range(2000)})
+        with pytest.raises(StateDatabaseError, match="full"):  # free pages fill up first
+            for batch in range(200):
+                xmin.save_states({("s", f"t{batch}_{i}"): XMinState(i) for i in range(2000)})
     finally:
         full.dispose()
 
