@@ -14,6 +14,7 @@ __all__ = [
     "ERROR_MESSAGE_MAX",
     "IDENTIFIER_MAX",
     "KEY_NAME_MAX",
+    "LOAD_ID_MAX",
     "MAX_BIGINT",
     "MAX_DAG_ID",
     "MAX_TIMESTAMP",
@@ -40,6 +41,8 @@ NAME_MAX = 256
 #: Longest ``dag_id`` (a run key part; fits SQL Server's 900-byte clustered key with the date).
 MAX_DAG_ID = 400
 LOAD_STRATEGY_MAX = 64
+#: Longest load id a checkpoint's receipt holds.
+LOAD_ID_MAX = 128
 #: Longest error message kept (characters); MySQL ``MEDIUMTEXT`` holds 16 MiB of utf8mb4.
 ERROR_MESSAGE_MAX = 1_000_000
 #: Timestamps every backend stores (MySQL ``DATETIME`` starts at year 1000).

@@ -69,9 +69,10 @@ def test_sql_server_script_parses_as_tsql_statement_by_statement() -> None:
             )
     kinds = [type(_assert_parsed(batch)[0]).__name__ for batch in batches]
     # guarded schema | BEGIN + version table | 2 guarded tables | version insert |
-    # 2 guarded columns | guarded index | version update | COMMIT
-    assert kinds.count("IfBlock") == 6, kinds
-    assert len(batches) == 10, batches
+    # 2 guarded columns | guarded index | version update | guarded receipt column |
+    # version update | COMMIT
+    assert kinds.count("IfBlock") == 7, kinds
+    assert len(batches) == 12, batches
 
 
 def test_sql_server_script_has_the_types_and_names() -> None:
