@@ -1,0 +1,238 @@
+"""The exactly-once loop under faults: the process killed (SIGKILL) at every step, and a
+COMMIT whose reply (or the COMMIT itself) a TCP proxy loses.
+
+The source is a PostgreSQL table (``DPONE_STATE_TEST_POSTGRES_URL``); the target table and
+the checkpoint share each target backend's database. After every kill the target holds either
+none or all of the run's rows and the checkpoint moved exactly when they are there; a rerun
+leaves every source row in the target exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, RowMapping
+
+from dpone_state import (
+    LOADED_ONCE,
+    LoadNotCommittedError,
+    XMinExtractor,
+    XMinStateStorage,
+    create_state_engine,
+    load_exactly_once,
+)
+from dpone_state.xmin import anchor_statement
+from tests.backends import BACKENDS
+from tests.conftest import _engine_or_skip
+from tests.exactly_once_child import STEPS, loaded_table
+from tests.tcp_proxy import MYSQL_COMMIT, POSTGRES_COMMIT, LossyProxy
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = ("sqlite", "postgresql", "mariadb", "mssql")
+#: Steps whose kill comes before the COMMIT is sent: nothing may be committed.
+NOT_COMMITTED = {"before_load", "mid_load", "after_load", "before_commit"}
+#: First port of the proxies (``0``: any free port).
+PROXY_PORT = int(os.environ.get("DPONE_STATE_TEST_PROXY_PORT", "0"))
+
+
+@dataclass
+class Place:
+    """A source table and a target database holding both the loaded rows and the state."""
+
+    backend: str
+    source: Engine
+    source_url: str
+    source_schema: str
+    target: Engine
+    target_url: str
+    target_schema: str | None
+
+    @property
+    def storage(self) -> XMinStateStorage:
+        return XMinStateStorage(self.target, schema=self.target_schema)
+
+    def add_source_rows(self, ids: range) -> None:
+        """Insert, then wait until a run's window includes them: the anchor (the oldest
+        running transaction of the shared server) must have passed their transaction."""
+        with self.source.begin() as conn:
+            conn.execute(
+                sa.text(f'INSERT INTO "{self.source_schema}".items (id) VALUES (:id)'),
+                [{"id": i} for i in ids],
+            )
+            xid = int(conn.execute(sa.text("SELECT txid_current()")).scalar_one())
+        deadline = time.monotonic() + 60
+        with self.source.connect() as conn:
+            statement = anchor_statement(conn.dialect.server_version_info or (0,))
+            while conn.execute(statement).one().anchor <= xid:
+                assert time.monotonic() < deadline, "the source's anchor never passed the rows"
+                conn.rollback()
+                time.sleep(0.2)
+
+    def loaded(self) -> tuple[int, int]:
+        """Rows in the target and distinct source ids among them."""
+        t = loaded_table(self.target_schema)
+        with self.target.connect() as conn:
+            return (
+                int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()),
+                int(conn.execute(sa.select(sa.func.count(sa.distinct(t.c.id)))).scalar_one()),
+            )
+
+    def revision(self) -> int:
+        state = self.storage.load_state(self.source_schema, "items")
+        return state.revision if state is not None else 0
+
+
+def _source_url() -> str:
+    url = BACKENDS["postgresql"].url
+    assert url is not None
+    return url
+
+
+@pytest.fixture(params=TARGETS)
+def place(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Place]:
+    backend = BACKENDS[request.param]
+    source, source_url = _engine_or_skip(BACKENDS["postgresql"], tmp_path_factory.mktemp("src"))
+    target, target_url = _engine_or_skip(backend, tmp_path_factory.mktemp(backend.name))
+    source_schema = f"eo_src_{uuid.uuid4().hex[:8]}"
+    target_schema = backend.new_schema_name()
+    made = Place(backend.name, source, source_url, source_schema, target, target_url, target_schema)
+    with source.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{source_schema}"'))
+        conn.execute(sa.text(f'CREATE TABLE "{source_schema}".items (id integer NOT NULL)'))
+    made.storage.create_tables()  # also creates the schema
+    loaded_table(target_schema).create(target)
+    try:
+        yield made
+    finally:
+        with source.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{source_schema}" CASCADE'))
+        backend.drop_schema(target, target_schema)
+        source.dispose()
+        target.dispose()
+
+
+def _child(place: Place, step: str) -> subprocess.CompletedProcess[str]:
+    spec = {
+        "source_url": place.source_url,
+        "source_schema": place.source_schema,
+        "source_table": "items",
+        "target_url": place.target_url,
+        "target_schema": place.target_schema,
+        "step": step,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "tests.exactly_once_child", json.dumps(spec)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _killed_run_then_rerun(place: Place, step: str, total: int) -> None:
+    before_rows, _ = place.loaded()
+    before_revision = place.revision()
+    killed = _child(place, step)
+    assert killed.returncode == -9, (killed.returncode, killed.stdout, killed.stderr)
+    rows, distinct = place.loaded()
+    assert rows == distinct, "a row was loaded twice"
+    if rows == before_rows:  # nothing committed: the checkpoint did not move
+        assert step not in ("after_commit",), "a commit the server confirmed was lost"
+        assert place.revision() == before_revision
+    else:  # the whole window committed, with its checkpoint
+        assert step not in NOT_COMMITTED, f"{step}: a load committed before its COMMIT was sent"
+        assert rows == total
+        assert place.revision() == before_revision + 1
+    rerun = _child(place, "none")
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout.strip().splitlines()[-1])["outcome"] == LOADED_ONCE
+    assert place.loaded() == (total, total)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_kill_at_any_step_then_a_rerun_loads_every_row_once(place: Place, step: str) -> None:
+    place.add_source_rows(range(1, 11))
+    _killed_run_then_rerun(place, step, 10)  # the first window (compare-and-set insert)
+    place.add_source_rows(range(11, 21))
+    _killed_run_then_rerun(place, step, 20)  # a later window (compare-and-set update)
+
+
+# --- lost replies --------------------------------------------------------------------------
+
+
+_COMMIT_BYTES = {"postgresql": POSTGRES_COMMIT, "mysql": MYSQL_COMMIT, "mariadb": MYSQL_COMMIT}
+
+
+def _through_proxy(place: Place, proxy: LossyProxy) -> Engine:
+    url = sa.make_url(place.target_url).set(host="127.0.0.1", port=proxy.port)
+    return create_state_engine(url)
+
+
+def _load_through_proxy(
+    place: Place, engine: Engine, calls: list[int]
+) -> tuple[XMinStateStorage, object]:
+    storage = XMinStateStorage(engine, schema=place.target_schema)
+    table = loaded_table(place.target_schema)
+
+    def load(connection: Connection, batches: Iterator[Sequence[RowMapping]]) -> None:
+        calls.append(1)
+        for batch in batches:
+            connection.execute(
+                table.insert(), [{"id": r["id"], "source_xmin": r["xmin"]} for r in batch]
+            )
+
+    extraction = XMinExtractor(place.source, storage).extract(
+        place.source_schema, "items", columns=["id"]
+    )
+    return storage, (extraction, load)
+
+
+@pytest.mark.parametrize("forward", [True, False], ids=["reply_lost", "commit_lost"])
+def test_a_lost_commit_is_resolved_by_the_probe_not_by_a_replay(
+    place: Place, forward: bool
+) -> None:
+    name = place.target.dialect.name
+    if name not in _COMMIT_BYTES:
+        pytest.skip(f"{name}: no network between the process and the database to lose")
+    upstream = sa.make_url(place.target_url).port or (5432 if name == "postgresql" else 3306)
+    place.add_source_rows(range(1, 6))
+    # Each case its own port: a closed proxy's sockets may hold its port a while.
+    port = PROXY_PORT + 2 * TARGETS.index(place.backend) + int(not forward) if PROXY_PORT else 0
+    with LossyProxy(upstream, port=port) as proxy:
+        engine = _through_proxy(place, proxy)
+        try:
+            calls: list[int] = []
+            storage, (extraction, load) = _load_through_proxy(place, engine, calls)  # type: ignore[misc]
+            proxy.arm(_COMMIT_BYTES[name], forward=forward)
+            if forward:  # the server committed; only the reply was lost
+                result = load_exactly_once(extraction, load, engine, load_id="lost-reply")
+                assert proxy.fired == 1
+                assert result.outcome == LOADED_ONCE and result.probed
+                assert place.loaded() == (5, 5)
+                assert place.revision() == 1
+            else:  # the COMMIT never arrived: the server rolled back
+                with pytest.raises(LoadNotCommittedError) as caught:
+                    load_exactly_once(extraction, load, engine, load_id="lost-commit")
+                assert proxy.fired == 1 and caught.value.load_id == "lost-commit"
+                assert place.loaded() == (0, 0)
+                assert place.revision() == 0
+                # ... and the next run loads the window once.
+                storage, (extraction, load) = _load_through_proxy(place, engine, calls)  # type: ignore[misc]
+                assert load_exactly_once(extraction, load, engine).outcome == LOADED_ONCE
+                assert place.loaded() == (5, 5)
+            assert len(calls) == (1 if forward else 2)
+        finally:
+            engine.dispose()
