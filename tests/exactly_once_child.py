@@ -66,7 +66,7 @@ def main(spec: dict[str, Any]) -> None:
         if step == "before_commit":
             _die()
         if step == "during_commit":
-            delay = random.random() * 0.002  # noqa: S311 - a race on purpose
+            delay = random.random() * 0.002  # a race on purpose
             threading.Timer(delay, _die).start()
         commit(dbapi_connection)
         if step in ("after_commit", "during_commit"):

@@ -25,7 +25,9 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from dpone_state import (
     LOADED_ONCE,
+    Loader,
     LoadNotCommittedError,
+    XMinExtraction,
     XMinExtractor,
     XMinStateStorage,
     create_state_engine,
@@ -183,7 +185,7 @@ def _through_proxy(place: Place, proxy: LossyProxy) -> Engine:
 
 def _load_through_proxy(
     place: Place, engine: Engine, calls: list[int]
-) -> tuple[XMinStateStorage, object]:
+) -> tuple[XMinExtraction, Loader]:
     storage = XMinStateStorage(engine, schema=place.target_schema)
     table = loaded_table(place.target_schema)
 
@@ -197,7 +199,7 @@ def _load_through_proxy(
     extraction = XMinExtractor(place.source, storage).extract(
         place.source_schema, "items", columns=["id"]
     )
-    return storage, (extraction, load)
+    return extraction, load
 
 
 @pytest.mark.parametrize("forward", [True, False], ids=["reply_lost", "commit_lost"])
@@ -215,7 +217,7 @@ def test_a_lost_commit_is_resolved_by_the_probe_not_by_a_replay(
         engine = _through_proxy(place, proxy)
         try:
             calls: list[int] = []
-            storage, (extraction, load) = _load_through_proxy(place, engine, calls)  # type: ignore[misc]
+            extraction, load = _load_through_proxy(place, engine, calls)
             proxy.arm(_COMMIT_BYTES[name], forward=forward)
             if forward:  # the server committed; only the reply was lost
                 result = load_exactly_once(extraction, load, engine, load_id="lost-reply")
@@ -230,7 +232,7 @@ def test_a_lost_commit_is_resolved_by_the_probe_not_by_a_replay(
                 assert place.loaded() == (0, 0)
                 assert place.revision() == 0
                 # ... and the next run loads the window once.
-                storage, (extraction, load) = _load_through_proxy(place, engine, calls)  # type: ignore[misc]
+                extraction, load = _load_through_proxy(place, engine, calls)
                 assert load_exactly_once(extraction, load, engine).outcome == LOADED_ONCE
                 assert place.loaded() == (5, 5)
             assert len(calls) == (1 if forward else 2)
