@@ -1,11 +1,11 @@
 """A small TCP proxy on loopback that can lose one COMMIT's reply (or the COMMIT itself).
 
 ``LossyProxy(upstream_port)`` listens on 127.0.0.1 (``port``, default a free one) and
-forwards every connection to ``127.0.0.1:upstream_port``. ``arm(marker, forward=True)``: the next client chunk that
-contains ``marker`` (the wire bytes of a COMMIT) is forwarded (or not, ``forward=False``);
-then that connection's reply is never delivered: the proxy waits ``settle`` seconds and
-closes both sides, so the client sees a lost connection after its COMMIT. One shot: later
-connections (the probe's) pass untouched.
+forwards every connection to ``127.0.0.1:upstream_port``. ``arm(marker, forward=True)``: the
+next client chunk that contains ``marker`` (the wire bytes of a COMMIT) is forwarded (or not,
+``forward=False``); then that connection's reply is never delivered: the proxy waits
+``settle`` seconds and closes both sides, so the client sees a lost connection after its
+COMMIT. One shot: later connections (the probe's) pass untouched.
 """
 
 from __future__ import annotations
