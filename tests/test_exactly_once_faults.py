@@ -25,13 +25,17 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from dpone_state import (
     LOADED_ONCE,
+    BackendMismatchError,
+    DatabaseMismatchError,
     Loader,
     LoadNotCommittedError,
+    ProbeResult,
     XMinExtraction,
     XMinExtractor,
     XMinStateStorage,
     create_state_engine,
     load_exactly_once,
+    open_state,
 )
 from dpone_state.xmin import anchor_statement
 from tests.backends import BACKENDS
@@ -238,3 +242,73 @@ def test_a_lost_commit_is_resolved_by_the_probe_not_by_a_replay(
             assert len(calls) == (1 if forward else 2)
         finally:
             engine.dispose()
+
+
+# --- sink reuse and backends without transactions --------------------------------------------
+
+
+def _append(table: sa.Table) -> Loader:
+    def load(connection: Connection, batches: Iterator[Sequence[RowMapping]]) -> None:
+        for batch in batches:
+            connection.execute(
+                table.insert(), [{"id": r["id"], "source_xmin": r["xmin"]} for r in batch]
+            )
+
+    return load
+
+
+def test_sink_reuse_shares_the_database_and_another_target_is_refused(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    backend = BACKENDS["postgresql"]
+    probe_engine, url = _engine_or_skip(backend, tmp_path_factory.mktemp("pg"))
+    probe_engine.dispose()
+    schema = f"eo_sink_{uuid.uuid4().hex[:8]}"
+    manifest = {
+        "sink": {"type": "postgres", "connection_id": "dwh", "connection_type": "env"},
+        "state": {"type": "postgres", "table": {"schema": schema}},
+    }
+    with open_state(manifest, environ={"DPONE_CONN_DWH": url}) as stores:
+        assert stores.settings.connection_from_sink
+        stores.create_tables()
+        try:
+            with stores.engine.begin() as conn:
+                conn.execute(sa.text(f'CREATE TABLE "{schema}".items (id integer NOT NULL)'))
+                conn.execute(sa.text(f'INSERT INTO "{schema}".items VALUES (1), (2), (3)'))
+            table = loaded_table(schema)
+            table.create(stores.engine)
+            extraction = XMinExtractor(stores.engine, stores.xmin).extract(schema, "items")
+            elsewhere = create_state_engine(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+            with pytest.raises(DatabaseMismatchError):
+                load_exactly_once(extraction, _append(loaded_table(None)), elsewhere)
+            elsewhere.dispose()
+            result = load_exactly_once(extraction, _append(table), stores.engine)
+            assert (result.outcome, result.rows) == (LOADED_ONCE, 3)
+            assert stores.xmin.probe(schema, "items", result.load_id, expected_revision=0) == (
+                ProbeResult.COMMITTED
+            )
+        finally:
+            BACKENDS["postgresql"].drop_schema(stores.engine, schema)
+
+
+def test_a_backend_whose_driver_commits_each_statement_is_refused(
+    xmin: XMinStateStorage, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    if xmin.backend_row.transactional_loads:
+        pytest.skip(f"{xmin.backend_row.state_type}: its loads are transactional")
+    source, _ = _engine_or_skip(BACKENDS["postgresql"], tmp_path_factory.mktemp("src"))
+    schema = f"eo_bq_{uuid.uuid4().hex[:8]}"
+    try:
+        with source.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+            conn.execute(sa.text(f'CREATE TABLE "{schema}".items (id integer)'))
+        with (
+            XMinExtractor(source, xmin).extract(schema, "items") as extraction,
+            pytest.raises(BackendMismatchError, match="at-least-once"),
+        ):
+            load_exactly_once(extraction, _append(loaded_table(None)), xmin.engine)
+        assert xmin.load_state(schema, "items") is None
+    finally:
+        with source.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        source.dispose()
