@@ -8,7 +8,8 @@ lives in the target's database. Prints ``{"outcome": ..., "rows": ...}`` when no
 Steps: ``before_load``, ``mid_load`` (after the first batch), ``after_load`` (every row
 written, no checkpoint yet), ``before_commit`` (checkpoint written, COMMIT not sent),
 ``during_commit`` (a kill racing the COMMIT), ``after_commit`` (committed, the caller not
-told), ``none``.
+told), ``none``. With ``"two_step": true`` the run commits the target first and saves the
+checkpoint after it (the at-least-once loop) instead of ``load_exactly_once``.
 """
 
 from __future__ import annotations
@@ -89,6 +90,12 @@ def main(spec: dict[str, Any]) -> None:
     extraction = XMinExtractor(source, storage).extract(
         spec["source_schema"], spec["source_table"], columns=["id"], batch_size=3
     )
+    if spec.get("two_step"):  # the at-least-once loop: commit the target, then the checkpoint
+        with target.begin() as connection:
+            load(connection, extraction.batches())
+        extraction.commit()
+        print(json.dumps({"outcome": "two step", "rows": extraction.rows_read}))
+        return
     result = load_exactly_once(extraction, load, target)
     print(json.dumps({"outcome": result.outcome, "rows": result.rows}))
 

@@ -129,8 +129,9 @@ def place(
         target.dispose()
 
 
-def _child(place: Place, step: str) -> subprocess.CompletedProcess[str]:
+def _child(place: Place, step: str, *, two_step: bool = False) -> subprocess.CompletedProcess[str]:
     spec = {
+        "two_step": two_step,
         "source_url": place.source_url,
         "source_schema": place.source_schema,
         "source_table": "items",
@@ -174,6 +175,21 @@ def test_a_kill_at_any_step_then_a_rerun_loads_every_row_once(place: Place, step
     _killed_run_then_rerun(place, step, 10)  # the first window (compare-and-set insert)
     place.add_source_rows(range(11, 21))
     _killed_run_then_rerun(place, step, 20)  # a later window (compare-and-set update)
+
+
+def test_the_two_step_loop_replays_a_window_after_a_kill_between_its_commits(
+    place: Place,
+) -> None:
+    """What the exactly-once loop fixes: killed after the target's COMMIT and before the
+    checkpoint's, the at-least-once loop loads the window again (duplicates when appending)."""
+    if place.backend != "sqlite":
+        pytest.skip("one backend shows it")
+    place.add_source_rows(range(1, 11))
+    killed = _child(place, "after_commit", two_step=True)
+    assert killed.returncode == -9, killed.stderr
+    assert place.loaded() == (10, 10) and place.revision() == 0  # the gap
+    assert _child(place, "none", two_step=True).returncode == 0
+    assert place.loaded() == (20, 10)  # every row twice
 
 
 # --- lost replies --------------------------------------------------------------------------
