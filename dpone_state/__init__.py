@@ -46,8 +46,10 @@ from dpone_state.engine import (
 from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
+    CheckpointIdentityError,
     DatabaseMismatchError,
     DowngradeRefusedError,
+    ForeignPartitionError,
     InvalidIdentifierError,
     InvalidSecretError,
     InvalidStateError,
@@ -128,6 +130,7 @@ from dpone_state.xmin import (
     XMinExtractor,
     XMinSnapshot,
 )
+from dpone_state.xmin_health import CheckpointHealth, HealthThresholds, xmin_health
 from dpone_state.xmin_window import (
     WindowKind,
     XMinWindow,
@@ -151,10 +154,14 @@ __all__ = [
     "BigQueryRunStateStorage",
     "BigQueryXMinStateStorage",
     "Checkpoint",
+    "CheckpointHealth",
+    "CheckpointIdentityError",
     "DatabaseMismatchError",
     "DowngradeRefusedError",
     "ExtractionMode",
     "ExtractionStrategy",
+    "ForeignPartitionError",
+    "HealthThresholds",
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
@@ -233,4 +240,5 @@ __all__ = [
     "select_strategy",
     "settings_from_url",
     "with_tables",
+    "xmin_health",
 ]

@@ -171,7 +171,7 @@ def _resolve(
     try:
         found = extraction.storage.probe(
             extraction.source_schema,
-            extraction.source_table,
+            extraction.checkpoint_table,  # the checkpoint's key (a shared checkpoint's own)
             receipt,
             expected_revision=expected,
         )

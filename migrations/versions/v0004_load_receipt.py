@@ -1,7 +1,7 @@
 """The checkpoint's receipt: ``last_load_id`` on the XMin table.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-26
 
 A nullable ``last_load_id`` records the id of the load whose transaction committed the
@@ -19,7 +19,7 @@ from dpone_state.coltypes import name_text
 from dpone_state.migrations import support
 
 revision: str = "0004"
-down_revision: str | Sequence[str] | None = "0002"
+down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
