@@ -34,7 +34,6 @@ from dpone_state.errors import (
     BackendMismatchError,
     LoadNotCommittedError,
     LoadSupersededError,
-    StateError,
     StateOutcomeUnknownError,
     first_line,
 )
@@ -175,7 +174,7 @@ def _resolve(
             receipt,
             expected_revision=expected,
         )
-    except StateError as probe_error:
+    except Exception as probe_error:  # typed or not, the row could not be read
         raise _OutcomeUnknown(
             f"load {receipt} of {where}: the commit's reply was lost and the probe failed too "
             f"({first_line(probe_error)}); probe again before running it again",

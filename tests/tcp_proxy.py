@@ -31,15 +31,19 @@ class LossyProxy:
         self.port: int = self._listener.getsockname()[1]
         self._marker: bytes | None = None
         self._forward = True
+        self._then_down = False
+        self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
         #: How many COMMITs were intercepted (0 or 1).
         self.fired = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def arm(self, marker: bytes, *, forward: bool = True) -> None:
+    def arm(self, marker: bytes, *, forward: bool = True, then_down: bool = False) -> None:
+        """Intercept the next chunk holding ``marker``; ``then_down``: and stop accepting
+        connections from then on (the database seems gone: a probe cannot reach it)."""
         with self._lock:
-            self._marker, self._forward = marker, forward
+            self._marker, self._forward, self._then_down = marker, forward, then_down
 
     def _take(self, chunk: bytes) -> bool | None:
         """``None``: pass the chunk; else intercept it (``True``: forward it first)."""
@@ -56,8 +60,12 @@ class LossyProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            if self._closed:
+                client.close()
+                return
             server = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
             server.settimeout(None)
+            self._sockets += (client, server)
             lost = threading.Event()
             threading.Thread(
                 target=self._pump, args=(client, server, lost, True), daemon=True
@@ -81,6 +89,8 @@ class LossyProxy:
                         if intercept:
                             sink.sendall(chunk)
                         time.sleep(self.settle)  # let the server act on it (or not)
+                        if self._then_down:
+                            self.close()
                         break
                 if lost.is_set():
                     continue
@@ -94,8 +104,14 @@ class LossyProxy:
                 sock.close()
 
     def close(self) -> None:
+        """Stop accepting, and cut every connection still open."""
         self._closed = True
+        with contextlib.suppress(OSError):  # wakes a thread blocked in accept() (Linux)
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> LossyProxy:
         return self

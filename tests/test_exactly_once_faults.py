@@ -30,6 +30,7 @@ from dpone_state import (
     Loader,
     LoadNotCommittedError,
     ProbeResult,
+    StateOutcomeUnknownError,
     XMinExtraction,
     XMinExtractor,
     XMinStateStorage,
@@ -282,6 +283,31 @@ def test_a_lost_commit_is_resolved_by_the_probe_not_by_a_replay(
             assert len(calls) == (1 if forward else 2)
         finally:
             engine.dispose()
+
+
+def test_a_lost_reply_and_an_unreachable_database_is_outcome_unknown(place: Place) -> None:
+    name = place.target.dialect.name
+    if name not in _COMMIT_BYTES:
+        pytest.skip(f"{name}: no network between the process and the database to lose")
+    upstream = sa.make_url(place.target_url).port or (5432 if name == "postgresql" else 3306)
+    place.add_source_rows(range(1, 4))
+    port = PROXY_PORT + 10 + TARGETS.index(place.backend) if PROXY_PORT else 0
+    with LossyProxy(upstream, port=port) as proxy:
+        engine = _through_proxy(place, proxy)
+        try:
+            extraction, load = _load_through_proxy(place, engine, [])
+            proxy.arm(_COMMIT_BYTES[name], then_down=True)
+            with pytest.raises(StateOutcomeUnknownError) as caught:
+                load_exactly_once(extraction, load, engine, load_id="in-the-dark")
+        finally:
+            engine.dispose()
+    assert caught.value.load_id == "in-the-dark"  # type: ignore[attr-defined]
+    assert caught.value.expected_revision == 0  # type: ignore[attr-defined]
+    # Once the database is reachable again, the probe tells: the COMMIT had arrived.
+    assert place.storage.probe(
+        place.source_schema, "items", "in-the-dark", expected_revision=0
+    ) == (ProbeResult.COMMITTED)
+    assert place.loaded() == (3, 3)
 
 
 # --- sink reuse and backends without transactions --------------------------------------------
