@@ -16,6 +16,8 @@ What it returns or raises is exactly what is known:
   another receipt; do not replay these rows, extract again.
 - ``StateOutcomeUnknownError``: the commit was not heard and the probe could not read the row
   either; probe again (``load_id`` and ``expected_revision`` are on the error) before rerunning.
+- ``XMinError``: ``load`` committed or rolled back the connection itself; the checkpoint is not
+  saved (at-least-once for that window).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from dpone_state.errors import (
     LoadNotCommittedError,
     LoadSupersededError,
     StateOutcomeUnknownError,
+    XMinError,
     first_line,
 )
 from dpone_state.models import XMinState
@@ -67,6 +70,11 @@ class LoadResult:
     rows: int
     #: ``True`` when the commit's reply was lost and the probe found the receipt.
     probed: bool = False
+
+
+class _LoadEndedTransactionError(XMinError):
+    """``load`` ended the transaction itself: what it wrote may be committed, the checkpoint
+    is not saved."""
 
 
 class _OutcomeUnknown(StateOutcomeUnknownError):
@@ -143,7 +151,16 @@ def _load_and_write(
     try:
         connection.begin()
         load(connection, extraction.batches())
+        if not connection.in_transaction():
+            raise _LoadEndedTransactionError(
+                f"load {receipt} of {where}: the load committed or rolled back the connection "
+                "itself, so its rows cannot commit with the checkpoint (which is not saved): "
+                "the window is read again next run (at-least-once); never end the transaction "
+                "in load"
+            )
         return extraction.commit(connection=connection, load_id=receipt)
+    except _LoadEndedTransactionError:
+        raise
     except BaseException as error:
         with suppress(Exception):  # a lost connection rolls back at the server anyway
             connection.rollback()

@@ -31,6 +31,7 @@ from dpone_state import (
     LoadNotCommittedError,
     ProbeResult,
     StateOutcomeUnknownError,
+    XMinError,
     XMinExtraction,
     XMinExtractor,
     XMinStateStorage,
@@ -308,6 +309,26 @@ def test_a_lost_reply_and_an_unreachable_database_is_outcome_unknown(place: Plac
         place.source_schema, "items", "in-the-dark", expected_revision=0
     ) == (ProbeResult.COMMITTED)
     assert place.loaded() == (3, 3)
+
+
+def test_a_load_that_ends_the_transaction_itself_saves_no_checkpoint(place: Place) -> None:
+    if place.backend != "sqlite":
+        pytest.skip("one backend shows it")
+    place.add_source_rows(range(1, 4))
+    append = _append(loaded_table(place.target_schema))
+
+    def load_and_commit(connection: Connection, batches: Iterator[Sequence[RowMapping]]) -> None:
+        append(connection, batches)
+        connection.commit()
+
+    extractor = XMinExtractor(place.source, place.storage)
+    with (
+        extractor.extract(place.source_schema, "items") as run,
+        pytest.raises(XMinError, match="at-least-once") as caught,
+    ):
+        load_exactly_once(run, load_and_commit, place.target)
+    assert not isinstance(caught.value, LoadNotCommittedError)  # its rows did commit
+    assert place.loaded() == (3, 3) and place.revision() == 0
 
 
 # --- sink reuse and backends without transactions --------------------------------------------
