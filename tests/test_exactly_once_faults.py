@@ -263,25 +263,30 @@ def test_a_lost_commit_is_resolved_by_the_probe_not_by_a_replay(
         engine = _through_proxy(place, proxy)
         try:
             calls: list[int] = []
+            # A first window, loaded as usual: the lost COMMIT below updates an existing row,
+            # whose lock the probe waits for (a first load's row cannot be locked; README).
+            extraction, load = _load_through_proxy(place, engine, calls)
+            assert load_exactly_once(extraction, load, engine).outcome == LOADED_ONCE
+            place.add_source_rows(range(6, 11))
             extraction, load = _load_through_proxy(place, engine, calls)
             proxy.arm(_COMMIT_BYTES[name], forward=forward)
             if forward:  # the server committed; only the reply was lost
                 result = load_exactly_once(extraction, load, engine, load_id="lost-reply")
                 assert proxy.fired == 1
                 assert result.outcome == LOADED_ONCE and result.probed
-                assert place.loaded() == (5, 5)
-                assert place.revision() == 1
+                assert place.loaded() == (10, 10)
+                assert place.revision() == 2
             else:  # the COMMIT never arrived: the server rolled back
                 with pytest.raises(LoadNotCommittedError) as caught:
                     load_exactly_once(extraction, load, engine, load_id="lost-commit")
                 assert proxy.fired == 1 and caught.value.load_id == "lost-commit"
-                assert place.loaded() == (0, 0)
-                assert place.revision() == 0
+                assert place.loaded() == (5, 5)
+                assert place.revision() == 1
                 # ... and the next run loads the window once.
                 extraction, load = _load_through_proxy(place, engine, calls)
                 assert load_exactly_once(extraction, load, engine).outcome == LOADED_ONCE
-                assert place.loaded() == (5, 5)
-            assert len(calls) == (1 if forward else 2)
+                assert place.loaded() == (10, 10)
+            assert len(calls) == (2 if forward else 3)  # the lost one was never replayed
         finally:
             engine.dispose()
 
@@ -297,18 +302,21 @@ def test_a_lost_reply_and_an_unreachable_database_is_outcome_unknown(place: Plac
         engine = _through_proxy(place, proxy)
         try:
             extraction, load = _load_through_proxy(place, engine, [])
+            assert load_exactly_once(extraction, load, engine).outcome == LOADED_ONCE
+            place.add_source_rows(range(4, 7))
+            extraction, load = _load_through_proxy(place, engine, [])
             proxy.arm(_COMMIT_BYTES[name], then_down=True)
             with pytest.raises(StateOutcomeUnknownError) as caught:
                 load_exactly_once(extraction, load, engine, load_id="in-the-dark")
         finally:
             engine.dispose()
     assert caught.value.load_id == "in-the-dark"  # type: ignore[attr-defined]
-    assert caught.value.expected_revision == 0  # type: ignore[attr-defined]
+    assert caught.value.expected_revision == 1  # type: ignore[attr-defined]
     # Once the database is reachable again, the probe tells: the COMMIT had arrived.
     assert place.storage.probe(
-        place.source_schema, "items", "in-the-dark", expected_revision=0
+        place.source_schema, "items", "in-the-dark", expected_revision=1
     ) == (ProbeResult.COMMITTED)
-    assert place.loaded() == (3, 3)
+    assert place.loaded() == (6, 6)
 
 
 def test_a_load_that_ends_the_transaction_itself_saves_no_checkpoint(place: Place) -> None:
