@@ -47,6 +47,7 @@ from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
     CheckpointIdentityError,
+    ConflictingConfigKeysError,
     DatabaseMismatchError,
     DowngradeRefusedError,
     ForeignPartitionError,
@@ -66,6 +67,7 @@ from dpone_state.errors import (
     SourceTableNotFoundError,
     StateConfigError,
     StateCredentialsError,
+    StateDisabledError,
     StateError,
     StateNotProvisionedError,
     StateOutcomeUnknownError,
@@ -74,6 +76,7 @@ from dpone_state.errors import (
     UnknownConfigKeyError,
     UnknownStateTypeError,
     UnsupportedBackendError,
+    UnsupportedDponeFeatureError,
     VaultAccessDeniedError,
     VaultUnavailableError,
     XMinError,
@@ -88,7 +91,9 @@ from dpone_state.models import (
     prune_cutoff,
 )
 from dpone_state.mssql import (
+    MSSQLRunStateStorage,
     MssqlRunStateStorage,
+    MSSQLXMinStateStorage,
     MssqlXMinStateStorage,
 )
 from dpone_state.mysql import (
@@ -96,6 +101,7 @@ from dpone_state.mysql import (
     MysqlXMinStateStorage,
 )
 from dpone_state.opener import (
+    DisabledState,
     StateStores,
     open_engine,
     open_state,
@@ -156,7 +162,9 @@ __all__ = [
     "Checkpoint",
     "CheckpointHealth",
     "CheckpointIdentityError",
+    "ConflictingConfigKeysError",
     "DatabaseMismatchError",
+    "DisabledState",
     "DowngradeRefusedError",
     "ExtractionMode",
     "ExtractionStrategy",
@@ -169,6 +177,8 @@ __all__ = [
     "LoadResult",
     "LoadSupersededError",
     "Loader",
+    "MSSQLRunStateStorage",
+    "MSSQLXMinStateStorage",
     "MissingConnectionError",
     "MissingEnvironmentVariableError",
     "MssqlRunStateStorage",
@@ -195,6 +205,7 @@ __all__ = [
     "SqliteXMinStateStorage",
     "StateConfigError",
     "StateCredentialsError",
+    "StateDisabledError",
     "StateError",
     "StateNotProvisionedError",
     "StateOutcomeUnknownError",
@@ -208,6 +219,7 @@ __all__ = [
     "UnknownConfigKeyError",
     "UnknownStateTypeError",
     "UnsupportedBackendError",
+    "UnsupportedDponeFeatureError",
     "VaultAccessDeniedError",
     "VaultUnavailableError",
     "WindowKind",

@@ -39,6 +39,7 @@ from dpone_state.models import (
     LOAD_STRATEGY_MAX,
     MAX_DAG_ID,
     NAME_MAX,
+    PROCESS_NAME_MAX,
     XMIN_TAG_MAX,
 )
 
@@ -63,7 +64,7 @@ DEFAULT_RUN_TABLE = "etl_run_state"
 LOADED_AT = "__dpone__loaded_at"
 UPDATED_AT = "__dpone__updated_at"
 #: The receipt: the id of the load whose transaction wrote the checkpoint (``None``: a save
-#: made outside a load's transaction, or before revision 0004).
+#: made outside a load's transaction, or before revision 0005).
 LAST_LOAD_ID = "last_load_id"
 
 #: Every constraint and index gets a predictable name: SQL Server would otherwise invent one,
@@ -154,7 +155,7 @@ def run_state_table(
         Column("rows_updated", big_integer(), nullable=True),
         Column("rows_deleted", big_integer(), nullable=True),
         *_timestamps(),
-        Column("process_name", name_text(NAME_MAX), nullable=True),
+        Column("process_name", name_text(PROCESS_NAME_MAX), nullable=True),
         PrimaryKeyConstraint("dag_id", "execution_date", name=f"pk_{name}_dag_execution"),
         schema=schema,
         **MYSQL_TABLE_OPTIONS,

@@ -1,7 +1,7 @@
 """The checkpoint's receipt: ``last_load_id`` on the XMin table.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-26
 
 A nullable ``last_load_id`` records the id of the load whose transaction committed the
@@ -18,8 +18,8 @@ from sqlalchemy import Column
 from dpone_state.coltypes import name_text
 from dpone_state.migrations import support
 
-revision: str = "0004"
-down_revision: str | Sequence[str] | None = "0003"
+revision: str = "0005"
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
