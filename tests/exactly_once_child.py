@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from dpone_state import XMinExtractor, XMinStateStorage, create_state_engine, load_exactly_once
+from dpone_state.xmin import XMIN_KEY
 
 STEPS = (
     "before_load",
@@ -80,7 +81,7 @@ def main(spec: dict[str, Any]) -> None:
             _die()
         for number, batch in enumerate(batches):
             connection.execute(
-                table.insert(), [{"id": r["id"], "source_xmin": r["xmin"]} for r in batch]
+                table.insert(), [{"id": r["id"], "source_xmin": r[XMIN_KEY]} for r in batch]
             )
             if step == "mid_load" and number == 0:
                 _die()

@@ -39,7 +39,7 @@ from dpone_state import (
     load_exactly_once,
     open_state,
 )
-from dpone_state.xmin import anchor_statement
+from dpone_state.xmin import XMIN_KEY, anchor_statement
 from tests.backends import BACKENDS
 from tests.conftest import _engine_or_skip
 from tests.exactly_once_child import STEPS, loaded_table
@@ -239,7 +239,7 @@ def _load_through_proxy(
         calls.append(1)
         for batch in batches:
             connection.execute(
-                table.insert(), [{"id": r["id"], "source_xmin": r["xmin"]} for r in batch]
+                table.insert(), [{"id": r["id"], "source_xmin": r[XMIN_KEY]} for r in batch]
             )
 
     extraction = XMinExtractor(place.source, storage).extract(
@@ -346,7 +346,7 @@ def _append(table: sa.Table) -> Loader:
     def load(connection: Connection, batches: Iterator[Sequence[RowMapping]]) -> None:
         for batch in batches:
             connection.execute(
-                table.insert(), [{"id": r["id"], "source_xmin": r["xmin"]} for r in batch]
+                table.insert(), [{"id": r["id"], "source_xmin": r[XMIN_KEY]} for r in batch]
             )
 
     return load
