@@ -37,6 +37,7 @@ from dpone_state.dialects import (
     by_dialect,
     by_state_type,
     safe_url,
+    same_database,
 )
 from dpone_state.engine import (
     create_state_engine,
@@ -47,11 +48,14 @@ from dpone_state.errors import (
     BackendNotInstalledError,
     CheckpointIdentityError,
     ConflictingConfigKeysError,
+    DatabaseMismatchError,
     DowngradeRefusedError,
     ForeignPartitionError,
     InvalidIdentifierError,
     InvalidSecretError,
     InvalidStateError,
+    LoadNotCommittedError,
+    LoadSupersededError,
     MissingConnectionError,
     MissingEnvironmentVariableError,
     RevisionConflictError,
@@ -83,6 +87,7 @@ from dpone_state.errors import (
     XMinError,
     first_line,
 )
+from dpone_state.exactly_once import LOADED_ONCE, Loader, LoadResult, load_exactly_once
 from dpone_state.models import (
     Checkpoint,
     RunState,
@@ -116,6 +121,7 @@ from dpone_state.sqlite import (
     SqliteXMinStateStorage,
 )
 from dpone_state.storage import (
+    ProbeResult,
     RunStateStorage,
     XMinStateStorage,
 )
@@ -151,6 +157,7 @@ __all__ = [
     "DEFAULT_SCHEMA",
     "DEFAULT_URL",
     "DEFAULT_XMIN_TABLE",
+    "LOADED_ONCE",
     "Backend",
     "BackendHooks",
     "BackendMismatchError",
@@ -161,6 +168,7 @@ __all__ = [
     "CheckpointHealth",
     "CheckpointIdentityError",
     "ConflictingConfigKeysError",
+    "DatabaseMismatchError",
     "DisabledState",
     "DowngradeRefusedError",
     "ExtractionMode",
@@ -170,6 +178,10 @@ __all__ = [
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
+    "LoadNotCommittedError",
+    "LoadResult",
+    "LoadSupersededError",
+    "Loader",
     "MSSQLRunStateStorage",
     "MSSQLXMinStateStorage",
     "MissingConnectionError",
@@ -180,6 +192,7 @@ __all__ = [
     "MysqlXMinStateStorage",
     "PostgresRunStateStorage",
     "PostgresXMinStateStorage",
+    "ProbeResult",
     "RetryPolicy",
     "RevisionConflictError",
     "RunState",
@@ -238,12 +251,14 @@ __all__ = [
     "create_state_engine",
     "default_url",
     "first_line",
+    "load_exactly_once",
     "load_state_settings",
     "open_engine",
     "open_state",
     "open_stores",
     "prune_cutoff",
     "safe_url",
+    "same_database",
     "select_strategy",
     "settings_from_url",
     "with_tables",

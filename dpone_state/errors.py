@@ -12,6 +12,11 @@ Each one says what went wrong and what to change, and never carries a secret. Th
     ├── StateUnavailableError                     nothing was applied; safe to retry
     │   ├── StateLockTimeoutError                 a lock wait / time limit / cancel; rolled back
     │   ├── StateDeadlockError                    lost a deadlock on every attempt; rolled back
+    ├── StateOutcomeUnknownError                  a write's reply was lost: it may have applied
+    ├── LoadNotCommittedError                     an exactly-once load committed nothing
+    ├── LoadSupersededError                       its outcome was lost; the checkpoint moved on
+    ├── DatabaseMismatchError (ValueError)        a connection to another database than the state's
+    ├── StateUnavailableError                     the database is unreachable; safe to retry
     │   └── VaultUnavailableError                 Vault is unreachable; safe to retry
     ├── StateOutcomeUnknownError                  a write was sent, its reply lost: load first
     ├── StateRowCountUnknownError                 the driver reported no row count (-1)
@@ -56,11 +61,14 @@ __all__ = [
     "BackendNotInstalledError",
     "CheckpointIdentityError",
     "ConflictingConfigKeysError",
+    "DatabaseMismatchError",
     "DowngradeRefusedError",
     "ForeignPartitionError",
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
+    "LoadNotCommittedError",
+    "LoadSupersededError",
     "MissingConnectionError",
     "MissingEnvironmentVariableError",
     "Problem",
@@ -168,13 +176,6 @@ class StateDeadlockError(StateUnavailableError):
     was rolled back whole, so nothing changed: safe to retry."""
 
 
-class StateOutcomeUnknownError(StateError):
-    """A write reached the server, but the connection was lost before its reply: it may or may
-    not have been applied. Not a ``StateUnavailableError``: load the state to learn which
-    (a compare-and-set save may be sent again with the same ``expected_revision``: it
-    recognises its own write)."""
-
-
 class StateRowCountUnknownError(StateError):
     """The driver did not report how many rows a statement changed (rowcount -1), so whether a
     compare-and-set save or a delete applied cannot be told; load the state to learn it."""
@@ -183,6 +184,36 @@ class StateRowCountUnknownError(StateError):
 class StateDatabaseError(StateError):
     """The database refused the statement for a reason a retry does not cure by itself (a
     read-only file, a full disk, a value or name the backend cannot hold); nothing applied."""
+
+
+class StateOutcomeUnknownError(StateError):
+    """A write reached the server, but the connection was lost before its reply (and nothing
+    could read back what happened): it may or may not have been applied. Not a
+    ``StateUnavailableError``: ask ``probe()`` (or load the state) before doing anything."""
+
+
+class LoadNotCommittedError(StateError):
+    """An exactly-once load committed nothing: the target and the checkpoint are as they were
+    before it (the cause says why). Running it again reads the same window again."""
+
+    def __init__(self, message: str, load_id: str) -> None:
+        super().__init__(message)
+        self.load_id = load_id
+
+
+class LoadSupersededError(StateError):
+    """The commit of an exactly-once load was not heard, and the checkpoint has since moved on
+    under another load's receipt. The target holds every committed window once whichever way
+    it went: do not replay these rows, extract again from the stored checkpoint."""
+
+    def __init__(self, message: str, load_id: str) -> None:
+        super().__init__(message)
+        self.load_id = load_id
+
+
+class DatabaseMismatchError(StateError, ValueError):
+    """A connection or engine of another database than the storage's was given where the
+    checkpoint must commit with it (one transaction spans one database only)."""
 
 
 class UnsupportedBackendError(StateError, ValueError):

@@ -42,8 +42,16 @@ from dpone_state.errors import (
     SourceTableNotFoundError,
     XMinError,
 )
-from dpone_state.models import XMIN_TAG_MAX, XMinState, check_key_name, utc_now
+from dpone_state.models import (
+    LOAD_ID_MAX,
+    XMIN_TAG_MAX,
+    XMinState,
+    check_key_name,
+    check_name,
+    utc_now,
+)
 from dpone_state.storage import XMinStateStorage
+from dpone_state.tables import LAST_LOAD_ID
 from dpone_state.xmin_window import (
     WindowKind,
     XMinWindow,
@@ -664,12 +672,24 @@ class XMinExtraction:
         for batch in self.batches():
             yield from batch
 
-    def commit(self) -> XMinState:
+    @property
+    def storage(self) -> XMinStateStorage:
+        """The storage the checkpoint is saved in."""
+        return self._storage
+
+    def commit(
+        self, *, connection: Connection | None = None, load_id: str | None = None
+    ) -> XMinState:
         """Save the anchor as the checkpoint; call it only after the target load committed.
 
         Every row must have been read first. Compare-and-set against the revision loaded at
         the start: ``RevisionConflictError`` if another run saved in between (nothing written).
         Returns the saved checkpoint (with its new revision).
+
+        With ``connection`` (the target load's, in its open transaction, to the storage's
+        database) the save joins that transaction instead: call it before the target commits,
+        and the checkpoint commits or rolls back with the load (``load_exactly_once`` runs the
+        whole loop). ``load_id`` is the receipt ``probe()`` reads after a lost commit reply.
         """
         if self._committed:
             raise XMinError("this extraction is already committed")
@@ -684,13 +704,20 @@ class XMinExtraction:
         if self._written_at is None:
             self._written_at = utc_now()
         try:
+            params = storage._key_params(self.source_schema, self.checkpoint_table)
+            if load_id is not None:
+                params[f"p_{LAST_LOAD_ID}"] = check_name("load_id", load_id, LOAD_ID_MAX)
             storage._save_state(
-                storage._key_params(self.source_schema, self.checkpoint_table),
+                params,
                 self.state,
                 self.expected_revision,
                 self._written_at,
+                connection=connection,
+                receipt=load_id is not None,
             )
         except RevisionConflictError:
+            if connection is not None:  # in the caller's transaction: the caller decides
+                raise
             # A commit() retried after an unknown outcome finds its own earlier write (its
             # write time and values): that is not a conflict.
             if not storage._is_own_write(
@@ -700,9 +727,10 @@ class XMinExtraction:
         written = self._written_at
         self._committed = True
         log.info(
-            "xmin checkpoint of %r.%r moved to %d (%s window, %d rows)",
+            "xmin checkpoint of %r.%r %s %d (%s window, %d rows)",
             self.source_schema,
             self.checkpoint_table,
+            "moved to" if connection is None else "written, to commit with the load, at",
             self.state.xmin_value,
             self.window.kind,
             self.rows_read,

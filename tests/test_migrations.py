@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0004"
+HEAD = "0005"
 
 
 @dataclass
@@ -374,7 +374,7 @@ def test_downgrade_to_base_refuses_to_drop_rows_unless_confirmed(target: Target)
     migrate.upgrade(target.engine, schema=target.schema)
     XMinStateStorage(target.engine, schema=target.schema).save_state("a", "b", XMinState(1))
 
-    for revision in ("base", "-4"):
+    for revision in ("base", "-5"):
         with pytest.raises(DowngradeRefusedError, match=r"1 row\(s\).*drop_data"):
             migrate.downgrade(target.engine, revision, schema=target.schema)
     # Checked before anything changed, on every backend (MySQL's and SQLite's DDL commits as it
