@@ -315,7 +315,9 @@ class _Storage:
                 "has no open transaction: begin() it first, or the save would commit alone",
             )
         with self._translated_errors():
-            result: CursorResult[Any] = connection.execute(statement, params)
+            result: CursorResult[Any] = connection.execute(
+                statement, params, execution_options=_KEEP_ROWCOUNT
+            )
             return result
 
     def _read(self, statement: Any, params: Mapping[str, Any]) -> list[Row[Any]]:
