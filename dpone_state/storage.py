@@ -472,7 +472,9 @@ class XMinStateStorage(_Storage):
         self._save_receipt_if_revision = self._save_if_revision.values(
             {LAST_LOAD_ID: self._param(LAST_LOAD_ID)}
         )
-        self._probe = select(t.c[LAST_LOAD_ID], t.c.revision).where(key)
+        self._probe = select(t.c[LAST_LOAD_ID], t.c.revision).where(
+            key, live
+        )  # a tombstone is no checkpoint
         if self.backend_row.row_locks:
             self._probe = self._probe.with_for_update()
         self._load = select(
