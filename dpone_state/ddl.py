@@ -106,15 +106,28 @@ def _alembic_add_column(element: AddColumnIfMissing, *, if_not_exists: bool) -> 
 
 
 class CreateSchemaIfMissing(ExecutableDDLElement):
-    """``CREATE SCHEMA`` only where it is missing (the database on MySQL/MariaDB)."""
+    """``CREATE SCHEMA`` only where it is missing (the database on MySQL/MariaDB, the dataset
+    on BigQuery, created in ``location`` when one is given)."""
 
-    def __init__(self, schema: str) -> None:
+    def __init__(self, schema: str, location: str | None = None) -> None:
         self.schema = schema
+        self.location = location
 
 
 @compiles(CreateSchemaIfMissing)
 def _create_schema(element: CreateSchemaIfMissing, compiler: DDLCompiler, **kw: Any) -> str:
     return f"CREATE SCHEMA IF NOT EXISTS {compiler.preparer.quote_schema(element.schema)}"
+
+
+@compiles(CreateSchemaIfMissing, "bigquery")
+def _create_schema_bigquery(
+    element: CreateSchemaIfMissing, compiler: DDLCompiler, **kw: Any
+) -> str:
+    create = f"CREATE SCHEMA IF NOT EXISTS {compiler.preparer.quote_schema(element.schema)}"
+    if element.location:
+        location = element.location.replace("\\", "\\\\").replace("'", "\\'")
+        create += f" OPTIONS(location='{location}')"
+    return create
 
 
 @compiles(CreateSchemaIfMissing, "mssql")
@@ -146,6 +159,16 @@ class CreateTableIfMissing(ExecutableDDLElement):
 @compiles(CreateTableIfMissing)
 def _create_table(element: CreateTableIfMissing, compiler: DDLCompiler, **kw: Any) -> str:
     return str(compiler.process(CreateTable(element.table, if_not_exists=True), **kw))
+
+
+@compiles(CreateTableIfMissing, "bigquery")
+def _create_table_bigquery(element: CreateTableIfMissing, compiler: DDLCompiler, **kw: Any) -> str:
+    """``CREATE TABLE IF NOT EXISTS … CLUSTER BY <key>``: BigQuery has no keys or indexes, so a
+    lookup by key reads only the blocks clustering puts that key in."""
+    table = element.table
+    create = str(compiler.process(CreateTable(table, if_not_exists=True), **kw)).rstrip()
+    key = [compiler.preparer.quote(column.name) for column in table.primary_key.columns]
+    return f"{create} CLUSTER BY {', '.join(key[:4])}" if key else create
 
 
 @compiles(CreateTableIfMissing, "mssql")
@@ -210,5 +233,14 @@ def create_schema_if_missing(connection: Connection, schema: str | None) -> bool
         return False
     if inspect(connection).has_schema(schema):
         return False
-    connection.execute(CreateSchemaIfMissing(schema))
+    connection.execute(CreateSchemaIfMissing(schema, _bigquery_location(connection)))
     return True
+
+
+def _bigquery_location(connection: Connection) -> str | None:
+    """The location of the BigQuery client behind ``connection`` (None elsewhere)."""
+    if connection.dialect.name != "bigquery":
+        return None
+    client = getattr(connection.connection.dbapi_connection, "_client", None)
+    location = getattr(client, "location", None)
+    return location if isinstance(location, str) and location else None

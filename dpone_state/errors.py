@@ -6,9 +6,11 @@ __all__ = [
     "BackendMismatchError",
     "BackendNotInstalledError",
     "DowngradeRefusedError",
+    "IncompatibleTableError",
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
+    "KeyCollisionError",
     "MissingConnectionError",
     "MissingEnvironmentVariableError",
     "RevisionConflictError",
@@ -17,6 +19,7 @@ __all__ = [
     "StateConfigError",
     "StateCredentialsError",
     "StateError",
+    "StateLockTimeoutError",
     "StateNotProvisionedError",
     "StateUnavailableError",
     "UnknownConfigKeyError",
@@ -45,14 +48,23 @@ class InvalidIdentifierError(InvalidStateError):
 
 
 class StateNotProvisionedError(StateError):
-    """The state tables (or their schema) do not exist in the target database."""
+    """The state tables (or their schema) do not exist, or were never migrated (a legacy table
+    without the columns dpone-state adds)."""
 
-    def __init__(self, table: str, detail: str = "") -> None:
+    def __init__(self, table: str, detail: str = "", *, unmigrated: bool = False) -> None:
         self.table = table
-        hint = (
-            f"state table {table} does not exist: provision it with `alembic upgrade head` "
-            "(or `dpone-state upgrade`), or call create_tables() once"
-        )
+        self.unmigrated = unmigrated
+        if unmigrated:
+            hint = (
+                f"state table {table} exists but was never migrated (it lacks the columns "
+                "dpone-state adds): run `dpone-state upgrade` (or migrate.upgrade()); it adopts "
+                "the table without touching its rows"
+            )
+        else:
+            hint = (
+                f"state table {table} does not exist: provision it with `alembic upgrade head` "
+                "(or `dpone-state upgrade`), or call create_tables() once"
+            )
         super().__init__(f"{hint} ({detail})" if detail else hint)
 
 
@@ -72,6 +84,45 @@ class RevisionConflictError(StateError):
 
 class StateUnavailableError(StateError):
     """The state database could not be reached or dropped the connection; safe to retry."""
+
+
+class StateLockTimeoutError(StateUnavailableError):
+    """A statement waited longer than the session's lock timeout (SQL Server Msg 1222).
+
+    With ``XACT_ABORT ON`` the server rolled the statement's transaction back: nothing was
+    written, and the call can be retried once the blocking transaction ends.
+    """
+
+
+class KeyCollisionError(InvalidStateError):
+    """Two keys of one bulk save are the same key to the database (they differ only by case or
+    trailing spaces, which SQL Server's comparison ignores); nothing was written."""
+
+    def __init__(self, keys: list[tuple[tuple[str, str], tuple[str, str]]]) -> None:
+        self.keys = keys
+        pairs = "; ".join(f"{a!r} and {b!r}" for a, b in keys[:5])
+        super().__init__(
+            "states",
+            f"keys that SQL Server compares as equal in one save_states call: {pairs}. Save them "
+            "in separate calls, or fix the names; a legacy table with a case-insensitive "
+            "collation keeps only one of them (README: SQL Server, key collation)",
+        )
+
+
+class IncompatibleTableError(StateError):
+    """A table with the configured name exists but is not the shape dpone-state adopts.
+
+    Adopting it would break it (or fail at the first write); nothing was changed.
+    """
+
+    def __init__(self, table: str, differences: list[str]) -> None:
+        self.table = table
+        self.differences = differences
+        super().__init__(
+            f"refusing to adopt {table}: it is not dpone's v1 state table "
+            f"({'; '.join(differences)}); configure another table name, or migrate that table "
+            "with the tool that created it"
+        )
 
 
 class UnsupportedBackendError(StateError, ValueError):

@@ -7,18 +7,28 @@ Tables come from the migrations or one explicit ``create_tables()`` call.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import BindParameter, Integer, Table, bindparam, delete, select, update
+from sqlalchemy import (
+    BindParameter,
+    Integer,
+    Table,
+    bindparam,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
-from dpone_state.ddl import create_schema_if_missing
+from dpone_state.coltypes import revision_or_zero
+from dpone_state.ddl import CreateTableIfMissing, create_schema_if_missing
 from dpone_state.engine import (
     SUPPORTED_DIALECTS,
     autocommit_switch,
@@ -28,12 +38,21 @@ from dpone_state.engine import (
 from dpone_state.errors import (
     BackendMismatchError,
     InvalidStateError,
+    KeyCollisionError,
     RevisionConflictError,
+    StateLockTimeoutError,
     StateNotProvisionedError,
     StateUnavailableError,
     UnsupportedBackendError,
 )
-from dpone_state.failures import is_connection_failure, is_missing_table, is_transient_conflict
+from dpone_state.failures import (
+    is_connection_failure,
+    is_lock_timeout,
+    is_missing_table,
+    is_transient_conflict,
+    is_unmigrated_table,
+    retry_policy,
+)
 from dpone_state.identifiers import check_identifier as _identifier
 from dpone_state.models import (
     MAX_BIGINT,
@@ -51,12 +70,22 @@ from dpone_state.tables import (
     DEFAULT_XMIN_TABLE,
     LOADED_AT,
     UPDATED_AT,
+    lock_table,
     new_metadata,
     run_id_kind,
     run_state_table,
     xmin_state_table,
 )
-from dpone_state.upsert import INCOMING, Upsert, upsert_applied
+from dpone_state.upsert import (
+    BIGQUERY_CONFLICT_MARKER,
+    BIGQUERY_NO_LOCK_MARKER,
+    INCOMING,
+    DeleteTop,
+    LockedScript,
+    UpdateValue,
+    Upsert,
+    upsert_applied,
+)
 
 __all__ = ["DEFAULT", "RunStateStorage", "XMinStateStorage"]
 
@@ -72,8 +101,9 @@ class _Default:
 
 DEFAULT: Final = _Default()
 
-#: Attempts of a write that lost a deadlock or serialization conflict (it changed nothing).
-WRITE_ATTEMPTS = 5
+#: Attempts of a write that lost a deadlock or serialization conflict (it changed nothing) on
+#: row-locking servers; each backend's policy is ``failures.retry_policy``.
+WRITE_ATTEMPTS = retry_policy("postgresql").attempts
 #: Attempts of an idempotent read when the connection is lost (writes are never retried).
 READ_ATTEMPTS = 2
 #: Checkpoints per statement in ``save_states``.
@@ -81,6 +111,13 @@ BULK_ROWS = 500
 #: Most bound parameters one statement may carry where the database limits it (SQL Server
 #: refuses more than 2100); ``save_states`` puts fewer rows in a statement there.
 _MAX_PARAMETERS: Final = {"mssql": 2100}
+#: SQL Server escalates a statement's row locks to a table lock once it holds about 5,000 locks
+#: on one index; ``delete_old_states`` deletes at most this many rows per statement there (each
+#: row locks one key in the clustered index and one in the retention index).
+MSSQL_PRUNE_BATCH: Final = 4000
+#: Dialects whose bulk writes must not hold two keys the server compares as equal (SQL Server
+#: ignores trailing spaces always, and case on legacy case-insensitive collations).
+_PADDED_KEY_DIALECTS = frozenset({"mssql"})
 #: Largest page ``get_run_states_by_dag`` returns in one call.
 MAX_LIMIT = 10_000
 #: Dialects without schemas: a ``schema`` there is an attached database.
@@ -155,8 +192,21 @@ class _Storage:
         try:
             yield
         except DBAPIError as error:
-            if is_missing_table(error, self.engine.dialect.name):
+            dialect = self.engine.dialect.name
+            if is_missing_table(error, dialect):
                 raise StateNotProvisionedError(self.qualified_name) from error
+            if is_unmigrated_table(error, dialect):
+                raise StateNotProvisionedError(self.qualified_name, unmigrated=True) from error
+            if BIGQUERY_NO_LOCK_MARKER in str(error.orig):
+                raise StateNotProvisionedError(
+                    self.qualified_name, "its BigQuery lock row is missing", unmigrated=True
+                ) from error
+            if is_lock_timeout(error, dialect):
+                raise StateLockTimeoutError(
+                    f"{self.qualified_name}: a statement waited longer than the session's lock "
+                    "timeout for a row another transaction holds; the server rolled it back, "
+                    "nothing was written and the call can be retried"
+                ) from error
             if is_connection_failure(error):
                 raise StateUnavailableError(
                     f"lost the connection to the state database {safe_url(self.engine.url)}: "
@@ -201,18 +251,19 @@ class _Storage:
         The server rolled the victim's whole transaction - this one statement - back, so a
         retry cannot apply it twice.
         """
-        for attempt in range(WRITE_ATTEMPTS):
+        policy = retry_policy(self.engine.dialect.name)
+        for attempt in range(policy.attempts):
             try:
                 with self._connect(write=True) as conn:
                     result: CursorResult[Any] = conn.execute(statement, params)
                     return result
             except DBAPIError as error:
-                if attempt + 1 == WRITE_ATTEMPTS or not is_transient_conflict(
+                if attempt + 1 == policy.attempts or not is_transient_conflict(
                     error, self.engine.dialect.name
                 ):
                     raise
                 log.info("retrying a write on %s after %s", self.qualified_name, error.orig)
-                time.sleep(0.005 * 2**attempt * (1 + random.random()))  # noqa: S311 - jitter
+                time.sleep(policy.delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _read(self, statement: Any, params: Mapping[str, Any]) -> list[Row[Any]]:
@@ -238,7 +289,12 @@ class _Storage:
         """
         with self._translated_errors(), self.engine.begin() as conn:
             create_schema_if_missing(conn, self.schema)  # guarded per dialect (ddl.py)
-            self.table.metadata.create_all(conn, checkfirst=True)
+            if conn.dialect.name == "bigquery":  # clustered by the key (ddl.py)
+                conn.execute(CreateTableIfMissing(self.table))
+                if isinstance(self, XMinStateStorage):
+                    provision_bigquery_lock(conn, self.schema, self.table_name)
+            else:
+                self.table.metadata.create_all(conn, checkfirst=True)
         log.info("provisioned %s on %s", self.qualified_name, safe_url(self.engine.url))
 
 
@@ -250,7 +306,7 @@ def xmin_state_from_row(row: Row[Any]) -> XMinState:
         is_initial=bool(row.is_initial),
         wraparound_detected=bool(row.wraparound_detected),
         frozen_xid=row.frozen_xid,
-        revision=row.revision,
+        revision=row.revision or 0,  # NULL on BigQuery rows written before the upgrade
     )
 
 
@@ -271,14 +327,19 @@ class XMinStateStorage(_Storage):
             t.c.source_table == self._param("source_table")
         )
         row = {name: self._param(name) for name in (*_XMIN_KEY, *_XMIN_VALUES, LOADED_AT)}
-        upsert = {
-            "rows": [{**row, "revision": 1}],
-            "key": _XMIN_KEY,
-            "update": {**dict.fromkeys(_XMIN_VALUES, INCOMING), "revision": t.c.revision + 1},
+        self._update: dict[str, UpdateValue] = {
+            **dict.fromkeys(_XMIN_VALUES, INCOMING),
+            "revision": revision_or_zero(t.c.revision) + 1,
         }
+        self._unversioned = revision_or_zero(t.c.revision) == 0
+        upsert = {"rows": [{**row, "revision": 1}], "key": _XMIN_KEY, "update": self._update}
         # Statements are built once: each call binds its values, and compiles nothing.
         self._save = Upsert(t, **upsert)  # type: ignore[arg-type]
-        self._save_if_unversioned = Upsert(t, **upsert, where=t.c.revision == 0)  # type: ignore[arg-type]
+        self._save_if_unversioned = Upsert(t, **upsert, where=self._unversioned)  # type: ignore[arg-type]
+        # BigQuery: inserts are sent in a transaction behind the table's lock row (LockedScript).
+        self._lock = (
+            lock_table(t.metadata, self.schema) if self.engine.dialect.name == "bigquery" else None
+        )
         self._save_if_revision = (
             update(t)
             .where(key, t.c.revision == bindparam("p_expected_revision", type_=t.c.revision.type))
@@ -339,6 +400,9 @@ class XMinStateStorage(_Storage):
             p_frozen_xid=xmin_state.frozen_xid,
             **{f"p_{UPDATED_AT}": utc_now(), f"p_{LOADED_AT}": xmin_state.timestamp},
         )
+        if self._lock is not None and expected_revision in (None, 0):
+            self._save_locked(source_schema, source_table, params, expected_revision)
+            return
         if expected_revision is None:
             self._write(self._save, params)
             return
@@ -351,6 +415,46 @@ class XMinStateStorage(_Storage):
             applied = self._write(self._save_if_revision, params).rowcount == 1
         if not applied:
             raise RevisionConflictError(source_schema, source_table, expected_revision)
+
+    def _locked_upsert(self, rows: list[dict[str, Any]], *, guarded: bool) -> Upsert:
+        """An upsert of ``rows`` (values, not placeholders) for a ``LockedScript``."""
+        return Upsert(
+            self.table,
+            [{**row, "revision": 1} for row in rows],
+            key=_XMIN_KEY,
+            update=self._update,
+            where=self._unversioned if guarded else None,
+        )
+
+    def _save_locked(
+        self,
+        source_schema: str,
+        source_table: str,
+        params: Mapping[str, Any],
+        expected_revision: int | None,
+    ) -> None:
+        """BigQuery: the upsert in a transaction behind the lock row; with
+        ``expected_revision=0`` a stored revision other than 0 aborts it (a conflict)."""
+        assert self._lock is not None
+        t = self.table
+        row = {name[2:]: value for name, value in params.items()}
+        checks = []
+        if expected_revision == 0:
+            checks.append(
+                select(func.ERROR(literal(BIGQUERY_CONFLICT_MARKER))).where(
+                    t.c.source_schema == row["source_schema"],
+                    t.c.source_table == row["source_table"],
+                    revision_or_zero(t.c.revision) != 0,
+                )
+            )
+        upsert = self._locked_upsert([row], guarded=expected_revision == 0)
+        script = LockedScript(self._lock, self.table_name, [upsert], checks)
+        try:
+            self._write(script, {})
+        except DBAPIError as error:
+            if expected_revision == 0 and BIGQUERY_CONFLICT_MARKER in str(error.orig):
+                raise RevisionConflictError(source_schema, source_table, 0) from None
+            raise
 
     def save_states(self, states: Mapping[tuple[str, str], XMinState]) -> int:
         """Upsert many checkpoints in few statements (``BULK_ROWS`` per statement; fewer where the
@@ -378,6 +482,16 @@ class XMinStateStorage(_Storage):
                     LOADED_AT: state.timestamp,
                 }
             )
+        # Key order: concurrent bulk writers lock rows in one order (no deadlock between them).
+        params.sort(key=lambda row: (row["source_schema"], row["source_table"]))
+        if self.engine.dialect.name in _PADDED_KEY_DIALECTS:
+            _refuse_colliding_keys(params)
+        if self._lock is not None:
+            for start in range(0, len(params), BULK_ROWS):
+                batch = params[start : start + BULK_ROWS]
+                upsert = self._locked_upsert(batch, guarded=False)
+                self._write(LockedScript(self._lock, self.table_name, [upsert]), {})
+            return len(params)
         per_statement = BULK_ROWS
         limit = _MAX_PARAMETERS.get(self.engine.dialect.name)
         if limit is not None and params:  # a row binds its values and its first revision
@@ -406,7 +520,7 @@ class XMinStateStorage(_Storage):
                     for i in range(rows)
                 ],
                 key=_XMIN_KEY,
-                update=self._save.upsert_update,
+                update=self._update,
             )
             self._bulk_statements[rows] = statement
         return statement
@@ -422,6 +536,30 @@ class XMinStateStorage(_Storage):
         """Forget the checkpoint (the next run is a full refresh); whether one existed."""
         result = self._write(self._delete, self._key_params(source_schema, source_table))
         return result.rowcount > 0
+
+
+def _refuse_colliding_keys(rows: list[dict[str, Any]]) -> None:
+    """Raise ``KeyCollisionError`` when two keys compare equal on SQL Server: equal once
+    trailing spaces are ignored and case is folded (a legacy case-insensitive table)."""
+    seen: dict[tuple[str, str], tuple[str, str]] = {}
+    collisions = []
+    for row in rows:
+        key = (row["source_schema"], row["source_table"])
+        folded = (key[0].rstrip(" ").casefold(), key[1].rstrip(" ").casefold())
+        other = seen.setdefault(folded, key)
+        if other != key:
+            collisions.append((other, key))
+    if collisions:
+        raise KeyCollisionError(collisions)
+
+
+def provision_bigquery_lock(conn: Connection, schema: str | None, name: str) -> None:
+    """BigQuery: create the lock table if missing and give table ``name`` its lock row."""
+    lock = lock_table(new_metadata(), schema)
+    conn.execute(CreateTableIfMissing(lock))
+    conn.execute(
+        Upsert(lock, [{"name": name, "holds": 0}], key=["name"], update={}),
+    )
 
 
 _XMIN_KEY: Final = ("source_schema", "source_table")
@@ -494,6 +632,7 @@ class RunStateStorage(_Storage):
         ).order_by(newest_first)
         older = t.c.execution_date < bindparam("p_cutoff", type_=t.c.execution_date.type)
         self._prune = delete(t).where(older)
+        self._prune_top: dict[int, DeleteTop] = {}
         # Batched pruning walks the retention index in (execution_date, dag_id) order: find the
         # last row of the next batch, then delete up to and including it.
         self._prune_boundary = (
@@ -573,6 +712,9 @@ class RunStateStorage(_Storage):
 
         One statement by default. With ``batch_size``, deletes in transactions of at most
         ``batch_size`` rows (two statements each), so a large backlog never holds a long lock.
+        SQL Server always deletes in batches (``DELETE TOP (n)``, ``n`` = ``batch_size`` or
+        ``MSSQL_PRUNE_BATCH``), below the count where it escalates to a table lock. BigQuery
+        ignores ``batch_size``: every statement is a billed job and locks nothing a run waits on.
         """
         if isinstance(days_to_keep, bool) or not isinstance(days_to_keep, int) or days_to_keep < 0:
             raise InvalidStateError("days_to_keep", "must be an integer >= 0")
@@ -586,7 +728,10 @@ class RunStateStorage(_Storage):
             raise InvalidStateError(
                 "days_to_keep", f"{days_to_keep} days is too far back"
             ) from None
-        if batch_size is None:
+        dialect = self.engine.dialect.name
+        if dialect == "mssql":
+            return self._prune_in_top_batches(cutoff, batch_size or MSSQL_PRUNE_BATCH)
+        if batch_size is None or dialect == "bigquery":
             return int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
         deleted = 0
         while True:
@@ -601,3 +746,15 @@ class RunStateStorage(_Storage):
                 "p_dag_id": last[0].dag_id,
             }
             deleted += int(self._write(self._prune_batch, boundary).rowcount)
+
+    def _prune_in_top_batches(self, cutoff: datetime, batch: int) -> int:
+        """SQL Server: ``DELETE TOP (batch) … WHERE execution_date < ?`` until a short batch."""
+        statement = self._prune_top.get(batch)
+        if statement is None:
+            statement = self._prune_top[batch] = DeleteTop(self._prune, batch)
+        deleted = 0
+        while True:
+            count = int(self._write(statement, {"p_cutoff": cutoff}).rowcount)
+            deleted += count
+            if count < batch:
+                return deleted

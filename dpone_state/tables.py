@@ -34,6 +34,7 @@ from dpone_state.coltypes import (
 from dpone_state.models import KEY_NAME_MAX, LOAD_STRATEGY_MAX, MAX_DAG_ID, NAME_MAX
 
 __all__ = [
+    "BIGQUERY_LOCK_TABLE",
     "DEFAULT_RUN_TABLE",
     "DEFAULT_SCHEMA",
     "DEFAULT_XMIN_TABLE",
@@ -42,6 +43,7 @@ __all__ = [
     "UPDATED_AT",
     "StateTables",
     "build_tables",
+    "lock_table",
     "run_id_kind",
     "run_state_table",
     "xmin_state_table",
@@ -151,6 +153,22 @@ def run_state_table(
     )
     Index(None, table.c.execution_date).ddl_if(callable_=_has_indexes)
     return table
+
+
+#: BigQuery: the table of lock rows that make concurrent first writes conflict (one row per
+#: XMin table, named after it; see ``upsert.LockedScript``).
+BIGQUERY_LOCK_TABLE = "dpone_state_locks"
+
+
+def lock_table(metadata: MetaData, schema: str | None) -> Table:
+    """BigQuery's lock table: ``name`` (the locked table's name) and a counter ``holds``."""
+    return Table(
+        BIGQUERY_LOCK_TABLE,
+        metadata,
+        Column("name", name_text(NAME_MAX), nullable=False),
+        Column("holds", big_integer(), nullable=False),
+        schema=schema,
+    )
 
 
 def _has_indexes(*args: Any, dialect: Any, **kw: Any) -> bool:
