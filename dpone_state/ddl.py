@@ -11,6 +11,7 @@ migrations both use this module.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sqlalchemy import Column, Index, MetaData, Table, inspect
@@ -26,6 +27,7 @@ __all__ = [
     "CreateIndexIfMissing",
     "CreateSchemaIfMissing",
     "CreateTableIfMissing",
+    "capped_name",
     "create_schema_if_missing",
     "default_constraint_name",
     "install_alembic_hooks",
@@ -35,9 +37,23 @@ __all__ = [
 NO_SCHEMA_DIALECTS = frozenset({"sqlite"})
 
 
+#: SQL Server's identifier limit (``sysname`` is ``nvarchar(128)``).
+MSSQL_MAX_IDENTIFIER = 128
+
+
+def capped_name(name: str, limit: int) -> str:
+    """``name`` if it fits ``limit`` characters, else its first ``limit - 8`` characters, ``_`` and
+    four hex digits of its MD5: deterministic, and the rule SQLAlchemy applies to the names the
+    naming convention derives (indexes, and the ``conv`` primary-key names of tables.py)."""
+    if len(name) <= limit:
+        return name
+    return f"{name[: limit - 8]}_{hashlib.md5(name.encode()).hexdigest()[-4:]}"  # noqa: S324
+
+
 def default_constraint_name(table_name: str, column_name: str) -> str:
-    """The name of a column's DEFAULT constraint on SQL Server: ``df_<table>_<column>``."""
-    return f"df_{table_name}_{column_name}"
+    """The name of a column's DEFAULT constraint on SQL Server: ``df_<table>_<column>``, capped
+    at SQL Server's 128 characters (``capped_name``)."""
+    return capped_name(f"df_{table_name}_{column_name}", MSSQL_MAX_IDENTIFIER)
 
 
 def _nstring(value: str) -> str:

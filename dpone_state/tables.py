@@ -20,6 +20,7 @@ from sqlalchemy import (
     false,
     text,
 )
+from sqlalchemy.sql.elements import conv
 
 from dpone_state.coltypes import (
     MYSQL_TABLE_OPTIONS,
@@ -110,7 +111,7 @@ def xmin_state_table(metadata: MetaData, schema: str | None, name: str) -> Table
         Column("frozen_xid", big_integer(), nullable=True),
         *_timestamps(),
         Column("revision", big_integer(), nullable=False, server_default=text("0")),
-        PrimaryKeyConstraint("source_schema", "source_table", name=f"pk_{name}_source"),
+        PrimaryKeyConstraint("source_schema", "source_table", name=conv(f"pk_{name}_source")),
         schema=schema,
         **MYSQL_TABLE_OPTIONS,
     )
@@ -147,7 +148,7 @@ def run_state_table(
         Column("rows_deleted", big_integer(), nullable=True),
         *_timestamps(),
         Column("process_name", name_text(NAME_MAX), nullable=True),
-        PrimaryKeyConstraint("dag_id", "execution_date", name=f"pk_{name}_dag_execution"),
+        PrimaryKeyConstraint("dag_id", "execution_date", name=conv(f"pk_{name}_dag_execution")),
         schema=schema,
         **MYSQL_TABLE_OPTIONS,
     )

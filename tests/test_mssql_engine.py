@@ -224,3 +224,11 @@ def test_lock_timeout_and_unmigrated_table_are_read_from_the_odbc_error() -> Non
     )
     assert not is_unmigrated_table(sa.exc.ProgrammingError("SELECT", {}, other), "mssql")
     assert not is_lock_timeout(sa.exc.ProgrammingError("SELECT", {}, other), "mssql")
+
+
+def test_the_applock_status_is_the_batchs_first_result() -> None:
+    from dpone_state.locks import MSSQL_APPLOCK  # noqa: PLC0415
+
+    batch = MSSQL_APPLOCK.text
+    assert batch.startswith("SET NOCOUNT ON;")
+    assert batch.index("SELECT @status") < batch.index("SET NOCOUNT OFF")
