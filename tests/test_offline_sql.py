@@ -29,11 +29,19 @@ def test_shipped_offline_script_is_up_to_date(dialect: str) -> None:
     )
 
 
+#: The first line of every batch after BEGIN TRANSACTION (sqlglot cannot parse THROW).
+ABORTED_GUARD = migrate._MSSQL_ABORTED.rstrip("\n")
+
+
 def _batches(script: str) -> list[str]:
-    """The script's batches (split at ``GO``), without comment lines."""
+    """The script's batches (split at ``GO``), without comment lines and the abort guard."""
     batches = re.split(r"^GO\s*$", script, flags=re.MULTILINE)
     cleaned = (
-        "\n".join(line for line in batch.splitlines() if not line.lstrip().startswith("--"))
+        "\n".join(
+            line
+            for line in batch.splitlines()
+            if not line.lstrip().startswith("--") and line != ABORTED_GUARD
+        )
         for batch in batches
     )
     return [batch.strip() for batch in cleaned if batch.strip()]
@@ -59,24 +67,60 @@ def test_sql_server_script_parses_as_tsql_statement_by_statement() -> None:
     statements = [tree for batch in batches for tree in _assert_parsed(batch)]
     # sqlglot reads some unknown statements as an alias instead of a Command: only the kinds
     # of statement this script is made of may appear, and IF blocks hold only DDL.
-    allowed = (exp.IfBlock, exp.Transaction, exp.Create, exp.Alter, exp.Insert, exp.Update)
+    allowed = (exp.IfBlock, exp.Set, exp.Transaction, exp.Create, exp.Alter, exp.Update)
     for tree in statements:
         assert isinstance(tree, (*allowed, exp.Commit)), tree.sql("tsql")
         if isinstance(tree, exp.IfBlock):
             body = [e for e in tree.args["true"].expressions if not isinstance(e, exp.EndStatement)]
             assert body and all(
-                isinstance(e, (exp.Create, exp.Alter, exp.ExecuteSql)) for e in body
+                isinstance(e, (exp.Create, exp.Alter, exp.ExecuteSql, exp.Insert)) for e in body
             )
     kinds = [type(_assert_parsed(batch)[0]).__name__ for batch in batches]
-    # guarded schema | BEGIN + version table | 2 guarded tables | version insert |
-    # 2 guarded columns | guarded index | version update | COMMIT
-    assert kinds.count("IfBlock") == 6, kinds
-    assert len(batches) == 10, batches
+    # guarded schema | XACT_ABORT, BEGIN + guarded version table | 2 guarded tables |
+    # guarded version insert | 2 guarded columns | guarded index | 2 version updates | COMMIT
+    assert kinds.count("IfBlock") == 7, kinds
+    assert len(batches) == 11, batches
+
+
+def test_sql_server_script_is_safe_to_rerun_and_to_fail() -> None:
+    """Rerun: the version table and its first row are created only where missing (every other
+    step was guarded already). Failure: XACT_ABORT rolls the transaction back and every later
+    batch refuses to run, so a client that continues after an error (sqlcmd without -b, SSMS)
+    applies nothing more. The header says how to run it."""
+    for name in ("mssql.sql", "mssql-downgrade.sql"):
+        script = (SQL_DIR / name).read_text(encoding="utf-8")
+        assert f"sqlcmd -b -S SERVER -d DATABASE -i {name}" in script
+        raw = re.split(r"^GO\s*$", script, flags=re.MULTILINE)
+        begin = next(i for i, batch in enumerate(raw) if "BEGIN TRANSACTION;" in batch)
+        assert "SET XACT_ABORT ON;\nBEGIN TRANSACTION;" in raw[begin]
+        later = [batch for batch in raw[begin + 1 :] if batch.strip()]
+        assert later and all(ABORTED_GUARD in batch for batch in later), name
+        for batch in _batches(script):
+            _assert_parsed(batch)
+    script = (SQL_DIR / "mssql.sql").read_text(encoding="utf-8")
+    assert (
+        "IF OBJECT_ID(N'etl_state.dpone_state_alembic_version', N'U') IS NULL\nBEGIN\n"
+        "CREATE TABLE etl_state.dpone_state_alembic_version"
+    ) in script
+    assert (
+        "IF NOT EXISTS (SELECT 1 FROM etl_state.dpone_state_alembic_version)\nBEGIN\n"
+        "INSERT INTO etl_state.dpone_state_alembic_version"
+    ) in script
+    assert "Safe to run again" in script
+
+
+def test_shipped_downgrade_script_is_up_to_date() -> None:
+    shipped = SQL_DIR / "mssql-downgrade.sql"
+    assert shipped.read_text(encoding="utf-8") == migrate.offline_downgrade_sql("mssql"), REFRESH
+    script = shipped.read_text(encoding="utf-8")
+    assert "ALTER TABLE etl_state.etl_xmin_state DROP COLUMN revision;" in script
+    assert "DROP TABLE" not in script  # back to dpone's legacy tables: the rows stay
 
 
 def test_sql_server_script_has_the_types_and_names() -> None:
     script = (SQL_DIR / "mssql.sql").read_text(encoding="utf-8")
-    assert script.startswith(
+    assert script.startswith(migrate.MSSQL_UPGRADE_HEADER)
+    assert script[len(migrate.MSSQL_UPGRADE_HEADER) :].startswith(
         "IF SCHEMA_ID(N'etl_state') IS NULL\nBEGIN\n"
         "    EXEC sp_executesql N'CREATE SCHEMA etl_state';\nEND;\n\nGO\n"
     )

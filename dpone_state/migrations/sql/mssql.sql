@@ -1,3 +1,12 @@
+-- dpone-state: provision or adopt the state tables on SQL Server (offline upgrade).
+-- Run it with sqlcmd, which must stop at the first error (-b):
+--     sqlcmd -b -S SERVER -d DATABASE -i mssql.sql
+-- (in SSMS: Query > SQLCMD Mode, and `:on error exit` as the first line). The script runs
+-- with XACT_ABORT ON in one transaction; if a batch fails, every later batch refuses to run
+-- (THROW on @@TRANCOUNT = 0), so a client that carries on after an error applies nothing
+-- more.
+-- Safe to run again, whole: every step is guarded, the version row is written once.
+
 IF SCHEMA_ID(N'etl_state') IS NULL
 BEGIN
     EXEC sp_executesql N'CREATE SCHEMA etl_state';
@@ -5,17 +14,22 @@ END;
 
 GO
 
+SET XACT_ABORT ON;
 BEGIN TRANSACTION;
 
+IF OBJECT_ID(N'etl_state.dpone_state_alembic_version', N'U') IS NULL
+BEGIN
 CREATE TABLE etl_state.dpone_state_alembic_version (
     version_num VARCHAR(32) NOT NULL, 
     CONSTRAINT dpone_state_alembic_version_pkc PRIMARY KEY (version_num)
 );
+END;
 
 GO
 
 -- Running upgrade  -> 0001
 
+IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
 IF OBJECT_ID(N'etl_state.etl_xmin_state', N'U') IS NULL
 BEGIN
 CREATE TABLE etl_state.etl_xmin_state (
@@ -33,6 +47,7 @@ END;
 
 GO
 
+IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
 IF OBJECT_ID(N'etl_state.etl_run_state', N'U') IS NULL
 BEGIN
 CREATE TABLE etl_state.etl_run_state (
@@ -61,12 +76,17 @@ END;
 
 GO
 
+IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
+IF NOT EXISTS (SELECT 1 FROM etl_state.dpone_state_alembic_version)
+BEGIN
 INSERT INTO etl_state.dpone_state_alembic_version (version_num) OUTPUT inserted.version_num VALUES ('0001');
+END;
 
 GO
 
 -- Running upgrade 0001 -> 0002
 
+IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
 IF COL_LENGTH(N'etl_state.etl_xmin_state', N'revision') IS NULL
 BEGIN
 ALTER TABLE etl_state.etl_xmin_state ADD revision BIGINT NOT NULL CONSTRAINT df_etl_xmin_state_revision DEFAULT 0;
@@ -74,6 +94,7 @@ END;
 
 GO
 
+IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
 IF COL_LENGTH(N'etl_state.etl_run_state', N'process_name') IS NULL
 BEGIN
 ALTER TABLE etl_state.etl_run_state ADD process_name NVARCHAR(256) NULL;
@@ -81,6 +102,7 @@ END;
 
 GO
 
+IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_etl_run_state_execution_date' AND object_id = OBJECT_ID(N'etl_state.etl_run_state'))
 BEGIN
 CREATE INDEX ix_etl_run_state_execution_date ON etl_state.etl_run_state (execution_date);
@@ -88,10 +110,19 @@ END;
 
 GO
 
+IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
 UPDATE etl_state.dpone_state_alembic_version SET version_num='0002' WHERE etl_state.dpone_state_alembic_version.version_num = '0001';
 
 GO
 
+-- Running upgrade 0002 -> 0003
+
+IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
+UPDATE etl_state.dpone_state_alembic_version SET version_num='0003' WHERE etl_state.dpone_state_alembic_version.version_num = '0002';
+
+GO
+
+IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
 COMMIT;
 
 GO
