@@ -168,7 +168,7 @@ def _check_table(report: Report, conn: Connection, inspector: Inspector, table: 
             problems.append(
                 f"index on ({', '.join(wanted_columns)}) is missing (retention uses it)"
             )
-    warnings += _mssql_column_warnings(conn, table, columns)
+    warnings += mssql_column_warnings(conn.dialect.name, table, columns)
     if problems:
         report.add(check, "problem", "; ".join(problems + warnings), UPGRADE_FIX)
         return
@@ -195,13 +195,13 @@ COLLATION_FIX = (
 )
 
 
-def _mssql_column_warnings(
-    conn: Connection, table: Table, columns: dict[str, dict[str, Any]]
+def mssql_column_warnings(
+    dialect_name: str, table: Table, columns: dict[str, dict[str, Any]]
 ) -> list[str]:
     """SQL Server: key columns that compare case-insensitively (a legacy collation: two keys
     that differ by case are one row), and ``datetime`` timestamps (rounded to 1/300 s)."""
     warnings: list[str] = []
-    if conn.dialect.name != "mssql":
+    if dialect_name != "mssql":
         return warnings
     for column in table.primary_key.columns:
         reflected = columns.get(column.name)

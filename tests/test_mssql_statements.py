@@ -30,7 +30,7 @@ from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlglot import exp
 
-from dpone_state import RunState, XMinState, XMinStateStorage
+from dpone_state import KeyCollisionError, RunState, XMinState, XMinStateStorage
 from dpone_state.ddl import CreateSchemaIfMissing
 from dpone_state.tables import build_tables
 from dpone_state.upsert import INCOMING, MergeSyntax, Upsert, compile_merge
@@ -533,3 +533,55 @@ def test_bulk_saves_stay_within_sql_servers_2100_parameters() -> None:
     assert sorted(tables) == sorted(f"t{i}" for i in range(1200))
     assert len(emitted) == 6  # 1200 rows, 9 parameters each: 232 rows per statement
     parse_tsql(emitted[0].sql)
+
+
+def test_bulk_saves_refuse_keys_sql_server_compares_as_equal() -> None:
+    """On a legacy case-insensitive table two such keys fail the whole batch (Msg 8672 / 2627);
+    the collision is found before anything is sent, and named."""
+    storage = _RecordingXMin(ENGINE)
+    storage.sent = []
+    states = {("Public", "Orders"): XMinState(1), ("public", "orders"): XMinState(2)}
+    states[("public", "other")] = XMinState(3)
+    with pytest.raises(KeyCollisionError) as raised:
+        storage.save_states(states)
+    assert storage.sent == []
+    assert raised.value.keys == [(("Public", "Orders"), ("public", "orders"))]
+    assert "'Public', 'Orders'" in str(raised.value)
+
+
+def test_bulk_rows_are_sent_in_key_order() -> None:
+    """Two bulk writers lock shared keys in one order: no deadlock between them."""
+    storage = _RecordingXMin(ENGINE)
+    storage.sent = []
+    storage.save_states(
+        {("b", "2"): XMinState(1), ("a", "9"): XMinState(2), ("b", "1"): XMinState(3)}
+    )
+    (emitted,) = [emit(ENGINE, captured) for captured in storage.sent]
+    keys = [value for name, _, value in emitted.parameters if "source_" in name]
+    assert keys == ["a", "9", "b", "1", "b", "2"]
+
+
+def test_doctor_warns_on_case_insensitive_keys_and_datetime_columns() -> None:
+    """What reflection returns for dpone's legacy SQL Server table with the server's default
+    collation and ``datetime`` columns (a DBA's variant of the v1 layout)."""
+    from sqlalchemy.dialects import mssql  # noqa: PLC0415
+
+    from dpone_state.doctor import mssql_column_warnings  # noqa: PLC0415
+
+    table = XMIN.table
+    columns = {
+        name: {"name": name, "type": mssql.NVARCHAR(256, collation="SQL_Latin1_General_CP1_CI_AS")}
+        for name in ("source_schema", "source_table")
+    }
+    columns["__dpone__loaded_at"] = {"name": "__dpone__loaded_at", "type": mssql.DATETIME()}
+    columns["__dpone__updated_at"] = {"name": "__dpone__updated_at", "type": mssql.DATETIME2()}
+    warnings = mssql_column_warnings("mssql", table, columns)
+    assert len(warnings) == 3, warnings
+    assert "SQL_Latin1_General_CP1_CI_AS" in warnings[0] and "Key collation" in warnings[0]
+    assert "__dpone__loaded_at is datetime" in warnings[2]
+    exact = {
+        name: {"name": name, "type": mssql.NVARCHAR(128, collation="Latin1_General_100_BIN2")}
+        for name in ("source_schema", "source_table")
+    }
+    assert mssql_column_warnings("mssql", table, exact) == []
+    assert mssql_column_warnings("postgresql", table, columns) == []
