@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0002"
+HEAD = "0003"
 
 
 @dataclass
@@ -92,9 +92,10 @@ def _target(name: str, tmp_path: Path) -> Iterator[Target]:
         engine.dispose()
 
 
-#: BigQuery is provisioned by ``create_tables()``, not by the migrations: it cannot add a
-#: REQUIRED column to an existing table, which revision 0002 does (README: BigQuery).
-MIGRATED_BACKENDS = sorted(name for name in BACKENDS if name != "bigquery")
+#: BigQuery's migrations are tested by ``tests/test_bigquery.py`` (adoption of dpone's tables)
+#: and the ``bigquery_adopted`` backend of the behaviour suite: the standard tests here compare
+#: reflected metadata, which the emulator does not update after ``ALTER TABLE``.
+MIGRATED_BACKENDS = sorted(name for name in BACKENDS if not name.startswith("bigquery"))
 
 
 @pytest.fixture(params=MIGRATED_BACKENDS)
