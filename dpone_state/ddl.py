@@ -189,10 +189,33 @@ def _create_table_bigquery(element: CreateTableIfMissing, compiler: DDLCompiler,
 
 @compiles(CreateTableIfMissing, "mssql")
 def _create_table_mssql(element: CreateTableIfMissing, compiler: DDLCompiler, **kw: Any) -> str:
+    """Create the table where missing; where it exists, THROW unless it has every column of
+    ``table`` and no NOT NULL column without a default that dpone-state would never write
+    (dpone's newer layouts: ``run_state_key``, ``process_name NOT NULL``) — the offline form of
+    the adoption check of ``migrations/support.py``."""
     table = element.table
     target = _mssql_object(compiler, table.name, table.schema)
-    return _guarded(
+    created = _guarded(
         f"OBJECT_ID({target}, N'U') IS NULL", compiler.process(CreateTable(table), **kw)
+    )
+    missing = " OR ".join(
+        f"COL_LENGTH({target}, {_nstring(column.name)}) IS NULL" for column in table.columns
+    )
+    known = ", ".join(_nstring(column.name) for column in table.columns)
+    unwritten = (
+        f"EXISTS (SELECT 1 FROM sys.columns WHERE object_id = OBJECT_ID({target}) "
+        "AND is_nullable = 0 AND default_object_id = 0 AND is_identity = 0 AND is_computed = 0 "
+        f"AND name NOT IN ({known}))"
+    )
+    process_name = f"COLUMNPROPERTY(OBJECT_ID({target}), N'process_name', 'AllowsNull') = 0"
+    message = _nstring(
+        f"dpone-state: {table.fullname} exists but is not dpone's v1 state table (a column is "
+        "missing, or it has NOT NULL columns dpone-state never writes): not adopted"
+    )
+    # Checked after the (guarded) creation: a table created here has the shape by definition.
+    return (
+        f"{created};\nIF {missing} OR {unwritten} OR {process_name}\n"
+        f"    THROW 50000, {message}, 1"
     )
 
 

@@ -44,6 +44,8 @@ CREATE TABLE etl_state.etl_xmin_state (
     CONSTRAINT pk_etl_xmin_state_source PRIMARY KEY (source_schema, source_table)
 );
 END;
+IF COL_LENGTH(N'etl_state.etl_xmin_state', N'source_schema') IS NULL OR COL_LENGTH(N'etl_state.etl_xmin_state', N'source_table') IS NULL OR COL_LENGTH(N'etl_state.etl_xmin_state', N'xmin_value') IS NULL OR COL_LENGTH(N'etl_state.etl_xmin_state', N'is_initial') IS NULL OR COL_LENGTH(N'etl_state.etl_xmin_state', N'wraparound_detected') IS NULL OR COL_LENGTH(N'etl_state.etl_xmin_state', N'frozen_xid') IS NULL OR COL_LENGTH(N'etl_state.etl_xmin_state', N'__dpone__loaded_at') IS NULL OR COL_LENGTH(N'etl_state.etl_xmin_state', N'__dpone__updated_at') IS NULL OR EXISTS (SELECT 1 FROM sys.columns WHERE object_id = OBJECT_ID(N'etl_state.etl_xmin_state') AND is_nullable = 0 AND default_object_id = 0 AND is_identity = 0 AND is_computed = 0 AND name NOT IN (N'source_schema', N'source_table', N'xmin_value', N'is_initial', N'wraparound_detected', N'frozen_xid', N'__dpone__loaded_at', N'__dpone__updated_at')) OR COLUMNPROPERTY(OBJECT_ID(N'etl_state.etl_xmin_state'), N'process_name', 'AllowsNull') = 0
+    THROW 50000, N'dpone-state: etl_state.etl_xmin_state exists but is not dpone''s v1 state table (a column is missing, or it has NOT NULL columns dpone-state never writes): not adopted', 1;
 
 GO
 
@@ -73,6 +75,8 @@ CREATE TABLE etl_state.etl_run_state (
     CONSTRAINT pk_etl_run_state_dag_execution PRIMARY KEY (dag_id, execution_date)
 );
 END;
+IF COL_LENGTH(N'etl_state.etl_run_state', N'id') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'dag_id') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'source_schema') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'source_table') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'target_schema') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'target_table') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'load_strategy') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'state') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'execution_date') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'started_at') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'ended_at') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'duration_min') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'error_message') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'rows_read') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'rows_written') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'rows_updated') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'rows_deleted') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'__dpone__loaded_at') IS NULL OR COL_LENGTH(N'etl_state.etl_run_state', N'__dpone__updated_at') IS NULL OR EXISTS (SELECT 1 FROM sys.columns WHERE object_id = OBJECT_ID(N'etl_state.etl_run_state') AND is_nullable = 0 AND default_object_id = 0 AND is_identity = 0 AND is_computed = 0 AND name NOT IN (N'id', N'dag_id', N'source_schema', N'source_table', N'target_schema', N'target_table', N'load_strategy', N'state', N'execution_date', N'started_at', N'ended_at', N'duration_min', N'error_message', N'rows_read', N'rows_written', N'rows_updated', N'rows_deleted', N'__dpone__loaded_at', N'__dpone__updated_at')) OR COLUMNPROPERTY(OBJECT_ID(N'etl_state.etl_run_state'), N'process_name', 'AllowsNull') = 0
+    THROW 50000, N'dpone-state: etl_state.etl_run_state exists but is not dpone''s v1 state table (a column is missing, or it has NOT NULL columns dpone-state never writes): not adopted', 1;
 
 GO
 
