@@ -214,8 +214,7 @@ def _create_table_mssql(element: CreateTableIfMissing, compiler: DDLCompiler, **
     )
     # Checked after the (guarded) creation: a table created here has the shape by definition.
     return (
-        f"{created};\nIF {missing} OR {unwritten} OR {process_name}\n"
-        f"    THROW 50000, {message}, 1"
+        f"{created};\nIF {missing} OR {unwritten} OR {process_name}\n    THROW 50000, {message}, 1"
     )
 
 

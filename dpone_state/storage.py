@@ -84,6 +84,7 @@ from dpone_state.upsert import (
     LockedScript,
     UpdateValue,
     Upsert,
+    script_string,
     upsert_applied,
 )
 
@@ -418,9 +419,13 @@ class XMinStateStorage(_Storage):
 
     def _locked_upsert(self, rows: list[dict[str, Any]], *, guarded: bool) -> Upsert:
         """An upsert of ``rows`` (values, not placeholders) for a ``LockedScript``."""
+        spelled = [
+            {name: script_string(v) if isinstance(v, str) else v for name, v in row.items()}
+            for row in rows
+        ]
         return Upsert(
             self.table,
-            [{**row, "revision": 1} for row in rows],
+            [{**row, "revision": 1} for row in spelled],
             key=_XMIN_KEY,
             update=self._update,
             where=self._unversioned if guarded else None,
@@ -442,8 +447,8 @@ class XMinStateStorage(_Storage):
         if expected_revision == 0:
             checks.append(
                 select(func.ERROR(literal(BIGQUERY_CONFLICT_MARKER))).where(
-                    t.c.source_schema == row["source_schema"],
-                    t.c.source_table == row["source_table"],
+                    t.c.source_schema == script_string(row["source_schema"]),
+                    t.c.source_table == script_string(row["source_table"]),
                     revision_or_zero(t.c.revision) != 0,
                 )
             )

@@ -45,6 +45,7 @@ __all__ = [
     "MergeSyntax",
     "Upsert",
     "compile_merge",
+    "script_string",
     "upsert_applied",
 ]
 
@@ -308,6 +309,33 @@ BIGQUERY_CONFLICT_MARKER: Final = "dpone-state: revision conflict"
 BIGQUERY_NO_LOCK_MARKER: Final = "dpone-state: lock row missing"
 
 
+#: Characters a script literal carries as they are; every other one is ``CHR(code point)``.
+_PLAIN_CHARACTERS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-.,:;/()[]{}<>=+*#@!?&|^~$"
+)
+
+
+def script_string(value: str) -> ColumnElement[str]:
+    """A string for a ``LockedScript``, spelled without any escape: runs of plain characters as
+    quoted literals, every other character (quotes, backslash, ``%``, control characters,
+    non-ASCII) as ``CHR(code point)``, joined by ``CONCAT``. Nothing in ``value`` can end the
+    literal, and nothing depends on how a parser reads escapes (the emulator and BigQuery
+    differ there)."""
+    parts: list[ColumnElement[str]] = []
+    run = ""
+    for character in value:
+        if character in _PLAIN_CHARACTERS:
+            run += character
+            continue
+        if run:
+            parts.append(literal(run))
+            run = ""
+        parts.append(func.CHR(literal(ord(character))))
+    if run or not parts:
+        parts.append(literal(run))
+    return parts[0] if len(parts) == 1 else func.CONCAT(*parts)
+
+
 class LockedScript(Executable, ClauseElement):
     """BigQuery: ``statements`` in one multi-statement transaction that first updates a lock row.
 
@@ -321,7 +349,8 @@ class LockedScript(Executable, ClauseElement):
     returns a row.
 
     Values are rendered as literals: the emulator the suite runs on passes no query parameters
-    to scripts. Build the statements per call, with values, never from placeholders.
+    to scripts. Build the statements per call, with values, never from placeholders, and every
+    string as ``script_string``.
     """
 
     inherit_cache = False
@@ -348,7 +377,7 @@ def _compile_locked_unsupported(element: LockedScript, compiler: SQLCompiler, **
 def _compile_locked_bigquery(element: LockedScript, compiler: SQLCompiler, **kw: Any) -> str:
     """``BEGIN TRANSACTION; UPDATE lock …; [checks;] statements; COMMIT TRANSACTION;``"""
     lock = element.lock
-    name = literal(element.name, lock.c.name.type)
+    name = script_string(element.name)
     missing = (
         select(func.ERROR(literal(BIGQUERY_NO_LOCK_MARKER)))
         .select_from(
