@@ -337,7 +337,8 @@ class XMinStateStorage(_Storage):
         # Statements are built once: each call binds its values, and compiles nothing.
         self._save = Upsert(t, **upsert)  # type: ignore[arg-type]
         self._save_if_unversioned = Upsert(t, **upsert, where=self._unversioned)  # type: ignore[arg-type]
-        # BigQuery: inserts are sent in a transaction behind the table's lock row (LockedScript).
+        # BigQuery: compare-and-set first writes go in a transaction behind the lock row
+        # (LockedScript); other writes stay plain DML, which BigQuery queues per table.
         self._lock = (
             lock_table(t.metadata, self.schema) if self.engine.dialect.name == "bigquery" else None
         )
@@ -401,8 +402,8 @@ class XMinStateStorage(_Storage):
             p_frozen_xid=xmin_state.frozen_xid,
             **{f"p_{UPDATED_AT}": utc_now(), f"p_{LOADED_AT}": xmin_state.timestamp},
         )
-        if self._lock is not None and expected_revision in (None, 0):
-            self._save_locked(source_schema, source_table, params, expected_revision)
+        if self._lock is not None and expected_revision == 0:
+            self._save_locked(source_schema, source_table, params)
             return
         if expected_revision is None:
             self._write(self._save, params)
@@ -432,32 +433,23 @@ class XMinStateStorage(_Storage):
         )
 
     def _save_locked(
-        self,
-        source_schema: str,
-        source_table: str,
-        params: Mapping[str, Any],
-        expected_revision: int | None,
+        self, source_schema: str, source_table: str, params: Mapping[str, Any]
     ) -> None:
-        """BigQuery: the upsert in a transaction behind the lock row; with
-        ``expected_revision=0`` a stored revision other than 0 aborts it (a conflict)."""
+        """BigQuery, ``expected_revision=0``: the guarded upsert in a transaction behind the
+        lock row; a stored revision other than 0 aborts it (``RevisionConflictError``)."""
         assert self._lock is not None
         t = self.table
         row = {name[2:]: value for name, value in params.items()}
-        checks = []
-        if expected_revision == 0:
-            checks.append(
-                select(func.ERROR(literal(BIGQUERY_CONFLICT_MARKER))).where(
-                    t.c.source_schema == script_string(row["source_schema"]),
-                    t.c.source_table == script_string(row["source_table"]),
-                    revision_or_zero(t.c.revision) != 0,
-                )
-            )
-        upsert = self._locked_upsert([row], guarded=expected_revision == 0)
-        script = LockedScript(self._lock, self.table_name, [upsert], checks)
+        conflict = select(func.ERROR(literal(BIGQUERY_CONFLICT_MARKER))).where(
+            t.c.source_schema == script_string(row["source_schema"]),
+            t.c.source_table == script_string(row["source_table"]),
+            revision_or_zero(t.c.revision) != 0,
+        )
+        upsert = self._locked_upsert([row], guarded=True)
         try:
-            self._write(script, {})
+            self._write(LockedScript(self._lock, self.table_name, [upsert], [conflict]), {})
         except DBAPIError as error:
-            if expected_revision == 0 and BIGQUERY_CONFLICT_MARKER in str(error.orig):
+            if BIGQUERY_CONFLICT_MARKER in str(error.orig):
                 raise RevisionConflictError(source_schema, source_table, 0) from None
             raise
 
@@ -491,12 +483,6 @@ class XMinStateStorage(_Storage):
         params.sort(key=lambda row: (row["source_schema"], row["source_table"]))
         if self.engine.dialect.name in _PADDED_KEY_DIALECTS:
             _refuse_colliding_keys(params)
-        if self._lock is not None:
-            for start in range(0, len(params), BULK_ROWS):
-                batch = params[start : start + BULK_ROWS]
-                upsert = self._locked_upsert(batch, guarded=False)
-                self._write(LockedScript(self._lock, self.table_name, [upsert]), {})
-            return len(params)
         per_statement = BULK_ROWS
         limit = _MAX_PARAMETERS.get(self.engine.dialect.name)
         if limit is not None and params:  # a row binds its values and its first revision

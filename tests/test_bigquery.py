@@ -358,9 +358,10 @@ def test_datasets_are_created_in_the_clients_location_and_tables_clustered(
 
 
 def test_first_writes_take_the_lock_row_in_one_transaction(emulator: str) -> None:
-    """On BigQuery an insert does not conflict with a concurrent insert: every first write (and
-    every unconditional save, which may be one) updates the table's lock row in the same
-    transaction, so of two concurrent ones BigQuery aborts one (retried: it then sees the row)."""
+    """On BigQuery an insert does not conflict with a concurrent insert: a compare-and-set
+    first write (``expected_revision=0``) updates the table's lock row in the same transaction,
+    so of two concurrent ones BigQuery aborts one (retried: it then sees the other's row and
+    raises RevisionConflictError). Other writes stay plain DML, which BigQuery queues."""
     client = bigquery.Client(
         project="dpone-test",
         credentials=AnonymousCredentials(),
@@ -376,20 +377,21 @@ def test_first_writes_take_the_lock_row_in_one_transaction(emulator: str) -> Non
             xmin.save_state("s", "t", XMinState(2))
             xmin.save_states({("s", "u"): XMinState(3)})
             xmin.save_state("s", "t", XMinState(4), expected_revision=2)  # an UPDATE
-        scripts = statements[:3]
-        for script in scripts:
+            with pytest.raises(RevisionConflictError):
+                xmin.save_state("s", "t", XMinState(5), expected_revision=0)
+        for script in (statements[0], statements[4]):
             assert script.startswith("BEGIN TRANSACTION;\nUPDATE ")
             assert "`dpone_state_locks` SET `holds`" in script
+            assert "revision conflict" in script
             assert script.rstrip().endswith("COMMIT TRANSACTION;")
-        assert "revision conflict" in scripts[0] and "revision conflict" not in scripts[1]
-        assert statements[3].startswith("UPDATE ")  # mutates the row: conflicts natively
+        assert [sql.split()[0] for sql in statements[1:4]] == ["MERGE", "MERGE", "UPDATE"]
         loaded = xmin.load_state("s", "t")
         assert loaded is not None and (loaded.xmin_value, loaded.revision) == (4, 3)
         with engine.begin() as conn:  # a missing lock row is reported, not ignored
             lock = lock_table(sa.MetaData(), dataset)
             conn.execute(sa.delete(lock).where(lock.c.name == xmin.table_name))
         with pytest.raises(StateNotProvisionedError, match="lock row"):
-            xmin.save_state("s", "v", XMinState(1))
+            xmin.save_state("s", "v", XMinState(1), expected_revision=0)
     finally:
         client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
 

@@ -58,7 +58,8 @@ def test_values_reach_sql_only_as_bound_parameters(db: StateDB) -> None:
         db.xmin().load_state(evil, evil)
         db.runs().save_run_state(run)
         db.runs().get_run_states_by_dag(evil)
-    assert len(statements) == 4
+        db.xmin().save_state(evil, "new", XMinState(1), expected_revision=0)
+    assert len(statements) == 5
     for sql in statements:
         if sql.startswith("BEGIN TRANSACTION"):  # BigQuery's locked first write: literals
             assert_only_literals(sql)
@@ -74,7 +75,7 @@ def assert_only_literals(script: str) -> None:
     quote, a backslash or a ``%`` (those characters travel as ``CHR(n)``)."""
     parsed = sqlglot.parse(script.replace("%%", "%"), read="bigquery")  # the DB-API's unescape
     kinds = [type(statement).__name__ for statement in parsed if statement is not None]
-    # lock, lock-row check, the upsert: nothing else, whatever the values hold
-    assert kinds == ["Transaction", "Update", "Select", "Merge", "Commit"], kinds
+    # lock, lock-row check, revision check, the upsert: nothing else, whatever the values hold
+    assert kinds == ["Transaction", "Update", "Select", "Select", "Merge", "Commit"], kinds
     strings = [lit.this for st in parsed if st for lit in st.find_all(exp.Literal) if lit.is_string]
     assert strings and not [text for text in strings if set(text) & set("'\\%\"")], strings
