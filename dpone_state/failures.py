@@ -52,7 +52,7 @@ _RNG = random.Random()  # noqa: S311 - jitter, not security
 _SERVER_RETRY: Final = RetryPolicy(attempts=5, base_seconds=0.005, cap_seconds=0.5)
 #: BigQuery: every statement is a job of ~1 s, a table queues at most 20 mutating DML and
 #: conflicting ones fail at commit; waiting milliseconds would only fail again. Seven attempts
-#: over about a minute (1, 2, 4, 8, 16, 16 s, each ±50 %).
+#: over about 47 s of waits (1, 2, 4, 8, 16, 16 s, each ±50 %).
 BIGQUERY_RETRY: Final = RetryPolicy(attempts=7, base_seconds=1.0, cap_seconds=16.0)
 #: Per-backend retry policy of writes (dialect name -> policy).
 RETRY_POLICIES: Final[dict[str, RetryPolicy]] = {"bigquery": BIGQUERY_RETRY}
