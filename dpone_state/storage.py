@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar, Final
 
 from sqlalchemy import (
@@ -29,12 +29,15 @@ from sqlalchemy.exc import DBAPIError
 
 from dpone_state.coltypes import revision_or_zero
 from dpone_state.ddl import CreateTableIfMissing, create_schema_if_missing
-from dpone_state.engine import (
-    SUPPORTED_DIALECTS,
-    autocommit_switch,
-    create_state_engine,
-    safe_url,
+from dpone_state.dialects import (
+    DEFAULT,
+    RetryPolicy,
+    SchemaOption,
+    StateType,
+    by_dialect,
+    by_state_type,
 )
+from dpone_state.engine import autocommit_switch, create_state_engine, safe_url
 from dpone_state.errors import (
     BackendMismatchError,
     InvalidStateError,
@@ -43,7 +46,7 @@ from dpone_state.errors import (
     StateLockTimeoutError,
     StateNotProvisionedError,
     StateUnavailableError,
-    UnsupportedBackendError,
+    first_line,
 )
 from dpone_state.failures import (
     is_connection_failure,
@@ -51,22 +54,22 @@ from dpone_state.failures import (
     is_missing_table,
     is_transient_conflict,
     is_unmigrated_table,
-    retry_policy,
 )
-from dpone_state.identifiers import check_identifier as _identifier
 from dpone_state.models import (
     MAX_BIGINT,
     MAX_DAG_ID,
+    Checkpoint,
     RunState,
     XMinState,
+    check_identifier,
     check_key_name,
     check_name,
+    prune_cutoff,
     to_utc,
     utc_now,
 )
 from dpone_state.tables import (
     DEFAULT_RUN_TABLE,
-    DEFAULT_SCHEMA,
     DEFAULT_XMIN_TABLE,
     LOADED_AT,
     UPDATED_AT,
@@ -93,54 +96,26 @@ __all__ = ["DEFAULT", "RunStateStorage", "XMinStateStorage"]
 log = logging.getLogger("dpone_state")
 
 
-class _Default:
-    """The per-dialect default schema: ``etl_state``, or none on SQLite (no schemas there)."""
-
-    def __repr__(self) -> str:
-        return "DEFAULT"
-
-
-DEFAULT: Final = _Default()
-
-#: Attempts of a write that lost a deadlock or serialization conflict (it changed nothing) on
-#: row-locking servers; each backend's policy is ``failures.retry_policy``.
-WRITE_ATTEMPTS = retry_policy("postgresql").attempts
-#: Attempts of an idempotent read when the connection is lost (writes are never retried).
-READ_ATTEMPTS = 2
+#: The default retry policy's attempts (each backend's row may carry its own ``retry``).
+WRITE_ATTEMPTS: Final = RetryPolicy.write_attempts
+READ_ATTEMPTS: Final = RetryPolicy.read_attempts
 #: Checkpoints per statement in ``save_states``.
 BULK_ROWS = 500
-#: Most bound parameters one statement may carry where the database limits it (SQL Server
-#: refuses more than 2100); ``save_states`` puts fewer rows in a statement there.
-_MAX_PARAMETERS: Final = {"mssql": 2100}
-#: SQL Server escalates a statement's row locks to a table lock once it holds about 5,000 locks
-#: on one index; ``delete_old_states`` deletes at most this many rows per statement there (each
-#: row locks one key in the clustered index and one in the retention index).
-MSSQL_PRUNE_BATCH: Final = 4000
-#: Dialects whose bulk writes must not hold two keys the server compares as equal (SQL Server
-#: ignores trailing spaces always, and case on legacy case-insensitive collations).
-_PADDED_KEY_DIALECTS = frozenset({"mssql"})
 #: Largest page ``get_run_states_by_dag`` returns in one call.
 MAX_LIMIT = 10_000
-#: Dialects without schemas: a ``schema`` there is an attached database.
-_NO_SCHEMA_DIALECTS = frozenset({"sqlite"})
-
-
-def _first_line(error: BaseException | None) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class _Storage:
     """Shared plumbing: engine, dialect check, table, error translation."""
 
-    #: Dialects a backend-specific subclass accepts (empty: every supported dialect).
-    dialects: ClassVar[tuple[str, ...]] = ()
+    #: The backend a backend-specific subclass accepts (``None``: every supported one).
+    backend: ClassVar[StateType | None] = None
     default_table: ClassVar[str]
 
     def __init__(
         self,
         connector: Engine | str,
-        schema: str | _Default | None = DEFAULT,
+        schema: SchemaOption = DEFAULT,
         table: str | None = None,
     ) -> None:
         if isinstance(connector, Engine):
@@ -152,22 +127,21 @@ class _Storage:
                 f"connector must be a SQLAlchemy Engine or a URL string, not "
                 f"{type(connector).__name__}"
             )
-        dialect = engine.dialect.name
-        if self.dialects and dialect not in self.dialects:
+        row = by_dialect(engine.dialect.name)
+        if self.backend is not None and row is not by_state_type(self.backend):
+            wanted = by_state_type(self.backend).dialects
             raise BackendMismatchError(
-                f"{type(self).__name__} needs a {' or '.join(self.dialects)} engine, "
-                f"got {dialect!r} ({safe_url(engine.url)}); use the storage class of that "
-                "backend, or the generic XMinStateStorage / RunStateStorage"
+                f"{type(self).__name__} needs a {' or '.join(wanted)} engine, "
+                f"got {engine.dialect.name!r} ({safe_url(engine.url)}); use the storage class "
+                "of that backend, or the generic XMinStateStorage / RunStateStorage"
             )
-        if dialect not in SUPPORTED_DIALECTS:
-            valid = ", ".join(sorted(SUPPORTED_DIALECTS))
-            raise UnsupportedBackendError(f"dialect {dialect!r} is not supported; use: {valid}")
-        if isinstance(schema, _Default):
-            schema = None if dialect in _NO_SCHEMA_DIALECTS else DEFAULT_SCHEMA
+        schema = row.resolve_schema(schema, engine.url)
+        #: The backend's row in the registry (its facts: limits, retry policy, …).
+        self.backend_row = row
         self.engine: Engine = engine
         self._autocommit = autocommit_switch(engine)
-        self.schema: str | None = None if schema is None else _identifier("schema", schema)
-        self.table_name: str = _identifier("table", table or self.default_table)
+        self.schema: str | None = None if schema is None else check_identifier("schema", schema)
+        self.table_name: str = check_identifier("table", table or self.default_table)
         self.table: Table = self._build_table()
 
     def _build_table(self) -> Table:
@@ -225,7 +199,7 @@ class _Storage:
             except DBAPIError as error:
                 raise StateUnavailableError(
                     f"cannot connect to the state database {safe_url(self.engine.url)}: "
-                    f"{_first_line(error.orig)}"
+                    f"{first_line(error.orig)}"
                 ) from error
             with conn:
                 switch = self._autocommit
@@ -252,14 +226,14 @@ class _Storage:
         The server rolled the victim's whole transaction - this one statement - back, so a
         retry cannot apply it twice.
         """
-        policy = retry_policy(self.engine.dialect.name)
-        for attempt in range(policy.attempts):
+        policy = self.backend_row.retry
+        for attempt in range(policy.write_attempts):
             try:
                 with self._connect(write=True) as conn:
                     result: CursorResult[Any] = conn.execute(statement, params)
                     return result
             except DBAPIError as error:
-                if attempt + 1 == policy.attempts or not is_transient_conflict(
+                if attempt + 1 == policy.write_attempts or not is_transient_conflict(
                     error, self.engine.dialect.name
                 ):
                     raise
@@ -269,12 +243,12 @@ class _Storage:
 
     def _read(self, statement: Any, params: Mapping[str, Any]) -> list[Row[Any]]:
         """Run a read; a read is idempotent, so a lost connection is retried once."""
-        for attempt in range(READ_ATTEMPTS):
+        for attempt in range(self.backend_row.retry.read_attempts):
             try:
                 with self._connect(write=False) as conn:
                     return list(conn.execute(statement, params).all())
             except StateUnavailableError:
-                if attempt + 1 == READ_ATTEMPTS:
+                if attempt + 1 == self.backend_row.retry.read_attempts:
                     raise
                 log.info("retrying a read on %s after a lost connection", self.qualified_name)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -319,7 +293,7 @@ class XMinStateStorage(_Storage):
     def __init__(
         self,
         connector: Engine | str,
-        schema: str | _Default | None = DEFAULT,
+        schema: SchemaOption = DEFAULT,
         table: str = DEFAULT_XMIN_TABLE,
     ) -> None:
         super().__init__(connector, schema, table)
@@ -340,7 +314,7 @@ class XMinStateStorage(_Storage):
         # BigQuery: compare-and-set first writes go in a transaction behind the lock row
         # (LockedScript); other writes stay plain DML, which BigQuery queues per table.
         self._lock = (
-            lock_table(t.metadata, self.schema) if self.engine.dialect.name == "bigquery" else None
+            lock_table(t.metadata, self.schema) if self.backend_row.first_write_lock else None
         )
         self._save_if_revision = (
             update(t)
@@ -481,10 +455,10 @@ class XMinStateStorage(_Storage):
             )
         # Key order: concurrent bulk writers lock rows in one order (no deadlock between them).
         params.sort(key=lambda row: (row["source_schema"], row["source_table"]))
-        if self.engine.dialect.name in _PADDED_KEY_DIALECTS:
+        if self.backend_row.case_insensitive_keys:
             _refuse_colliding_keys(params)
         per_statement = BULK_ROWS
-        limit = _MAX_PARAMETERS.get(self.engine.dialect.name)
+        limit = self.backend_row.max_parameters  # SQL Server refuses more than 2100
         if limit is not None and params:  # a row binds its values and its first revision
             per_statement = min(BULK_ROWS, (limit - 10) // (len(params[0]) + 1))
         for start in range(0, len(params), per_statement):
@@ -522,6 +496,30 @@ class XMinStateStorage(_Storage):
         if not rows:
             return None
         return xmin_state_from_row(rows[0])
+
+    def list_checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint of the table, ordered by source schema and table (operator reads)."""
+        t = self.table
+        statement = select(
+            t.c.source_schema,
+            t.c.source_table,
+            t.c.xmin_value,
+            t.c[LOADED_AT],
+            t.c[UPDATED_AT],
+            t.c.is_initial,
+            t.c.wraparound_detected,
+            t.c.frozen_xid,
+            t.c.revision,
+        ).order_by(t.c.source_schema, t.c.source_table)
+        return [
+            Checkpoint(
+                source_schema=row.source_schema,
+                source_table=row.source_table,
+                state=xmin_state_from_row(row),
+                updated_at=to_utc(UPDATED_AT, row._mapping[UPDATED_AT]),
+            )
+            for row in self._read(statement, {})
+        ]
 
     def delete_state(self, source_schema: str, source_table: str) -> bool:
         """Forget the checkpoint (the next run is a full refresh); whether one existed."""
@@ -599,7 +597,7 @@ class RunStateStorage(_Storage):
     def __init__(
         self,
         connector: Engine | str,
-        schema: str | _Default | None = DEFAULT,
+        schema: SchemaOption = DEFAULT,
         table: str = DEFAULT_RUN_TABLE,
     ) -> None:
         super().__init__(connector, schema, table)
@@ -698,31 +696,33 @@ class RunStateStorage(_Storage):
         # ``limit(n)`` keeps SQL Server's ``TOP n`` (a literal, checked int) on every dialect.
         return [self._to_model(row) for row in self._read(statement.limit(limit), params)]
 
+    def count_runs_before(self, cutoff: datetime) -> int:
+        """How many runs have an ``execution_date`` before ``cutoff`` (what a prune deletes)."""
+        t = self.table
+        statement = (
+            select(func.count()).select_from(t).where(t.c.execution_date < to_utc("cutoff", cutoff))
+        )
+        return int(self._read(statement, {})[0][0])
+
     def delete_old_states(self, days_to_keep: int = 30, *, batch_size: int | None = None) -> int:
         """Delete runs whose ``execution_date`` is older than ``days_to_keep`` days; the count.
 
         One statement by default. With ``batch_size``, deletes in transactions of at most
         ``batch_size`` rows (two statements each), so a large backlog never holds a long lock.
-        SQL Server always deletes in batches (``DELETE TOP (n)``, ``n`` = ``batch_size`` or
-        ``MSSQL_PRUNE_BATCH``), below the count where it escalates to a table lock. BigQuery
-        ignores ``batch_size``: every statement is a billed job and locks nothing a run waits on.
+        SQL Server always deletes in batches (``DELETE TOP (n)``, ``n`` = ``batch_size`` or the
+        row's ``prune_batch_rows``), below the count where it escalates to a table lock.
+        BigQuery ignores ``batch_size``: every statement is a billed job and locks no row a run
+        waits on.
         """
-        if isinstance(days_to_keep, bool) or not isinstance(days_to_keep, int) or days_to_keep < 0:
-            raise InvalidStateError("days_to_keep", "must be an integer >= 0")
+        cutoff = prune_cutoff(days_to_keep)
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
             raise InvalidStateError("batch_size", "must be an integer >= 1 or None")
-        try:
-            cutoff = utc_now() - timedelta(days=days_to_keep)
-        except OverflowError:
-            raise InvalidStateError(
-                "days_to_keep", f"{days_to_keep} days is too far back"
-            ) from None
-        dialect = self.engine.dialect.name
-        if dialect == "mssql":
-            return self._prune_in_top_batches(cutoff, batch_size or MSSQL_PRUNE_BATCH)
-        if batch_size is None or dialect == "bigquery":
+        row = self.backend_row
+        if row.prune_batch_rows is not None:
+            return self._prune_in_top_batches(cutoff, batch_size or row.prune_batch_rows)
+        if batch_size is None or not row.batched_prune:
             return int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
         deleted = 0
         while True:

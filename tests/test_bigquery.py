@@ -26,6 +26,8 @@ from google.cloud import bigquery
 
 from dpone_state import (
     BackendMismatchError,
+    BigQueryRunStateStorage,
+    BigQueryXMinStateStorage,
     IncompatibleTableError,
     RevisionConflictError,
     StateConfigError,
@@ -33,18 +35,14 @@ from dpone_state import (
     StateNotProvisionedError,
     XMinState,
     XMinStateStorage,
+    create_bigquery_engine,
     create_state_engine,
-    history,
     migrate,
 )
-from dpone_state.bigquery import (
-    EMULATOR_HOST_ENV,
-    BigQueryRunStateStorage,
-    BigQueryXMinStateStorage,
-    create_bigquery_engine,
-)
+from dpone_state.bigquery import EMULATOR_HOST_ENV
 from dpone_state.cli import main as cli_main
-from dpone_state.failures import BIGQUERY_RETRY, is_transient_conflict, retry_policy
+from dpone_state.dialects import BIGQUERY_RETRY, by_dialect
+from dpone_state.failures import is_transient_conflict
 from dpone_state.tables import lock_table
 from tests.backends import (
     BACKENDS,
@@ -273,7 +271,7 @@ def test_upgrade_adopts_dpone_tables_and_keeps_their_rows(
     assert cli_main([*options, "current", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["current"] is None
     assert cli_main([*options, "upgrade"]) == 0
-    assert migrate.current(engine, schema=dataset) == history.head_revision()
+    assert migrate.current(engine, schema=dataset) == migrate.head_revision()
     assert cli_main([*options, "upgrade"]) == 0  # again: nothing to do, nothing breaks
     xmin = XMinStateStorage(engine, schema=dataset)
     loaded = xmin.load_state("public", "orders")
@@ -397,12 +395,13 @@ def test_first_writes_take_the_lock_row_in_one_transaction(emulator: str) -> Non
 
 
 def test_retries_wait_like_bigquery_jobs() -> None:
-    policy = retry_policy("bigquery")
-    delays = [policy.delay(n, random.Random(n)) for n in range(policy.attempts - 1)]
+    policy = by_dialect("bigquery").retry
+    assert policy is BIGQUERY_RETRY
+    delays = [policy.delay(n, random.Random(n)) for n in range(policy.write_attempts - 1)]
     assert 0.5 <= delays[0] <= 1.5  # about a second, jittered
     assert all(d <= policy.cap_seconds * (1 + policy.jitter) for d in delays)
     assert 30 <= sum(BIGQUERY_RETRY.base_seconds * 2**n for n in range(5)) <= 60
-    assert retry_policy("postgresql").delay(0) < 0.01  # row-locking servers: milliseconds
+    assert by_dialect("postgresql").retry.delay(0) < 0.01  # row-locking servers: milliseconds
     for message in (
         "Too many DML statements outstanding against table p:d.t, limit is 20",
         "Could not serialize access to table p:d.t due to concurrent update",
