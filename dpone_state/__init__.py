@@ -45,7 +45,9 @@ from dpone_state.engine import (
 from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
+    CheckpointIdentityError,
     DowngradeRefusedError,
+    ForeignPartitionError,
     IncompatibleTableError,
     InvalidIdentifierError,
     InvalidSecretError,
@@ -124,6 +126,7 @@ from dpone_state.xmin import (
     XMinExtractor,
     XMinSnapshot,
 )
+from dpone_state.xmin_health import CheckpointHealth, HealthThresholds, xmin_health
 from dpone_state.xmin_window import (
     WindowKind,
     XMinWindow,
@@ -146,9 +149,13 @@ __all__ = [
     "BigQueryRunStateStorage",
     "BigQueryXMinStateStorage",
     "Checkpoint",
+    "CheckpointHealth",
+    "CheckpointIdentityError",
     "DowngradeRefusedError",
     "ExtractionMode",
     "ExtractionStrategy",
+    "ForeignPartitionError",
+    "HealthThresholds",
     "IncompatibleTableError",
     "InvalidIdentifierError",
     "InvalidSecretError",
@@ -222,4 +229,5 @@ __all__ = [
     "select_strategy",
     "settings_from_url",
     "with_tables",
+    "xmin_health",
 ]

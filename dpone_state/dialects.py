@@ -133,7 +133,7 @@ class BackendHooks:
         return False
 
     def is_unmigrated_table(self, orig: BaseException) -> bool:
-        """Whether the driver's error says a column migration 0002 adds is missing (dpone's
+        """Whether the driver's error says a column a later migration adds is missing (dpone's
         legacy table, never upgraded)."""
         return False
 

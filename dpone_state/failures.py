@@ -44,7 +44,7 @@ def is_lock_timeout(error: DBAPIError, dialect_name: str) -> bool:
 
 
 def is_unmigrated_table(error: DBAPIError, dialect_name: str) -> bool:
-    """Whether ``error`` says a column that migration 0002 adds is missing: the table is
+    """Whether ``error`` says a column that a later migration adds is missing: the table is
     dpone's legacy table, adopted by no ``upgrade`` yet."""
     row = find_dialect(dialect_name)
     return (

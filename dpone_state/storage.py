@@ -28,7 +28,11 @@ from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
 from dpone_state.coltypes import revision_or_zero
-from dpone_state.ddl import CreateTableIfMissing, create_schema_if_missing
+from dpone_state.ddl import (
+    CreateTableIfMissing,
+    add_missing_nullable_columns,
+    create_schema_if_missing,
+)
 from dpone_state.dialects import (
     DEFAULT,
     RetryPolicy,
@@ -258,7 +262,8 @@ class _Storage:
         return bindparam(f"p_{column}", type_=self.table.c[column].type)
 
     def create_tables(self) -> None:
-        """Create the schema (where the dialect has schemas) and the table, if missing.
+        """Create the schema (where the dialect has schemas) and the table, if missing, and
+        add the nullable columns an existing table lacks (BigQuery's provisioning path).
 
         An explicit provisioning step; production databases are provisioned by the migrations.
         """
@@ -270,6 +275,9 @@ class _Storage:
                     provision_bigquery_lock(conn, self.schema, self.table_name)
             else:
                 self.table.metadata.create_all(conn, checkfirst=True)
+            added = add_missing_nullable_columns(conn, self.table)
+        if added:
+            log.info("added the column(s) %s to %s", ", ".join(added), self.qualified_name)
         log.info("provisioned %s on %s", self.qualified_name, safe_url(self.engine.url))
 
 
@@ -282,6 +290,8 @@ def xmin_state_from_row(row: Row[Any]) -> XMinState:
         wraparound_detected=bool(row.wraparound_detected),
         frozen_xid=row.frozen_xid,
         revision=row.revision or 0,  # NULL on BigQuery rows written before the upgrade
+        extraction_identity=row._mapping.get("extraction_identity"),
+        source_fingerprint=row._mapping.get("source_fingerprint"),
     )
 
 
@@ -330,6 +340,8 @@ class XMinStateStorage(_Storage):
             t.c.wraparound_detected,
             t.c.frozen_xid,
             t.c.revision,
+            t.c.extraction_identity,
+            t.c.source_fingerprint,
         ).where(key)
         self._delete = delete(t).where(key)
         self._bulk_statements: dict[int, Upsert] = {}
@@ -374,6 +386,8 @@ class XMinStateStorage(_Storage):
             p_is_initial=xmin_state.is_initial,
             p_wraparound_detected=xmin_state.wraparound_detected,
             p_frozen_xid=xmin_state.frozen_xid,
+            p_extraction_identity=xmin_state.extraction_identity,
+            p_source_fingerprint=xmin_state.source_fingerprint,
             **{f"p_{UPDATED_AT}": utc_now(), f"p_{LOADED_AT}": xmin_state.timestamp},
         )
         if self._lock is not None and expected_revision == 0:
@@ -449,6 +463,8 @@ class XMinStateStorage(_Storage):
                     "is_initial": state.is_initial,
                     "wraparound_detected": state.wraparound_detected,
                     "frozen_xid": state.frozen_xid,
+                    "extraction_identity": state.extraction_identity,
+                    "source_fingerprint": state.source_fingerprint,
                     UPDATED_AT: now,
                     LOADED_AT: state.timestamp,
                 }
@@ -510,6 +526,8 @@ class XMinStateStorage(_Storage):
             t.c.wraparound_detected,
             t.c.frozen_xid,
             t.c.revision,
+            t.c.extraction_identity,
+            t.c.source_fingerprint,
         ).order_by(t.c.source_schema, t.c.source_table)
         return [
             Checkpoint(
@@ -553,7 +571,15 @@ def provision_bigquery_lock(conn: Connection, schema: str | None, name: str) -> 
 
 _XMIN_KEY: Final = ("source_schema", "source_table")
 #: XMin columns every save writes.
-_XMIN_VALUES: Final = ("xmin_value", "is_initial", "wraparound_detected", "frozen_xid", UPDATED_AT)
+_XMIN_VALUES: Final = (
+    "xmin_value",
+    "is_initial",
+    "wraparound_detected",
+    "frozen_xid",
+    "extraction_identity",
+    "source_fingerprint",
+    UPDATED_AT,
+)
 
 #: Run-row columns an upsert of an existing run changes (the rest keep their first values).
 _RUN_UPDATED_COLUMNS: Final = (

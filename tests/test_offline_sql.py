@@ -83,9 +83,10 @@ def test_sql_server_script_parses_as_tsql_statement_by_statement() -> None:
             assert body and all(isinstance(e, kinds) for e in body if e not in thrown)
     kinds = [type(_assert_parsed(batch)[0]).__name__ for batch in batches]
     # guarded schema | XACT_ABORT, BEGIN + guarded version table | 2 guarded tables |
-    # guarded version insert | 2 guarded columns | guarded index | 2 version updates | COMMIT
-    assert kinds.count("IfBlock") == 7, kinds
-    assert len(batches) == 11, batches
+    # guarded version insert | 2 guarded columns | guarded index | version update |
+    # 2 guarded columns | version update | version update (0004: BigQuery only) | COMMIT
+    assert kinds.count("IfBlock") == 9, kinds
+    assert len(batches) == 14, batches
     # The two tables are adopted only when they are dpone's v1 shape (else THROW).
     assert len(re.findall(r"exists but is not dpone''s v1 state table", script)) == 2
 
@@ -148,6 +149,8 @@ def test_sql_server_script_has_the_types_and_names() -> None:
         "CREATE TABLE etl_state.dpone_state_alembic_version",
         "IF OBJECT_ID(N'etl_state.etl_xmin_state', N'U') IS NULL",
         "IF COL_LENGTH(N'etl_state.etl_run_state', N'process_name') IS NULL",
+        "ADD extraction_identity NVARCHAR(1000) NULL",
+        "ADD source_fingerprint NVARCHAR(1000) NULL",
     ):
         assert text in script, text
     # Never an unnamed constraint: every DEFAULT and PRIMARY KEY carries a CONSTRAINT name.

@@ -255,4 +255,6 @@ _TRANSIENT = (
 _UNKNOWN_NAME = re.compile(
     r"Unrecognized name: (\w+)|does not have a column named \"?(\w+)|column with name \"?(\w+)"
 )
-_ADDED_COLUMNS = frozenset({"revision", "process_name"})
+_ADDED_COLUMNS = frozenset(
+    {"revision", "process_name", "extraction_identity", "source_fingerprint"}
+)

@@ -129,9 +129,11 @@ _MISSING_NATIVE = re.compile(r"\(208\) \(SQL\w+\)\s*$")
 _TRANSIENT_NATIVE = re.compile(r"\((1205|3960)\) \(SQL\w+\)\s*$")
 #: Msg 1222 "Lock request time out period exceeded" (``SET LOCK_TIMEOUT``).
 _LOCK_TIMEOUT = re.compile(r"\(1222\) \(SQL\w+\)\s*$")
-#: Msg 207 "Invalid column name 'revision'": a column migration 0002 adds is missing.
+#: Msg 207 "Invalid column name 'revision'": a column a later migration adds is missing.
 _INVALID_COLUMN = re.compile(r"Invalid column name '(\w+)'.*\(207\)")
-_ADDED_COLUMNS: Final = frozenset({"revision", "process_name"})
+_ADDED_COLUMNS: Final = frozenset(
+    {"revision", "process_name", "extraction_identity", "source_fingerprint"}
+)
 
 
 class MssqlHooks(BackendHooks):

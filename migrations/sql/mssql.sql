@@ -122,7 +122,30 @@ GO
 -- Running upgrade 0002 -> 0003
 
 IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
+IF COL_LENGTH(N'etl_state.etl_xmin_state', N'extraction_identity') IS NULL
+BEGIN
+ALTER TABLE etl_state.etl_xmin_state ADD extraction_identity NVARCHAR(1000) NULL;
+END;
+
+GO
+
+IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
+IF COL_LENGTH(N'etl_state.etl_xmin_state', N'source_fingerprint') IS NULL
+BEGIN
+ALTER TABLE etl_state.etl_xmin_state ADD source_fingerprint NVARCHAR(1000) NULL;
+END;
+
+GO
+
+IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
 UPDATE etl_state.dpone_state_alembic_version SET version_num='0003' WHERE etl_state.dpone_state_alembic_version.version_num = '0002';
+
+GO
+
+-- Running upgrade 0003 -> 0004
+
+IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
+UPDATE etl_state.dpone_state_alembic_version SET version_num='0004' WHERE etl_state.dpone_state_alembic_version.version_num = '0003';
 
 GO
 
