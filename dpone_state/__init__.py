@@ -46,6 +46,7 @@ from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
     CheckpointIdentityError,
+    ConflictingConfigKeysError,
     DowngradeRefusedError,
     ForeignPartitionError,
     IncompatibleTableError,
@@ -64,6 +65,7 @@ from dpone_state.errors import (
     SourceTableNotFoundError,
     StateConfigError,
     StateCredentialsError,
+    StateDisabledError,
     StateError,
     StateLockTimeoutError,
     StateNotProvisionedError,
@@ -72,6 +74,7 @@ from dpone_state.errors import (
     UnknownConfigKeyError,
     UnknownStateTypeError,
     UnsupportedBackendError,
+    UnsupportedDponeFeatureError,
     VaultAccessDeniedError,
     VaultUnavailableError,
     XMinError,
@@ -85,7 +88,9 @@ from dpone_state.models import (
     prune_cutoff,
 )
 from dpone_state.mssql import (
+    MSSQLRunStateStorage,
     MssqlRunStateStorage,
+    MSSQLXMinStateStorage,
     MssqlXMinStateStorage,
 )
 from dpone_state.mysql import (
@@ -93,6 +98,7 @@ from dpone_state.mysql import (
     MysqlXMinStateStorage,
 )
 from dpone_state.opener import (
+    DisabledState,
     StateStores,
     open_engine,
     open_state,
@@ -151,6 +157,8 @@ __all__ = [
     "Checkpoint",
     "CheckpointHealth",
     "CheckpointIdentityError",
+    "ConflictingConfigKeysError",
+    "DisabledState",
     "DowngradeRefusedError",
     "ExtractionMode",
     "ExtractionStrategy",
@@ -161,6 +169,8 @@ __all__ = [
     "InvalidSecretError",
     "InvalidStateError",
     "KeyCollisionError",
+    "MSSQLRunStateStorage",
+    "MSSQLXMinStateStorage",
     "MissingConnectionError",
     "MissingEnvironmentVariableError",
     "MssqlRunStateStorage",
@@ -186,6 +196,7 @@ __all__ = [
     "SqliteXMinStateStorage",
     "StateConfigError",
     "StateCredentialsError",
+    "StateDisabledError",
     "StateError",
     "StateLockTimeoutError",
     "StateNotProvisionedError",
@@ -199,6 +210,7 @@ __all__ = [
     "UnknownConfigKeyError",
     "UnknownStateTypeError",
     "UnsupportedBackendError",
+    "UnsupportedDponeFeatureError",
     "VaultAccessDeniedError",
     "VaultUnavailableError",
     "WindowKind",

@@ -124,17 +124,16 @@ class BackendHooks:
         """Whether the driver's error says the state table (or its schema) does not exist."""
         return False
 
+    def is_missing_column(self, orig: BaseException) -> bool:
+        """Whether the driver's error says a column the statement names does not exist."""
+        return False
+
     def is_transient_conflict(self, orig: BaseException) -> bool:
         """Whether the driver's error is a deadlock or serialization failure (rolled back)."""
         return False
 
     def is_lock_timeout(self, orig: BaseException) -> bool:
         """Whether the driver's error is a lock wait that hit the session's timeout."""
-        return False
-
-    def is_unmigrated_table(self, orig: BaseException) -> bool:
-        """Whether the driver's error says a column a later migration adds is missing (dpone's
-        legacy table, never upgraded)."""
         return False
 
 
@@ -312,6 +311,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         schema_meaning="dataset",
         run_id_kind="none",
         connection_kind="project",
+        sink_types=("bigquery",),  # dpone's BigQuery state runs on the sink's connection
         offline_sql=False,
         has_indexes=False,
         retry=BIGQUERY_RETRY,

@@ -13,9 +13,9 @@ from dpone_state.dialects import find_dialect
 __all__ = [
     "is_connection_failure",
     "is_lock_timeout",
+    "is_missing_column",
     "is_missing_table",
     "is_transient_conflict",
-    "is_unmigrated_table",
 ]
 
 
@@ -23,6 +23,14 @@ def is_missing_table(error: DBAPIError, dialect_name: str) -> bool:
     """Whether ``error`` says the state table (or the schema holding it) does not exist."""
     row = find_dialect(dialect_name)
     return row is not None and error.orig is not None and row.hooks().is_missing_table(error.orig)
+
+
+def is_missing_column(error: DBAPIError, dialect_name: str) -> bool:
+    """Whether ``error`` says a column the statement names does not exist in the table: on our
+    own tables, dpone's table never migrated (no ``revision`` / ``process_name``) or one
+    downgraded under a running runtime."""
+    row = find_dialect(dialect_name)
+    return row is not None and error.orig is not None and row.hooks().is_missing_column(error.orig)
 
 
 def is_transient_conflict(error: DBAPIError, dialect_name: str) -> bool:
@@ -41,15 +49,6 @@ def is_lock_timeout(error: DBAPIError, dialect_name: str) -> bool:
     """Whether ``error`` is a lock wait that hit the session's timeout (SQL Server Msg 1222)."""
     row = find_dialect(dialect_name)
     return row is not None and error.orig is not None and row.hooks().is_lock_timeout(error.orig)
-
-
-def is_unmigrated_table(error: DBAPIError, dialect_name: str) -> bool:
-    """Whether ``error`` says a column that a later migration adds is missing: the table is
-    dpone's legacy table, adopted by no ``upgrade`` yet."""
-    row = find_dialect(dialect_name)
-    return (
-        row is not None and error.orig is not None and row.hooks().is_unmigrated_table(error.orig)
-    )
 
 
 def is_connection_failure(error: DBAPIError) -> bool:

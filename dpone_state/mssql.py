@@ -24,6 +24,8 @@ __all__ = [
     "LOCK_TIMEOUT_MS",
     "LOGIN_TIMEOUT_SECONDS",
     "SESSION_SETTINGS",
+    "MSSQLRunStateStorage",
+    "MSSQLXMinStateStorage",
     "MssqlRunStateStorage",
     "MssqlXMinStateStorage",
     "declared_input_size",
@@ -46,3 +48,8 @@ class MssqlRunStateStorage(RunStateStorage):
     """Run-state rows in SQL Server (schema ``etl_state`` by default)."""
 
     backend = "mssql"
+
+
+#: dpone's names of the SQL Server storages (``dpone.runtime.state.mssql``).
+MSSQLXMinStateStorage = MssqlXMinStateStorage
+MSSQLRunStateStorage = MssqlRunStateStorage

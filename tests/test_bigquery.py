@@ -258,7 +258,7 @@ def test_unmigrated_dpone_tables_are_a_typed_error_naming_upgrade(
     xmin = XMinStateStorage(engine, schema=dataset)
     with pytest.raises(StateNotProvisionedError, match="dpone-state upgrade") as raised:
         xmin.load_state("public", "orders")
-    assert raised.value.unmigrated
+    assert raised.value.command is not None and "upgrade" in raised.value.command
     with pytest.raises(StateNotProvisionedError, match="dpone-state upgrade"):
         xmin.save_state("public", "orders", XMinState(8), expected_revision=0)
 

@@ -28,8 +28,8 @@ from dpone_state.engine import pings_when_idle
 from dpone_state.failures import (
     is_connection_failure,
     is_lock_timeout,
+    is_missing_column,
     is_missing_table,
-    is_unmigrated_table,
 )
 from dpone_state.mssql import (
     FREETDS_TDS_VERSION,
@@ -219,11 +219,10 @@ def test_lock_timeout_and_unmigrated_table_are_read_from_the_odbc_error() -> Non
         column = pyodbc.ProgrammingError(
             "42S22", f"[42S22] {driver}Invalid column name 'revision'. (207) (SQLExecDirectW)"
         )
-        assert is_unmigrated_table(sa.exc.ProgrammingError("SELECT", {}, column), "mssql")
+        assert is_missing_column(sa.exc.ProgrammingError("SELECT", {}, column), "mssql")
     other = pyodbc.ProgrammingError(
         "42S22", "[42S22] [FreeTDS][SQL Server]Invalid column name 'colour'. (207) (SQLExecDirectW)"
     )
-    assert not is_unmigrated_table(sa.exc.ProgrammingError("SELECT", {}, other), "mssql")
     assert not is_lock_timeout(sa.exc.ProgrammingError("SELECT", {}, other), "mssql")
 
 

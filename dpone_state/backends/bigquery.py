@@ -13,7 +13,6 @@ import base64
 import binascii
 import json
 import os
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Union
 
@@ -212,6 +211,15 @@ def _raise_typed(error: BaseException, engine: Engine) -> None:
         ) from error
 
 
+#: Messages of a column the statement names that the table lacks.
+_MISSING_COLUMN = (
+    "Unrecognized name",
+    "not found inside",
+    "is not present in",
+    "does not have a column",
+)
+
+
 class BigQueryHooks(BackendHooks):
     """``bigquery://PROJECT[/DATASET]`` (sqlalchemy-bigquery) with a client built here."""
 
@@ -232,15 +240,15 @@ class BigQueryHooks(BackendHooks):
         text = str(orig)
         return "Not found: Table" in text or "Not found: Dataset" in text
 
+    def is_missing_column(self, orig: BaseException) -> bool:
+        # BigQuery: "Unrecognized name: x" (reads), "Column x is not present in table"
+        # (writes), "Name x not found inside t"; the emulator (DuckDB): 'does not have a
+        # column named "x"' (or 'with name').
+        return any(part in str(orig) for part in _MISSING_COLUMN)
+
     def is_transient_conflict(self, orig: BaseException) -> bool:
         text = str(orig).lower()
         return any(marker in text for marker in _TRANSIENT)
-
-    def is_unmigrated_table(self, orig: BaseException) -> bool:
-        for found in _UNKNOWN_NAME.finditer(str(orig)):
-            if any(name in _ADDED_COLUMNS for name in found.groups() if name):
-                return True
-        return False
 
 
 #: A DML job or transaction aborted by a concurrent one, or refused because the table's queue
@@ -250,11 +258,4 @@ _TRANSIENT = (
     "could not serialize access",
     "too many dml statements outstanding",
     "transaction is aborted",
-)
-#: "Unrecognized name: revision" (the emulator: "does not have a column named …").
-_UNKNOWN_NAME = re.compile(
-    r"Unrecognized name: (\w+)|does not have a column named \"?(\w+)|column with name \"?(\w+)"
-)
-_ADDED_COLUMNS = frozenset(
-    {"revision", "process_name", "extraction_identity", "source_fingerprint"}
 )

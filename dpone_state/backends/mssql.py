@@ -125,15 +125,12 @@ def engine_options(url: URL) -> dict[str, Any]:
 #: 42S02 in ``args[0]`` and the native number, as ``(208)``, in the message.
 _MISSING = frozenset({"42S02"})
 _MISSING_NATIVE = re.compile(r"\(208\) \(SQL\w+\)\s*$")
+#: Msg 207 "Invalid column name" (SQLSTATE 42S22): an unmigrated (or downgraded) dpone table.
+_MISSING_COLUMN_NATIVE = re.compile(r"\(207\) \(SQL\w+\)\s*$")
 #: Deadlock victim (1205) and snapshot conflict (3960), or SQLSTATE 40001.
 _TRANSIENT_NATIVE = re.compile(r"\((1205|3960)\) \(SQL\w+\)\s*$")
 #: Msg 1222 "Lock request time out period exceeded" (``SET LOCK_TIMEOUT``).
 _LOCK_TIMEOUT = re.compile(r"\(1222\) \(SQL\w+\)\s*$")
-#: Msg 207 "Invalid column name 'revision'": a column a later migration adds is missing.
-_INVALID_COLUMN = re.compile(r"Invalid column name '(\w+)'.*\(207\)")
-_ADDED_COLUMNS: Final = frozenset(
-    {"revision", "process_name", "extraction_identity", "source_fingerprint"}
-)
 
 
 class MssqlHooks(BackendHooks):
@@ -162,15 +159,16 @@ class MssqlHooks(BackendHooks):
         args: tuple[Any, ...] = getattr(orig, "args", ())
         return bool(args) and _LOCK_TIMEOUT.search(str(args[-1])) is not None
 
-    def is_unmigrated_table(self, orig: BaseException) -> bool:
-        args: tuple[Any, ...] = getattr(orig, "args", ())
-        found = _INVALID_COLUMN.search(str(args[-1])) if args else None
-        return found is not None and found.group(1) in _ADDED_COLUMNS
-
     def is_missing_table(self, orig: BaseException) -> bool:
         args: tuple[Any, ...] = getattr(orig, "args", ())
         return bool(args) and (
             args[0] in _MISSING or _MISSING_NATIVE.search(str(args[-1])) is not None
+        )
+
+    def is_missing_column(self, orig: BaseException) -> bool:
+        args: tuple[Any, ...] = getattr(orig, "args", ())
+        return bool(args) and (
+            args[0] == "42S22" or _MISSING_COLUMN_NATIVE.search(str(args[-1])) is not None
         )
 
     def is_transient_conflict(self, orig: BaseException) -> bool:

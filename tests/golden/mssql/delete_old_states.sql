@@ -11,4 +11,4 @@
 -- Parameters, in order (name: type declared to the server by the engine's do_setinputsizes
 --   hook, NULLs included = value in this call):
 --   1. p_cutoff: DATETIME2(7) = <current UTC time>
-DELETE TOP (4000) FROM etl_state.etl_run_state WHERE etl_state.etl_run_state.execution_date < ?
+DELETE TOP (4000) FROM etl_state.etl_run_state WHERE etl_state.etl_run_state.execution_date < ? AND (etl_state.etl_run_state.process_name IS NULL OR etl_state.etl_run_state.process_name IS NOT NULL)

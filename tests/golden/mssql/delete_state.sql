@@ -7,4 +7,4 @@
 --   hook, NULLs included = value in this call):
 --   1. p_source_schema: NVARCHAR(4000) = 'src_schema_q7'
 --   2. p_source_table: NVARCHAR(4000) = 'src_table_q7'
-DELETE FROM etl_state.etl_xmin_state WHERE etl_state.etl_xmin_state.source_schema = ? AND etl_state.etl_xmin_state.source_table = ?
+DELETE FROM etl_state.etl_xmin_state WHERE etl_state.etl_xmin_state.source_schema = ? AND etl_state.etl_xmin_state.source_table = ? AND etl_state.etl_xmin_state.revision IS NOT NULL
