@@ -74,6 +74,7 @@ from dpone_state.models import (
     utc_now,
 )
 from dpone_state.tables import (
+    BIGQUERY_LOCK_TABLE,
     DEFAULT_RUN_TABLE,
     DEFAULT_XMIN_TABLE,
     LOADED_AT,
@@ -187,12 +188,25 @@ class _Storage:
     def _not_provisioned(self, detail: str = "") -> StateNotProvisionedError:
         return StateNotProvisionedError(self.qualified_name, detail, command=self.upgrade_command)
 
+    def _lock_missing(self, error: DBAPIError) -> bool:
+        """BigQuery: the first-write lock table (or its row for this table) is missing."""
+        text = str(error.orig)
+        if BIGQUERY_NO_LOCK_MARKER in text:
+            return True
+        dialect = self.engine.dialect.name
+        return BIGQUERY_LOCK_TABLE in text and is_missing_table(error, dialect)
+
     @contextmanager
     def _translated_errors(self) -> Iterator[None]:
         try:
             yield
         except DBAPIError as error:
             dialect = self.engine.dialect.name
+            if self._lock_missing(error):
+                raise self._not_provisioned(
+                    f"its lock row in {BIGQUERY_LOCK_TABLE} is missing: a table of dpone's not "
+                    "yet migrated"
+                ) from error
             if is_missing_table(error, dialect):
                 raise self._not_provisioned("it does not exist") from error
             if is_missing_column(error, dialect):
@@ -201,8 +215,6 @@ class _Storage:
                     f"it lacks a column of dpone-state ({self._added_columns}): a table of "
                     "dpone's not yet migrated, or one downgraded"
                 ) from error
-            if BIGQUERY_NO_LOCK_MARKER in str(error.orig):
-                raise self._not_provisioned("its BigQuery lock row is missing") from error
             if is_lock_timeout(error, dialect):
                 raise StateLockTimeoutError(
                     f"{self.qualified_name}: a statement waited longer than the session's lock "
