@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0005"
+HEAD = "0006"
 
 
 @dataclass

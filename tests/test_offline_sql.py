@@ -85,9 +85,10 @@ def test_sql_server_script_parses_as_tsql_statement_by_statement() -> None:
     # guarded schema | XACT_ABORT, BEGIN + guarded version table | 2 guarded tables |
     # guarded version insert | 2 guarded columns | guarded index | version update |
     # 2 guarded columns (0003) | version update | process_name widened (0004) |
-    # version update | version update (0005: BigQuery only) | COMMIT
-    assert kinds.count("IfBlock") == 9, kinds
-    assert len(batches) == 16, batches
+    # version update | guarded receipt column (0005) | version update |
+    # version update (0006: BigQuery only) | COMMIT
+    assert kinds.count("IfBlock") == 10, kinds
+    assert len(batches) == 18, batches
     # The two tables are adopted only when they are dpone's v1 shape (else THROW).
     assert len(re.findall(r"exists but is not dpone''s v1 state table", script)) == 2
 

@@ -18,8 +18,20 @@ GO
 SET XACT_ABORT ON;
 BEGIN TRANSACTION;
 
+-- Running downgrade 0006 -> 0005
+
+UPDATE etl_state.dpone_state_alembic_version SET version_num='0005' WHERE etl_state.dpone_state_alembic_version.version_num = '0006';
+
+GO
+
 -- Running downgrade 0005 -> 0004
 
+IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
+ALTER TABLE etl_state.etl_xmin_state DROP COLUMN last_load_id;
+
+GO
+
+IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
 UPDATE etl_state.dpone_state_alembic_version SET version_num='0004' WHERE etl_state.dpone_state_alembic_version.version_num = '0005';
 
 GO

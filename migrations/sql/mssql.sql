@@ -157,7 +157,22 @@ GO
 -- Running upgrade 0004 -> 0005
 
 IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
+IF COL_LENGTH(N'etl_state.etl_xmin_state', N'last_load_id') IS NULL
+BEGIN
+ALTER TABLE etl_state.etl_xmin_state ADD last_load_id NVARCHAR(128) NULL;
+END;
+
+GO
+
+IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
 UPDATE etl_state.dpone_state_alembic_version SET version_num='0005' WHERE etl_state.dpone_state_alembic_version.version_num = '0004';
+
+GO
+
+-- Running upgrade 0005 -> 0006
+
+IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
+UPDATE etl_state.dpone_state_alembic_version SET version_num='0006' WHERE etl_state.dpone_state_alembic_version.version_num = '0005';
 
 GO
 

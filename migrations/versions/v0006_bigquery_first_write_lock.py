@@ -1,7 +1,7 @@
 """BigQuery: the lock table that makes concurrent first writes conflict, and column defaults.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-26
 
 Creates ``dpone_state_locks`` (``name``, ``holds``) in the dataset and the XMin table's row in it
@@ -22,8 +22,8 @@ from dpone_state.migrations import support
 from dpone_state.storage import provision_bigquery_lock
 from dpone_state.tables import BIGQUERY_LOCK_TABLE, LOADED_AT, UPDATED_AT
 
-revision: str = "0005"
-down_revision: str | Sequence[str] | None = "0004"
+revision: str = "0006"
+down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
