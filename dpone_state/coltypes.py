@@ -25,6 +25,7 @@ __all__ = [
     "double",
     "long_text",
     "name_text",
+    "revision_or_zero",
     "sql_utc_now",
 ]
 
@@ -149,3 +150,27 @@ def _utc_now_mysql(element: sql_utc_now, compiler: SQLCompiler, **kw: Any) -> st
 @compiles(sql_utc_now, "bigquery")
 def _utc_now_bigquery(element: sql_utc_now, compiler: SQLCompiler, **kw: Any) -> str:
     return "CURRENT_TIMESTAMP()"
+
+
+class revision_or_zero(FunctionElement[int]):
+    """A stored revision where NULL means 0.
+
+    BigQuery cannot add a REQUIRED column to an existing table, so an adopted legacy table's
+    ``revision`` is NULLABLE there (rows written before the upgrade hold NULL until the
+    backfill): it reads ``COALESCE(revision, 0)``. Elsewhere the column is NOT NULL and the
+    expression is the column itself.
+    """
+
+    type = BigInteger()
+    name = "revision_or_zero"
+    inherit_cache = True
+
+
+@compiles(revision_or_zero)
+def _revision_or_zero(element: revision_or_zero, compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(next(iter(element.clauses)), **kw))
+
+
+@compiles(revision_or_zero, "bigquery")
+def _revision_or_zero_bigquery(element: revision_or_zero, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"COALESCE({compiler.process(next(iter(element.clauses)), **kw)}, 0)"

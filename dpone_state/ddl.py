@@ -11,6 +11,7 @@ migrations both use this module.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sqlalchemy import Column, Index, MetaData, Table, inspect
@@ -29,6 +30,7 @@ __all__ = [
     "CreateSchemaIfMissing",
     "CreateTableIfMissing",
     "add_missing_nullable_columns",
+    "capped_name",
     "create_schema_if_missing",
     "default_constraint_name",
     "install_alembic_hooks",
@@ -40,9 +42,23 @@ NO_SCHEMA_DIALECTS = frozenset(
 )
 
 
+#: SQL Server's identifier limit (``sysname`` is ``nvarchar(128)``).
+MSSQL_MAX_IDENTIFIER = 128
+
+
+def capped_name(name: str, limit: int) -> str:
+    """``name`` if it fits ``limit`` characters, else its first ``limit - 8`` characters, ``_`` and
+    four hex digits of its MD5: deterministic, and the rule SQLAlchemy applies to the names the
+    naming convention derives (indexes, and the ``conv`` primary-key names of tables.py)."""
+    if len(name) <= limit:
+        return name
+    return f"{name[: limit - 8]}_{hashlib.md5(name.encode()).hexdigest()[-4:]}"  # noqa: S324
+
+
 def default_constraint_name(table_name: str, column_name: str) -> str:
-    """The name of a column's DEFAULT constraint on SQL Server: ``df_<table>_<column>``."""
-    return f"df_{table_name}_{column_name}"
+    """The name of a column's DEFAULT constraint on SQL Server: ``df_<table>_<column>``, capped
+    at SQL Server's 128 characters (``capped_name``)."""
+    return capped_name(f"df_{table_name}_{column_name}", MSSQL_MAX_IDENTIFIER)
 
 
 def _nstring(value: str) -> str:
@@ -136,15 +152,28 @@ def add_missing_nullable_columns(conn: Connection, table: Table) -> list[str]:
 
 
 class CreateSchemaIfMissing(ExecutableDDLElement):
-    """``CREATE SCHEMA`` only where it is missing (the database on MySQL/MariaDB)."""
+    """``CREATE SCHEMA`` only where it is missing (the database on MySQL/MariaDB, the dataset
+    on BigQuery, created in ``location`` when one is given)."""
 
-    def __init__(self, schema: str) -> None:
+    def __init__(self, schema: str, location: str | None = None) -> None:
         self.schema = schema
+        self.location = location
 
 
 @compiles(CreateSchemaIfMissing)
 def _create_schema(element: CreateSchemaIfMissing, compiler: DDLCompiler, **kw: Any) -> str:
     return f"CREATE SCHEMA IF NOT EXISTS {compiler.preparer.quote_schema(element.schema)}"
+
+
+@compiles(CreateSchemaIfMissing, "bigquery")
+def _create_schema_bigquery(
+    element: CreateSchemaIfMissing, compiler: DDLCompiler, **kw: Any
+) -> str:
+    create = f"CREATE SCHEMA IF NOT EXISTS {compiler.preparer.quote_schema(element.schema)}"
+    if element.location:
+        location = element.location.replace("\\", "\\\\").replace("'", "\\'")
+        create += f" OPTIONS(location='{location}')"
+    return create
 
 
 @compiles(CreateSchemaIfMissing, "mssql")
@@ -178,12 +207,44 @@ def _create_table(element: CreateTableIfMissing, compiler: DDLCompiler, **kw: An
     return str(compiler.process(CreateTable(element.table, if_not_exists=True), **kw))
 
 
+@compiles(CreateTableIfMissing, "bigquery")
+def _create_table_bigquery(element: CreateTableIfMissing, compiler: DDLCompiler, **kw: Any) -> str:
+    """``CREATE TABLE IF NOT EXISTS … CLUSTER BY <key>``: BigQuery has no keys or indexes, so a
+    lookup by key reads only the blocks clustering puts that key in."""
+    table = element.table
+    create = str(compiler.process(CreateTable(table, if_not_exists=True), **kw)).rstrip()
+    key = [compiler.preparer.quote(column.name) for column in table.primary_key.columns]
+    return f"{create} CLUSTER BY {', '.join(key[:4])}" if key else create
+
+
 @compiles(CreateTableIfMissing, "mssql")
 def _create_table_mssql(element: CreateTableIfMissing, compiler: DDLCompiler, **kw: Any) -> str:
+    """Create the table where missing; where it exists, THROW unless it has every column of
+    ``table`` and no NOT NULL column without a default that dpone-state would never write
+    (dpone's newer layouts: ``run_state_key``, ``process_name NOT NULL``) — the offline form of
+    the adoption check of ``migrations/support.py``."""
     table = element.table
     target = _mssql_object(compiler, table.name, table.schema)
-    return _guarded(
+    created = _guarded(
         f"OBJECT_ID({target}, N'U') IS NULL", compiler.process(CreateTable(table), **kw)
+    )
+    missing = " OR ".join(
+        f"COL_LENGTH({target}, {_nstring(column.name)}) IS NULL" for column in table.columns
+    )
+    known = ", ".join(_nstring(column.name) for column in table.columns)
+    unwritten = (
+        f"EXISTS (SELECT 1 FROM sys.columns WHERE object_id = OBJECT_ID({target}) "
+        "AND is_nullable = 0 AND default_object_id = 0 AND is_identity = 0 AND is_computed = 0 "
+        f"AND name NOT IN ({known}))"
+    )
+    process_name = f"COLUMNPROPERTY(OBJECT_ID({target}), N'process_name', 'AllowsNull') = 0"
+    message = _nstring(
+        f"dpone-state: {table.fullname} exists but is not dpone's v1 state table (a column is "
+        "missing, or it has NOT NULL columns dpone-state never writes): not adopted"
+    )
+    # Checked after the (guarded) creation: a table created here has the shape by definition.
+    return (
+        f"{created};\nIF {missing} OR {unwritten} OR {process_name}\n    THROW 50000, {message}, 1"
     )
 
 
@@ -240,5 +301,14 @@ def create_schema_if_missing(connection: Connection, schema: str | None) -> bool
         return False
     if inspect(connection).has_schema(schema):
         return False
-    connection.execute(CreateSchemaIfMissing(schema))
+    connection.execute(CreateSchemaIfMissing(schema, _bigquery_location(connection)))
     return True
+
+
+def _bigquery_location(connection: Connection) -> str | None:
+    """The location of the BigQuery client behind ``connection`` (None elsewhere)."""
+    if connection.dialect.name != "bigquery":
+        return None
+    client = getattr(connection.connection.dbapi_connection, "_client", None)
+    location = getattr(client, "location", None)
+    return location if isinstance(location, str) and location else None

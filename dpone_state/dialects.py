@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -27,6 +28,7 @@ from dpone_state.errors import UnsupportedBackendError
 
 __all__ = [
     "BACKENDS",
+    "BIGQUERY_RETRY",
     "DEFAULT",
     "DEFAULT_SCHEMA",
     "DEFAULT_URL",
@@ -132,14 +134,41 @@ class BackendHooks:
         """Whether the driver's error is a deadlock or serialization failure (rolled back)."""
         return False
 
+    def is_lock_timeout(self, orig: BaseException) -> bool:
+        """Whether the driver's error is a lock wait that hit the session's timeout."""
+        return False
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often a storage call is sent again: a write that lost a deadlock or serialization
-    conflict (it changed nothing), an idempotent read whose connection was lost."""
+    """How often, and after how long, a storage call is sent again: a write that lost a
+    deadlock or serialization conflict (it changed nothing), an idempotent read whose
+    connection was lost.
+
+    Write attempt ``n`` (0-based) is followed by a wait of ``min(cap, base * 2**n)`` seconds
+    times a random factor in ``[1 - jitter, 1 + jitter]``, so that writers that collided do not
+    collide again in step. The defaults fit row-locking servers (a deadlock victim retries
+    within milliseconds).
+    """
 
     write_attempts: int = 5
     read_attempts: int = 2
+    base_seconds: float = 0.005
+    cap_seconds: float = 0.5
+    jitter: float = 0.5
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after write attempt ``attempt`` (0-based) failed."""
+        spread = (rng or _RNG).uniform(1 - self.jitter, 1 + self.jitter)
+        return float(min(self.cap_seconds, self.base_seconds * 2**attempt) * spread)
+
+
+_RNG = random.Random()  # noqa: S311 - jitter, not security
+
+#: BigQuery: every statement is a job of ~1 s, a table queues at most 20 mutating DML and
+#: conflicting transactions fail at commit; waiting milliseconds would only fail again. Seven
+#: attempts over about 47 s of waits (1, 2, 4, 8, 16, 16 s, each ±50 %).
+BIGQUERY_RETRY: Final = RetryPolicy(write_attempts=7, base_seconds=1.0, cap_seconds=16.0)
 
 
 @dataclass(frozen=True)
@@ -184,6 +213,19 @@ class Backend:
     #: transaction is still open (a commit in flight) instead of reading around it.
     row_locks: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Rows per ``DELETE TOP (n)`` when ``delete_old_states`` prunes (always in batches there,
+    #: below the lock count where the server escalates to a table lock); ``None``: one DELETE
+    #: unless ``batch_size`` is given.
+    prune_batch_rows: int | None = None
+    #: Whether ``delete_old_states`` honours ``batch_size`` (BigQuery: each batch is a billed
+    #: job, and a DELETE blocks no upsert's row, so it is ignored).
+    batched_prune: bool = True
+    #: Whether keys may compare case-insensitively (legacy SQL Server collations): a bulk save
+    #: then refuses two keys that differ only by case (``KeyCollisionError``).
+    case_insensitive_keys: bool = False
+    #: Whether compare-and-set first writes take the table's lock row in a transaction
+    #: (BigQuery: an insert conflicts with nothing; ``upsert.LockedScript``).
+    first_write_lock: bool = False
     #: ``module:Class`` of the backend's ``BackendHooks``, imported when first needed.
     hooks_path: str = ""
 
@@ -266,6 +308,8 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         run_id_kind="identity",
         connection_kind="server",
         max_parameters=2100,
+        prune_batch_rows=4000,
+        case_insensitive_keys=True,
         sink_types=("mssql",),
         default_port=1433,
         odbc_driver="ODBC Driver 18 for SQL Server",
@@ -283,6 +327,9 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         sink_types=("bigquery",),  # dpone's BigQuery state runs on the sink's connection
         offline_sql=False,
         has_indexes=False,
+        retry=BIGQUERY_RETRY,
+        batched_prune=False,
+        first_write_lock=True,
         transactional_loads=False,
         hooks_path="dpone_state.backends.bigquery:BigQueryHooks",
     ),

@@ -5,7 +5,8 @@ Each one says what went wrong and what to change, and never carries a secret. Th
 
     StateError
     ├── InvalidStateError (ValueError)            a value cannot be stored; nothing was written
-    │   └── InvalidIdentifierError                an unusable schema or table name
+    │   ├── InvalidIdentifierError                an unusable schema or table name
+    │   └── KeyCollisionError                     two keys SQL Server compares as equal
     ├── StateNotProvisionedError                  the state tables do not exist, or are
     │                                             dpone's not yet migrated (.command says how)
     ├── RevisionConflictError                     a compare-and-set save lost
@@ -14,7 +15,9 @@ Each one says what went wrong and what to change, and never carries a secret. Th
     ├── LoadSupersededError                       its outcome was lost; the checkpoint moved on
     ├── DatabaseMismatchError (ValueError)        a connection to another database than the state's
     ├── StateUnavailableError                     the database is unreachable; safe to retry
+    │   ├── StateLockTimeoutError                 SQL Server's lock timeout; rolled back
     │   └── VaultUnavailableError                 Vault is unreachable; safe to retry
+    ├── IncompatibleTableError                    a table of the name is not the v1 shape
     ├── UnsupportedBackendError (ValueError)      a dialect dpone-state does not support
     ├── BackendMismatchError (TypeError)          a backend's storage class got another engine
     ├── StateConfigError (ValueError)             the ``state:`` block or its connection
@@ -57,9 +60,11 @@ __all__ = [
     "DatabaseMismatchError",
     "DowngradeRefusedError",
     "ForeignPartitionError",
+    "IncompatibleTableError",
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
+    "KeyCollisionError",
     "LoadNotCommittedError",
     "LoadSupersededError",
     "MissingConnectionError",
@@ -76,6 +81,7 @@ __all__ = [
     "StateCredentialsError",
     "StateDisabledError",
     "StateError",
+    "StateLockTimeoutError",
     "StateNotProvisionedError",
     "StateOutcomeUnknownError",
     "StateUnavailableError",
@@ -151,6 +157,45 @@ class RevisionConflictError(StateError):
 
 class StateUnavailableError(StateError):
     """The state database could not be reached or dropped the connection; safe to retry."""
+
+
+class StateLockTimeoutError(StateUnavailableError):
+    """A statement waited longer than the session's lock timeout (SQL Server Msg 1222).
+
+    With ``XACT_ABORT ON`` the server rolled the statement's transaction back: nothing was
+    written, and the call can be retried once the blocking transaction ends.
+    """
+
+
+class KeyCollisionError(InvalidStateError):
+    """Two keys of one bulk save are the same key to the database (they differ only by case or
+    trailing spaces, which SQL Server's comparison ignores); nothing was written."""
+
+    def __init__(self, keys: list[tuple[tuple[str, str], tuple[str, str]]]) -> None:
+        self.keys = keys
+        pairs = "; ".join(f"{a!r} and {b!r}" for a, b in keys[:5])
+        super().__init__(
+            "states",
+            f"keys that SQL Server compares as equal in one save_states call: {pairs}. Save them "
+            "in separate calls, or fix the names; a legacy table with a case-insensitive "
+            "collation keeps only one of them (README: SQL Server, key collation)",
+        )
+
+
+class IncompatibleTableError(StateError):
+    """A table with the configured name exists but is not the shape dpone-state adopts.
+
+    Adopting it would break it (or fail at the first write); nothing was changed.
+    """
+
+    def __init__(self, table: str, differences: list[str]) -> None:
+        self.table = table
+        self.differences = differences
+        super().__init__(
+            f"refusing to adopt {table}: it is not dpone's v1 state table "
+            f"({'; '.join(differences)}); configure another table name, or migrate that table "
+            "with the tool that created it"
+        )
 
 
 class StateOutcomeUnknownError(StateError):

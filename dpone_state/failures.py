@@ -12,6 +12,7 @@ from dpone_state.dialects import find_dialect
 
 __all__ = [
     "is_connection_failure",
+    "is_lock_timeout",
     "is_missing_column",
     "is_missing_table",
     "is_transient_conflict",
@@ -42,6 +43,12 @@ def is_transient_conflict(error: DBAPIError, dialect_name: str) -> bool:
     return (
         row is not None and error.orig is not None and row.hooks().is_transient_conflict(error.orig)
     )
+
+
+def is_lock_timeout(error: DBAPIError, dialect_name: str) -> bool:
+    """Whether ``error`` is a lock wait that hit the session's timeout (SQL Server Msg 1222)."""
+    row = find_dialect(dialect_name)
+    return row is not None and error.orig is not None and row.hooks().is_lock_timeout(error.orig)
 
 
 def is_connection_failure(error: DBAPIError) -> bool:

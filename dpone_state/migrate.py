@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from importlib import import_module as _import_module
@@ -262,11 +263,114 @@ def offline_sql(
     command.upgrade(
         alembic_config(settings=settings, dialect=dialect, output=buffer), revision, sql=True
     )
-    return buffer.getvalue()
+    script = buffer.getvalue()
+    if dialect == "mssql":
+        return MSSQL_UPGRADE_HEADER + harden_mssql_script(script, settings.version_table)
+    return script
+
+
+def offline_downgrade_sql(
+    dialect: str,
+    from_revision: str = "head",
+    to_revision: str = "0001",
+    *,
+    schema: str | None = "",
+    xmin_table: str = DEFAULT_XMIN_TABLE,
+    run_table: str = DEFAULT_RUN_TABLE,
+    version_table: str = VERSION_TABLE,
+) -> str:
+    """The SQL script that downgrades from ``from_revision`` to ``to_revision`` (default: back
+    to dpone's legacy tables, rows kept; ``base`` drops the tables and their rows)."""
+    settings = _settings(schema, xmin_table, run_table, version_table, False)
+    buffer = io.StringIO()
+    command.downgrade(
+        alembic_config(settings=settings, dialect=dialect, output=buffer),
+        f"{from_revision}:{to_revision}",
+        sql=True,
+    )
+    script = buffer.getvalue()
+    if dialect == "mssql":
+        return MSSQL_DOWNGRADE_HEADER + harden_mssql_script(script, settings.version_table)
+    return script
+
+
+_MSSQL_HOW_TO_RUN = (
+    "-- Run it with sqlcmd, which must stop at the first error (-b):\n"
+    "--     sqlcmd -b -S SERVER -d DATABASE -i {name}\n"
+    "-- (in SSMS: Query > SQLCMD Mode, and `:on error exit` as the first line). The script runs\n"
+    "-- with XACT_ABORT ON in one transaction; if a batch fails, every later batch refuses to run\n"
+    "-- (THROW on @@TRANCOUNT = 0), so a client that carries on after an error applies nothing\n"
+    "-- more.\n"
+)
+#: The top of the shipped SQL Server upgrade script.
+MSSQL_UPGRADE_HEADER = (
+    "-- dpone-state: provision or adopt the state tables on SQL Server (offline upgrade).\n"
+    + _MSSQL_HOW_TO_RUN.format(name="mssql.sql")
+    + "-- Safe to run again, whole: every step is guarded, the version row is written once.\n\n"
+)
+#: The top of the shipped SQL Server downgrade script.
+MSSQL_DOWNGRADE_HEADER = (
+    "-- dpone-state: downgrade the state tables on SQL Server to dpone's legacy tables\n"
+    "-- (drops revision, process_name and the retention index; the rows stay).\n"
+    + _MSSQL_HOW_TO_RUN.format(name="mssql-downgrade.sql")
+    + "-- Run it once, on a database at the head revision.\n\n"
+)
+_MSSQL_ABORTED = (
+    "IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction "
+    "was rolled back, so this batch does not run. Fix the cause and run the whole script "
+    "again.', 1;\n"
+)
+
+
+def _before_first_statement(batch: str, line: str) -> str:
+    """``batch`` with ``line`` inserted before its first line that is not blank or a comment."""
+    lines = batch.split("\n")
+    for index, current in enumerate(lines):
+        if current.strip() and not current.lstrip().startswith("--"):
+            return "\n".join([*lines[:index], line.rstrip("\n"), *lines[index:]])
+    return batch
+
+
+def harden_mssql_script(script: str, version_table: str) -> str:
+    """Make Alembic's T-SQL script safe to rerun and to fail: ``XACT_ABORT ON``; the version
+    table created only where missing and its first row inserted only once; every batch after
+    ``BEGIN TRANSACTION`` refuses to run once an earlier one failed (its transaction is gone).
+    Each edit checks the text it changes, so a change in Alembic's output fails loudly."""
+    batches = script.split("\nGO\n")
+    out: list[str] = []
+    in_transaction = False
+    create = re.compile(rf"CREATE TABLE (\S*{re.escape(version_table)}\]?) \(.*?\n\);", re.DOTALL)
+    insert = re.compile(
+        rf"^INSERT INTO (\S*{re.escape(version_table)}\]?) \(version_num\) .*?;$", re.MULTILINE
+    )
+    for batch in batches:
+        text = batch
+        if "BEGIN TRANSACTION;" in text:
+            found = create.search(text)
+            if found is not None:
+                target = "N'" + found.group(1).replace("'", "''") + "'"
+                guarded = f"IF OBJECT_ID({target}, N'U') IS NULL\nBEGIN\n{found.group(0)}\nEND;"
+                text = text.replace(found.group(0), guarded)
+            text = text.replace("BEGIN TRANSACTION;", "SET XACT_ABORT ON;\nBEGIN TRANSACTION;")
+            in_transaction = True
+        elif in_transaction and text.strip():
+            found = insert.search(text)
+            if found is not None:
+                guarded = (
+                    f"IF NOT EXISTS (SELECT 1 FROM {found.group(1)})\nBEGIN\n{found.group(0)}\nEND;"
+                )
+                text = text.replace(found.group(0), guarded)
+            text = _before_first_statement(text, _MSSQL_ABORTED)
+        out.append(text)
+    hardened = "\nGO\n".join(out)
+    if not in_transaction or "SET XACT_ABORT ON;" not in hardened:
+        raise AssertionError("unexpected shape of Alembic's SQL Server script")
+    return hardened
 
 
 def write_offline_scripts(directory: str | Path | None = None) -> list[Path]:
-    """Regenerate the shipped offline scripts (``migrations/sql/<dialect>.sql``); their paths."""
+    """Regenerate the shipped offline scripts (``migrations/sql/<dialect>.sql``, and
+    ``mssql-downgrade.sql``); their paths."""
     target = Path(directory) if directory is not None else Path(SCRIPT_LOCATION) / "sql"
     target.mkdir(parents=True, exist_ok=True)
     written = []
@@ -274,6 +378,9 @@ def write_offline_scripts(directory: str | Path | None = None) -> list[Path]:
         path = target / f"{dialect}.sql"
         path.write_text(offline_sql(dialect), encoding="utf-8")
         written.append(path)
+    path = target / "mssql-downgrade.sql"
+    path.write_text(offline_downgrade_sql("mssql"), encoding="utf-8")
+    written.append(path)
     return written
 
 

@@ -7,7 +7,6 @@ Tables come from the migrations or one explicit ``create_tables()`` call.
 from __future__ import annotations
 
 import logging
-import random
 import shlex
 import time
 from collections.abc import Iterator, Mapping
@@ -16,11 +15,26 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import BindParameter, Integer, Table, bindparam, delete, func, select, update
+from sqlalchemy import (
+    BindParameter,
+    Integer,
+    Table,
+    bindparam,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
-from dpone_state.ddl import add_missing_nullable_columns, create_schema_if_missing
+from dpone_state.coltypes import revision_or_zero
+from dpone_state.ddl import (
+    CreateTableIfMissing,
+    add_missing_nullable_columns,
+    create_schema_if_missing,
+)
 from dpone_state.dialects import (
     DEFAULT,
     RetryPolicy,
@@ -35,13 +49,16 @@ from dpone_state.errors import (
     BackendMismatchError,
     DatabaseMismatchError,
     InvalidStateError,
+    KeyCollisionError,
     RevisionConflictError,
+    StateLockTimeoutError,
     StateNotProvisionedError,
     StateUnavailableError,
     first_line,
 )
 from dpone_state.failures import (
     is_connection_failure,
+    is_lock_timeout,
     is_missing_column,
     is_missing_table,
     is_transient_conflict,
@@ -61,17 +78,29 @@ from dpone_state.models import (
     utc_now,
 )
 from dpone_state.tables import (
+    BIGQUERY_LOCK_TABLE,
     DEFAULT_RUN_TABLE,
     DEFAULT_XMIN_TABLE,
     LAST_LOAD_ID,
     LOADED_AT,
     UPDATED_AT,
+    lock_table,
     new_metadata,
     run_id_kind,
     run_state_table,
     xmin_state_table,
 )
-from dpone_state.upsert import INCOMING, Upsert, upsert_applied
+from dpone_state.upsert import (
+    BIGQUERY_CONFLICT_MARKER,
+    BIGQUERY_NO_LOCK_MARKER,
+    INCOMING,
+    DeleteTop,
+    LockedScript,
+    UpdateValue,
+    Upsert,
+    script_string,
+    upsert_applied,
+)
 
 __all__ = ["DEFAULT", "ProbeResult", "RunStateStorage", "XMinStateStorage"]
 
@@ -164,12 +193,25 @@ class _Storage:
     def _not_provisioned(self, detail: str = "") -> StateNotProvisionedError:
         return StateNotProvisionedError(self.qualified_name, detail, command=self.upgrade_command)
 
+    def _lock_missing(self, error: DBAPIError) -> bool:
+        """BigQuery: the first-write lock table (or its row for this table) is missing."""
+        text = str(error.orig)
+        if BIGQUERY_NO_LOCK_MARKER in text:
+            return True
+        dialect = self.engine.dialect.name
+        return BIGQUERY_LOCK_TABLE in text and is_missing_table(error, dialect)
+
     @contextmanager
     def _translated_errors(self) -> Iterator[None]:
         try:
             yield
         except DBAPIError as error:
             dialect = self.engine.dialect.name
+            if self._lock_missing(error):
+                raise self._not_provisioned(
+                    f"its lock row in {BIGQUERY_LOCK_TABLE} is missing: a table of dpone's not "
+                    "yet migrated"
+                ) from error
             if is_missing_table(error, dialect):
                 raise self._not_provisioned("it does not exist") from error
             if is_missing_column(error, dialect):
@@ -177,6 +219,12 @@ class _Storage:
                 raise self._not_provisioned(
                     f"it lacks a column of dpone-state ({self._added_columns}): a table of "
                     "dpone's not yet migrated, or one downgraded"
+                ) from error
+            if is_lock_timeout(error, dialect):
+                raise StateLockTimeoutError(
+                    f"{self.qualified_name}: a statement waited longer than the session's lock "
+                    "timeout for a row another transaction holds; the server rolled it back, "
+                    "nothing was written and the call can be retried"
                 ) from error
             if is_connection_failure(error):
                 raise StateUnavailableError(
@@ -222,19 +270,19 @@ class _Storage:
         The server rolled the victim's whole transaction - this one statement - back, so a
         retry cannot apply it twice.
         """
-        for attempt in range(self.backend_row.retry.write_attempts):
+        policy = self.backend_row.retry
+        for attempt in range(policy.write_attempts):
             try:
                 with self._connect(write=True) as conn:
                     result: CursorResult[Any] = conn.execute(statement, params)
                     return result
             except DBAPIError as error:
-                if (
-                    attempt + 1 == self.backend_row.retry.write_attempts
-                    or not is_transient_conflict(error, self.engine.dialect.name)
+                if attempt + 1 == policy.write_attempts or not is_transient_conflict(
+                    error, self.engine.dialect.name
                 ):
                     raise
                 log.info("retrying a write on %s after %s", self.qualified_name, error.orig)
-                time.sleep(0.005 * 2**attempt * (1 + random.random()))  # noqa: S311 - jitter
+                time.sleep(policy.delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def check_same_database(self, connectable: Connection | Engine) -> None:
@@ -295,7 +343,12 @@ class _Storage:
         """
         with self._translated_errors(), self.engine.begin() as conn:
             create_schema_if_missing(conn, self.schema)  # guarded per dialect (ddl.py)
-            self.table.metadata.create_all(conn, checkfirst=True)
+            if conn.dialect.name == "bigquery":  # clustered by the key (ddl.py)
+                conn.execute(CreateTableIfMissing(self.table))
+                if isinstance(self, XMinStateStorage):
+                    provision_bigquery_lock(conn, self.schema, self.table_name)
+            else:
+                self.table.metadata.create_all(conn, checkfirst=True)
             added = add_missing_nullable_columns(conn, self.table)
         if added:
             log.info("added the column(s) %s to %s", ", ".join(added), self.qualified_name)
@@ -325,7 +378,7 @@ def xmin_state_from_row(row: Row[Any]) -> XMinState:
         is_initial=bool(row.is_initial),
         wraparound_detected=bool(row.wraparound_detected),
         frozen_xid=row.frozen_xid,
-        revision=row.revision,
+        revision=row.revision or 0,  # NULL on BigQuery rows written before the upgrade
         extraction_identity=row._mapping.get("extraction_identity"),
         source_fingerprint=row._mapping.get("source_fingerprint"),
     )
@@ -350,14 +403,20 @@ class XMinStateStorage(_Storage):
             t.c.source_table == self._param("source_table")
         )
         row = {name: self._param(name) for name in (*_XMIN_KEY, *_XMIN_VALUES, LOADED_AT)}
-        upsert = {
-            "rows": [{**row, "revision": 1}],
-            "key": _XMIN_KEY,
-            "update": {**dict.fromkeys(_XMIN_VALUES, INCOMING), "revision": t.c.revision + 1},
+        self._update: dict[str, UpdateValue] = {
+            **dict.fromkeys(_XMIN_VALUES, INCOMING),
+            "revision": revision_or_zero(t.c.revision) + 1,
         }
+        self._unversioned = revision_or_zero(t.c.revision) == 0
+        upsert = {"rows": [{**row, "revision": 1}], "key": _XMIN_KEY, "update": self._update}
         # Statements are built once: each call binds its values, and compiles nothing.
         self._save = Upsert(t, **upsert)  # type: ignore[arg-type]
-        self._save_if_unversioned = Upsert(t, **upsert, where=t.c.revision == 0)  # type: ignore[arg-type]
+        self._save_if_unversioned = Upsert(t, **upsert, where=self._unversioned)  # type: ignore[arg-type]
+        # BigQuery: compare-and-set first writes go in a transaction behind the lock row
+        # (LockedScript); other writes stay plain DML, which BigQuery queues per table.
+        self._lock = (
+            lock_table(t.metadata, self.schema) if self.backend_row.first_write_lock else None
+        )
         self._save_if_revision = (
             update(t)
             .where(key, t.c.revision == bindparam("p_expected_revision", type_=t.c.revision.type))
@@ -460,6 +519,9 @@ class XMinStateStorage(_Storage):
                 return self._write(statement, params)
             return self._on_connection(connection, statement, params)
 
+        if self._lock is not None and expected_revision == 0 and connection is None and not receipt:
+            self._save_locked(source_schema, source_table, params)
+            return now
         if expected_revision is None:
             write(self._save_receipt if receipt else self._save)
             return now
@@ -476,6 +538,41 @@ class XMinStateStorage(_Storage):
         if not applied:
             raise RevisionConflictError(source_schema, source_table, expected_revision)
         return now
+
+    def _locked_upsert(self, rows: list[dict[str, Any]], *, guarded: bool) -> Upsert:
+        """An upsert of ``rows`` (values, not placeholders) for a ``LockedScript``."""
+        spelled = [
+            {name: script_string(v) if isinstance(v, str) else v for name, v in row.items()}
+            for row in rows
+        ]
+        return Upsert(
+            self.table,
+            [{**row, "revision": 1} for row in spelled],
+            key=_XMIN_KEY,
+            update=self._update,
+            where=self._unversioned if guarded else None,
+        )
+
+    def _save_locked(
+        self, source_schema: str, source_table: str, params: Mapping[str, Any]
+    ) -> None:
+        """BigQuery, ``expected_revision=0``: the guarded upsert in a transaction behind the
+        lock row; a stored revision other than 0 aborts it (``RevisionConflictError``)."""
+        assert self._lock is not None
+        t = self.table
+        row = {name[2:]: value for name, value in params.items()}
+        conflict = select(func.ERROR(literal(BIGQUERY_CONFLICT_MARKER))).where(
+            t.c.source_schema == script_string(row["source_schema"]),
+            t.c.source_table == script_string(row["source_table"]),
+            revision_or_zero(t.c.revision) != 0,
+        )
+        upsert = self._locked_upsert([row], guarded=True)
+        try:
+            self._write(LockedScript(self._lock, self.table_name, [upsert], [conflict]), {})
+        except DBAPIError as error:
+            if BIGQUERY_CONFLICT_MARKER in str(error.orig):
+                raise RevisionConflictError(source_schema, source_table, 0) from None
+            raise
 
     def probe(
         self, source_schema: str, source_table: str, load_id: str, *, expected_revision: int
@@ -533,6 +630,10 @@ class XMinStateStorage(_Storage):
                     LOADED_AT: now,  # kept by an existing row, as in save_state
                 }
             )
+        # Key order: concurrent bulk writers lock rows in one order (no deadlock between them).
+        params.sort(key=lambda row: (row["source_schema"], row["source_table"]))
+        if self.backend_row.case_insensitive_keys:
+            _refuse_colliding_keys(params)
         per_statement = BULK_ROWS
         limit = self.backend_row.max_parameters  # SQL Server refuses more than 2100
         if limit is not None and params:  # a row binds its values and its first revision
@@ -561,7 +662,7 @@ class XMinStateStorage(_Storage):
                     for i in range(rows)
                 ],
                 key=_XMIN_KEY,
-                update=self._save.upsert_update,
+                update=self._update,
             )
             self._bulk_statements[rows] = statement
         return statement
@@ -603,6 +704,30 @@ class XMinStateStorage(_Storage):
         """Forget the checkpoint (the next run is a full refresh); whether one existed."""
         result = self._write(self._delete, self._key_params(source_schema, source_table))
         return result.rowcount > 0
+
+
+def _refuse_colliding_keys(rows: list[dict[str, Any]]) -> None:
+    """Raise ``KeyCollisionError`` when two keys compare equal on SQL Server: equal once
+    trailing spaces are ignored and case is folded (a legacy case-insensitive table)."""
+    seen: dict[tuple[str, str], tuple[str, str]] = {}
+    collisions = []
+    for row in rows:
+        key = (row["source_schema"], row["source_table"])
+        folded = (key[0].rstrip(" ").casefold(), key[1].rstrip(" ").casefold())
+        other = seen.setdefault(folded, key)
+        if other != key:
+            collisions.append((other, key))
+    if collisions:
+        raise KeyCollisionError(collisions)
+
+
+def provision_bigquery_lock(conn: Connection, schema: str | None, name: str) -> None:
+    """BigQuery: create the lock table if missing and give table ``name`` its lock row."""
+    lock = lock_table(new_metadata(), schema)
+    conn.execute(CreateTableIfMissing(lock))
+    conn.execute(
+        Upsert(lock, [{"name": name, "holds": 0}], key=["name"], update={}),
+    )
 
 
 _XMIN_KEY: Final = ("source_schema", "source_table")
@@ -690,6 +815,7 @@ class RunStateStorage(_Storage):
         # as it refuses every other statement (StateNotProvisionedError), not delete quietly.
         provisioned = t.c.process_name.is_(None) | t.c.process_name.is_not(None)
         self._prune = delete(t).where(older, provisioned)
+        self._prune_top: dict[int, DeleteTop] = {}
         # Batched pruning walks the retention index in (execution_date, dag_id) order: find the
         # last row of the next batch, then delete up to and including it.
         self._prune_boundary = (
@@ -787,13 +913,20 @@ class RunStateStorage(_Storage):
 
         One statement by default. With ``batch_size``, deletes in transactions of at most
         ``batch_size`` rows (two statements each), so a large backlog never holds a long lock.
+        SQL Server always deletes in batches (``DELETE TOP (n)``, ``n`` = ``batch_size`` or the
+        row's ``prune_batch_rows``), below the count where it escalates to a table lock.
+        BigQuery ignores ``batch_size``: every statement is a billed job and locks no row a run
+        waits on.
         """
         cutoff = prune_cutoff(days_to_keep)
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
             raise InvalidStateError("batch_size", "must be an integer >= 1 or None")
-        if batch_size is None:
+        row = self.backend_row
+        if row.prune_batch_rows is not None:
+            return self._prune_in_top_batches(cutoff, batch_size or row.prune_batch_rows)
+        if batch_size is None or not row.batched_prune:
             return int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
         deleted = 0
         while True:
@@ -808,3 +941,15 @@ class RunStateStorage(_Storage):
                 "p_dag_id": last[0].dag_id,
             }
             deleted += int(self._write(self._prune_batch, boundary).rowcount)
+
+    def _prune_in_top_batches(self, cutoff: datetime, batch: int) -> int:
+        """SQL Server: ``DELETE TOP (batch) … WHERE execution_date < ?`` until a short batch."""
+        statement = self._prune_top.get(batch)
+        if statement is None:
+            statement = self._prune_top[batch] = DeleteTop(self._prune, batch)
+        deleted = 0
+        while True:
+            count = int(self._write(statement, {"p_cutoff": cutoff}).rowcount)
+            deleted += count
+            if count < batch:
+                return deleted

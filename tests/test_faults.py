@@ -46,7 +46,7 @@ def _killed_writer(url: str, schema: str | None, in_commit: Any) -> None:
 
 def test_writer_killed_mid_transaction_leaves_no_partial_row(db: StateDB) -> None:
     """Killed after its statement ran and before its COMMIT: the transaction rolls back."""
-    if db.backend.name == "bigquery":
+    if db.engine.dialect.name == "bigquery":
         pytest.skip("each BigQuery DML statement commits on its own: no transaction to kill")
     if db.xmin().autocommit:
         pytest.skip(
@@ -80,7 +80,7 @@ def _blocked_writer(url: str, schema: str | None, started: Any) -> None:
 def test_writer_killed_mid_statement_leaves_no_partial_row(db: StateDB) -> None:
     """Killed while its upsert waits inside the server behind another transaction's lock on
     the key: afterwards the row is absent or whole, never half-written, and the key is free."""
-    if db.backend.name == "bigquery":
+    if db.engine.dialect.name == "bigquery":
         pytest.skip("BigQuery has no row locks to hold a statement in flight")
     xmin = db.xmin()
     ctx = mp.get_context("spawn")
