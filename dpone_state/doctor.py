@@ -58,8 +58,18 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(orig).__name__
 
 
-def diagnose(engine: Engine, schema: str | None, xmin_table: str, run_table: str) -> Report:
-    """Connect, then check the migration revision and both tables' shapes against tables.py."""
+def diagnose(
+    engine: Engine,
+    schema: str | None,
+    xmin_table: str,
+    run_table: str,
+    *,
+    version_table: str | None = None,
+) -> Report:
+    """Connect, then check the migration revision and both tables' shapes against tables.py.
+
+    ``version_table`` is the migrations' version table (default ``migrate.VERSION_TABLE``).
+    """
     report = Report(
         url=safe_url(engine.url), backend=engine.dialect.name, head=history.head_revision()
     )
@@ -77,7 +87,7 @@ def diagnose(engine: Engine, schema: str | None, xmin_table: str, run_table: str
         info = engine.dialect.server_version_info
         report.server_version = ".".join(str(part) for part in info) if info else None
         report.add("connect", "ok", f"connected to {report.url}")
-        _check_revision(report, conn, schema)
+        _check_revision(report, conn, schema, version_table or migrate.VERSION_TABLE)
         expected = build_tables(schema, xmin_table, run_table, dialect_name=engine.dialect.name)
         inspector = inspect(conn)
         if schema is not None and engine.dialect.name != "sqlite":
@@ -90,9 +100,11 @@ def diagnose(engine: Engine, schema: str | None, xmin_table: str, run_table: str
     return report
 
 
-def _check_revision(report: Report, conn: Connection, schema: str | None) -> None:
+def _check_revision(
+    report: Report, conn: Connection, schema: str | None, version_table: str
+) -> None:
     try:
-        report.revision = migrate.current(conn.engine, schema=schema)
+        report.revision = migrate.current(conn.engine, schema=schema, version_table=version_table)
     except SQLAlchemyError as error:
         report.add(
             "revision", "problem", f"cannot read the migration revision: {_first_line(error)}"

@@ -6,6 +6,7 @@ __all__ = [
     "BackendMismatchError",
     "BackendNotInstalledError",
     "DowngradeRefusedError",
+    "InvalidExportError",
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
@@ -143,3 +144,7 @@ class DowngradeRefusedError(StateError):
 
 class StateCredentialsError(StateConfigError):
     """The cloud credentials are missing or unreadable (BigQuery); the message says which."""
+
+
+class InvalidExportError(StateError, ValueError):
+    """A state export cannot be read or does not fit the destination; nothing was written."""
