@@ -228,13 +228,16 @@ class Options:
         if self.no_schema:
             return None
         schema = self.schema if self.schema is not None else self.env("schema")
-        if schema is None:
-            return DEFAULT
-        return None if schema.lower() == "none" else schema
+        return DEFAULT if schema is None else _schema_word(schema)
 
     def table(self, name: str) -> str | None:
         value: str | None = getattr(self, name)
         return value if value is not None else self.env(name)
+
+
+def _schema_word(schema: str) -> str | None:
+    """``none`` means the connection's default schema (as ``-x schema=none`` for alembic)."""
+    return None if schema.lower() == "none" else schema
 
 
 def _options() -> Options:
@@ -391,7 +394,12 @@ def _refuse_missing(engine: Engine) -> None:
 
 
 def open_store(
-    options: Options, *, url: str | None = None, config: str | None = None, create: bool = False
+    options: Options,
+    *,
+    url: str | None = None,
+    config: str | None = None,
+    schema: str | None = None,
+    create: bool = False,
 ) -> Store:
     """Storages from a manifest or a URL, with the table options applied.
 
@@ -400,13 +408,13 @@ def open_store(
     """
     from dpone_state.migrate import VERSION_TABLE  # noqa: PLC0415
 
-    schema = options.schema_option()
+    schema_choice = options.schema_option() if schema is None else _schema_word(schema)
     config = config if config is not None or url is not None else options.config
     xmin_table, run_table = options.table("xmin_table"), options.table("run_table")
     if config is not None:
         if url is None and options.url is not None:
             raise UsageError("use either --url or --config, not both")
-        store = _store_from_config(config, schema, xmin_table, run_table)
+        store = _store_from_config(config, schema_choice, xmin_table, run_table)
     else:
         parsed = parse_url(url or options.state_url())
         try:
@@ -419,8 +427,8 @@ def open_store(
         try:
             store = Store(
                 engine,
-                XMinStateStorage(engine, schema, xmin_table or DEFAULT_XMIN_TABLE),
-                RunStateStorage(engine, schema, run_table or DEFAULT_RUN_TABLE),
+                XMinStateStorage(engine, schema_choice, xmin_table or DEFAULT_XMIN_TABLE),
+                RunStateStorage(engine, schema_choice, run_table or DEFAULT_RUN_TABLE),
                 VERSION_TABLE,
             )
         except BaseException:
@@ -780,7 +788,7 @@ def cmd_sql(dialect: str | None, revision: str) -> int:
             run_table=options.table("run_table") or DEFAULT_RUN_TABLE,
             version_table=options.table("version_table") or migrate.VERSION_TABLE,
         )
-    sys.stdout.write(script)
+    click.echo(script, nl=False)
     return EXIT_OK
 
 
@@ -1297,17 +1305,18 @@ def cmd_runs_prune(
 def _output(path: str) -> Iterator[Any]:
     if path == "-":
         yield sys.stdout
+        sys.stdout.flush()
         return
     with open(path, "w", encoding="utf-8") as stream:
         yield stream
 
 
-def _store_at(where: str, *, create: bool = False) -> Store:
+def _store_at(where: str, schema: str | None, *, create: bool = False) -> Store:
     """A store named by a URL or a manifest path (``--from`` / ``--to``)."""
     options = _options()
     if where.endswith((".yaml", ".yml")) and Path(where).is_file():
-        return open_store(options, config=where, create=create)
-    return open_store(options, url=where, create=create)
+        return open_store(options, config=where, schema=schema, create=create)
+    return open_store(options, url=where, schema=schema, create=create)
 
 
 def _revision(store: Store) -> str | None:
@@ -1446,14 +1455,24 @@ def _say_import(report: Any, store: Store, extra: dict[str, Any] | None = None) 
 )
 @click.option("--from", "source", required=True, metavar="URL|MANIFEST", help="copy from")
 @click.option("--to", "destination", required=True, metavar="URL|MANIFEST", help="copy to")
+@click.option("--from-schema", metavar="NAME", help="schema (dataset) of the source's tables")
+@click.option("--to-schema", metavar="NAME", help="schema of the destination's tables")
 @_mode_options
-def cmd_copy(source: str, destination: str, merge: bool, yes: bool) -> int:
+def cmd_copy(
+    *,
+    source: str,
+    destination: str,
+    from_schema: str | None,
+    to_schema: str | None,
+    merge: bool,
+    yes: bool,
+) -> int:
     from dpone_state import migrate  # noqa: PLC0415
     from dpone_state.portability import export_state  # noqa: PLC0415
 
-    origin = _store_at(source)
+    origin = _store_at(source, from_schema)
     export = export_state(origin.xmin, origin.runs, revision=_revision(origin))
-    target = _store_at(destination, create=yes)
+    target = _store_at(destination, to_schema, create=yes)
     if target.engine.url == origin.engine.url and target.schema == origin.schema:
         raise UsageError("--from and --to are the same store")
     if yes:

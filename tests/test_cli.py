@@ -2,13 +2,12 @@
 
 Each backend gets a database provisioned by ``dpone-state upgrade`` (PostgreSQL: a schema of
 its own). Every command runs at least once per backend as a subprocess (``db.sub``); the
-variations of a command run through ``main()`` in-process (``db``) to keep the suite fast.
+variations of a command run through ``main()`` in-process under Click's ``CliRunner``
+isolation (``db``) to keep the suite fast. JSON output is parsed back.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import pty
@@ -20,11 +19,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
+from click.testing import CliRunner
 from sqlalchemy.engine import Engine
 
 from dpone_state import RunState, RunStateStatus, RunStateStorage, XMinStateStorage
-from dpone_state.cli import build_parser, format_qualified, main, split_qualified
+from dpone_state.cli import cli, format_qualified, main, printable, split_qualified
 from tests.backends import BACKENDS
 from tests.conftest import _engine_or_skip
 
@@ -62,15 +63,14 @@ def run_cli(*args: str, cwd: Path | None = None, stdin: Any = subprocess.DEVNULL
     return Result(done.returncode, done.stdout, done.stderr)
 
 
-def call_cli(*args: str) -> Result:
-    """``main()`` in this process (argparse exits become exit codes)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exit_:
-            code = int(exit_.code or 0)
-    return Result(code, out.getvalue(), err.getvalue())
+def call_cli(*args: str, env: dict[str, str | None] | None = None) -> Result:
+    """``main()`` in this process, its streams captured by Click's ``CliRunner``."""
+    clean: dict[str, str | None] = dict.fromkeys(
+        (k for k in os.environ if k.startswith("DPONE_STATE_")), None
+    )
+    with CliRunner().isolation(env=clean | (env or {})) as (out, err, _):
+        code = main(list(args))
+    return Result(code, out.getvalue().decode(), err.getvalue().decode())
 
 
 @dataclass
@@ -222,12 +222,23 @@ def test_xmin_set_show_list_reset(cli_db: CliDB) -> None:
     assert first.json()["previous"] is None
     assert first.json()["saved"]["xmin_value"] == 1000
 
-    second = cli_db("xmin", "set", key, "2500", "--json")
+    # Moving an existing checkpoint needs --yes, and says by how much and what it means.
+    refused = cli_db.sub("xmin", "set", key, "2500", "--json")
+    assert refused.code == 2
+    assert "forward by 1500 transactions (1000 -> 2500)" in _one_line(refused.err)
+    assert "never read" in refused.err
+    assert refused.json()["error"]["exit_code"] == 2
+    second = cli_db("xmin", "set", key, "2500", "--yes", "--json")
     assert second.code == 0, second.err
+    assert second.json()["moved_by"] == 1500
     assert second.json()["previous"]["revision"] == 1
     assert (second.json()["saved"]["xmin_value"], second.json()["saved"]["revision"]) == (2500, 2)
 
-    stale = cli_db("xmin", "set", key, "9999", "--expected-revision", "1")
+    back = cli_db("xmin", "set", key, "100")
+    assert back.code == 2
+    assert "backward by 2400 transactions (2500 -> 100)" in _one_line(back.err)
+    assert "read again" in back.err
+    stale = cli_db("xmin", "set", key, "9999", "--expected-revision", "1", "--yes")
     assert stale.code == 1
     assert "not at revision 1" in _one_line(stale.err)
 
@@ -325,7 +336,9 @@ def test_runs_list_show_prune(cli_db: CliDB) -> None:
     assert dates == [now, now - timedelta(days=1)]
     assert listed.json()[0]["state"] == "success"
     human = cli_db("runs", "list", dag)
-    assert human.out.splitlines()[0].split()[:2] == ["execution_date", "state"]
+    assert human.out.splitlines()[0].split()[:4] == [
+        "dag_id", "execution_date", "state", "load_strategy"
+    ]  # fmt: skip
     assert len(human.out.splitlines()) == 2 + 3
 
     naive = old.replace(tzinfo=None).isoformat()  # naive = UTC
@@ -341,7 +354,10 @@ def test_runs_list_show_prune(cli_db: CliDB) -> None:
     assert dry.code == 0, dry.err
     assert dry.json()["would_delete"] == 1
     assert len(storage.get_run_states_by_dag(dag)) == 3  # nothing deleted
-    pruned = cli_db("runs", "prune", "--days", "30", "--json")
+    refused = cli_db("runs", "prune", "--days", "30")  # no terminal, no --yes
+    assert refused.code == 2
+    assert "pass --yes to delete 1 run(s)" in _one_line(refused.err)
+    pruned = cli_db("runs", "prune", "--days", "30", "--yes", "--json")
     assert pruned.code == 0, pruned.err
     assert pruned.json()["deleted"] == 1
     assert [r.execution_date for r in storage.get_run_states_by_dag(dag)] == [
@@ -358,7 +374,10 @@ def test_runs_list_show_prune(cli_db: CliDB) -> None:
     "args",
     [
         ["xmin", "bogus"],
-        ["runs", "list"],
+        ["upgrade", "no_such_revision"],
+        ["downgrade", "abc123"],
+        ["--url", "postgresql+psycopg2://u:pw@db:abc/meta", "xmin", "list"],
+        ["runs", "list", "--state", "lost"],
         ["runs", "prune", "--days", "-1"],
         ["runs", "show", "dag", "not-a-date"],
         ["xmin", "show", "a.b.c"],
@@ -444,18 +463,24 @@ def test_url_from_the_environment_and_config_from_a_manifest(tmp_path: Path) -> 
 # ------------------------------------------------------------------ in-process pieces
 
 
-def test_every_command_has_help_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
-    commands = [
-        ["upgrade"], ["downgrade"], ["current"], ["history"], ["sql"], ["doctor"],
-        ["xmin"], ["xmin", "list"], ["xmin", "show"], ["xmin", "set"], ["xmin", "reset"],
-        ["runs"], ["runs", "list"], ["runs", "show"], ["runs", "prune"],
-    ]  # fmt: skip
-    for command in commands:
-        with pytest.raises(SystemExit) as exit_info:
-            build_parser().parse_args([*command, "--help"])
-        assert exit_info.value.code == 0
-        text = capsys.readouterr().out
-        assert "example:" in text and "dpone-state " + " ".join(command) in text, command
+def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append((*path, name))
+        if isinstance(command, click.Group):
+            found += _commands(command, (*path, name))
+    return found
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    commands = _commands(cli)
+    assert len(commands) >= 22, commands
+    for command in [(), *commands]:
+        result = call_cli(*command, "--help")
+        assert result.code == 0, (command, result.err)
+        text = result.out
+        assert "Example" in text and " ".join(("dpone-state", *command)) in text, command
+        assert "--json" in text and "--quiet" in text, command
 
 
 @pytest.mark.parametrize(
