@@ -314,9 +314,14 @@ def _group(parent: click.Group | None, name: str, help_: str, *examples: str) ->
     return group
 
 
-def _command(group: click.Group, name: str, help_: str, *examples: str) -> Callable[[F], F]:
+def _command(
+    group: click.Group, name: str, help_: str, *examples: str, negative_args: bool = False
+) -> Callable[[F], F]:
+    """A command of ``group``; ``negative_args``: ``-1`` is an argument, not an option."""
+    settings = CONTEXT | ({"ignore_unknown_options": True} if negative_args else {})
+
     def decorate(function: F) -> F:
-        group.command(name, help=help_, epilog=_epilog(*examples), context_settings=CONTEXT)(
+        group.command(name, help=help_, epilog=_epilog(*examples), context_settings=settings)(
             _shared(function)
         )
         return function
@@ -382,14 +387,17 @@ def _sqlite_file(url: URL) -> Path | None:
     return Path(database)
 
 
-def _refuse_missing(engine: Engine) -> None:
-    """Read-only commands never create a database: an absent SQLite file is a problem."""
-    path = _sqlite_file(engine.url)
+def _refuse_missing(url: URL) -> None:
+    """Read-only commands never create a database: an absent SQLite file is a problem.
+
+    Checked before an engine exists (making one creates the file's folder).
+    """
+    path = _sqlite_file(url)
     if path is not None and not path.exists():
-        where = "its directory does not exist either" if not path.parent.exists() else ""
+        where = "; its folder does not exist either" if not path.parent.exists() else ""
         raise Problem(
-            f"the state database {path} does not exist{'; ' + where if where else ''} "
-            "(nothing was created); provision it with `dpone-state upgrade`"
+            f"the state database {path} does not exist{where} (nothing was created); "
+            "provision it with `dpone-state upgrade`"
         )
 
 
@@ -414,9 +422,11 @@ def open_store(
     if config is not None:
         if url is None and options.url is not None:
             raise UsageError("use either --url or --config, not both")
-        store = _store_from_config(config, schema_choice, xmin_table, run_table)
+        store = _store_from_config(config, schema_choice, xmin_table, run_table, create=create)
     else:
         parsed = parse_url(url or options.state_url())
+        if not create:
+            _refuse_missing(parsed)
         try:
             engine = create_state_engine(parsed)
         except ModuleNotFoundError as error:
@@ -436,20 +446,22 @@ def open_store(
             raise
     options.engines.append(store.engine)
     store.version_table = options.table("version_table") or VERSION_TABLE
-    if not create:
-        _refuse_missing(store.engine)
     return store
 
 
 def _store_from_config(
-    config: str, schema: Any, xmin_table: str | None, run_table: str | None
+    config: str, schema: Any, xmin_table: str | None, run_table: str | None, *, create: bool
 ) -> Store:
+    from dpone_state.config import load_state_settings  # noqa: PLC0415
     from dpone_state.stores import open_state  # noqa: PLC0415
 
     manifest = Path(config)
     if not manifest.is_file():
         raise UsageError(f"manifest {manifest} does not exist")
-    stores = open_state(manifest)
+    settings = load_state_settings(manifest)
+    if not create and settings.url is not None:
+        _refuse_missing(settings.url)
+    stores = open_state(settings)
     if schema is DEFAULT and xmin_table is None and run_table is None:
         return Store(stores.engine, stores.xmin, stores.runs, "")
     xmin_schema = stores.xmin.schema if schema is DEFAULT else schema
@@ -697,6 +709,7 @@ def cmd_upgrade(revision: str) -> int:
     "Migrate the state tables down to REV (-1, an id, base; base drops them).",
     "dpone-state downgrade -1",
     "dpone-state downgrade base --drop-data",
+    negative_args=True,
 )
 @click.argument("revision", metavar="REV")
 @click.option("--drop-data", is_flag=True, help="confirm that going to base drops stored rows")

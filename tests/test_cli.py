@@ -8,6 +8,7 @@ isolation (``db``) to keep the suite fast. JSON output is parsed back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -24,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy.engine import Engine
 
-from dpone_state import RunState, RunStateStatus, RunStateStorage, XMinStateStorage
+from dpone_state import RunState, RunStateStatus, RunStateStorage, XMinState, XMinStateStorage
 from dpone_state.cli import cli, format_qualified, main, printable, split_qualified
 from tests.backends import BACKENDS
 from tests.conftest import _engine_or_skip
@@ -503,3 +504,351 @@ def test_qualified_names_refused(text: str) -> None:
 
     with pytest.raises(UsageError):
         split_qualified(text)
+
+
+# ------------------------------------------------------------------ the command line itself
+
+
+def test_bare_call_lists_commands_version_and_completion() -> None:
+    bare = run_cli()
+    assert bare.code == 0, bare.err
+    for command in ("upgrade", "doctor", "xmin", "runs", "export", "import", "copy"):
+        assert f"\n  {command} " in bare.out, command
+    assert call_cli("xmin").out.count("\n  ") >= 4  # a group alone lists its commands
+
+    from dpone_state import __version__  # noqa: PLC0415
+
+    version = run_cli("--version")
+    assert (version.code, version.out.strip()) == (0, f"dpone-state {__version__}")
+
+    script = call_cli("completion", "bash")
+    assert script.code == 0
+    assert "_DPONE_STATE_COMPLETE" in script.out and "complete " in script.out
+    # The script's protocol: completions of a partial command line.
+    done = subprocess.run(
+        [sys.executable, "-m", "dpone_state.cli"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=_env() | {"_DPONE_STATE_COMPLETE": "bash_complete", "COMP_WORDS": "dpone-state ru",
+                      "COMP_CWORD": "1"},
+        timeout=60,
+    )  # fmt: skip
+    assert "plain,runs" in done.stdout.split(), done.stdout + done.stderr
+
+
+def test_json_errors_and_quiet(tmp_path: Path) -> None:
+    url = ["--url", f"sqlite:///{tmp_path / 'q.db'}"]
+    # Usage errors found by the parser and errors found by a command: a JSON object on stdout.
+    for args, code in (
+        (["runs", "list", "--limit", "0", "--json"], 2),
+        (["--json", "xmin", "show", "a.b.c"], 2),
+        ([*url, "xmin", "show", "a.b", "--json"], 1),  # the database does not exist
+    ):
+        result = run_cli(*args)
+        assert result.code == code, result
+        error = result.json()["error"]
+        assert error["exit_code"] == code
+        assert error["message"] and error["type"]
+        assert _one_line(result.err).startswith("dpone-state")
+    assert call_cli(*url, "upgrade", "--quiet").out == ""
+    assert call_cli(*url, "xmin", "set", "a.b", "1", "-q").out == ""
+    assert call_cli(*url, "xmin", "list", "-q").out == ""
+    quiet_error = call_cli(*url, "xmin", "show", "x.y", "-q")
+    assert (quiet_error.code, quiet_error.out) == (1, "")
+    assert "no checkpoint for x.y" in quiet_error.err
+
+
+@pytest.mark.parametrize("password", ["a", "state", "s3cr3t-pw"])
+def test_the_password_field_is_masked_and_the_message_kept(password: str) -> None:
+    # Masking the password as a substring of the text garbled the message and spelled the
+    # password out in its gaps ("c***nnot connect to the st***te d***t***b***se").
+    url = f"postgresql+psycopg2://etl:{password}@127.0.0.1:1/meta"
+    result = run_cli("--url", url, "xmin", "list")
+    assert result.code == 1
+    line = _one_line(result.err)
+    assert (
+        "cannot connect to the state database postgresql+psycopg2://etl:***@127.0.0.1:1/meta"
+        in line
+    )
+    assert "***" not in line.replace("etl:***@", "")
+    assert "etl:state@" not in line and "st***te" not in line
+    if password == "s3cr3t-pw":
+        assert password not in result.out + result.err
+
+
+def test_a_non_numeric_port_is_a_usage_error(tmp_path: Path) -> None:
+    bad = "postgresql+psycopg2://etl:pw@db.example:fivefourthreetwo/meta"
+    for args in (["--url", bad, "xmin", "list"], ["--url", bad, "doctor"], ["--url", bad, "sql"]):
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.code == 2, result
+        assert "port is not a number" in _one_line(result.err)
+        assert "pw" not in result.err
+    in_env = _env() | {"DPONE_STATE_URL": bad}
+    for args, code in ((["history"], 0), (["current"], 2), (["runs", "dags"], 2)):
+        done = subprocess.run(
+            [sys.executable, "-m", "dpone_state.cli", *args],
+            check=False, capture_output=True, text=True, env=in_env, cwd=tmp_path, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == code, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+        if code:
+            assert "port is not a number" in _one_line(done.stderr)
+
+
+def test_control_characters_in_stored_names_are_escaped(cli_db: CliDB) -> None:
+    storage = XMinStateStorage(cli_db.engine, schema=cli_db.schema)
+    forged = "evil\npublic  forged  1"
+    erasing = "term\x1b[2K\rwiped"
+    storage.save_state("ctl", forged, XMinState(xmin_value=5))
+    storage.save_state("ctl", erasing, XMinState(xmin_value=6))
+    try:
+        listed = cli_db.sub("xmin", "list", "ctl.*")
+        assert listed.code == 0, listed.err
+        lines = listed.out.splitlines()
+        assert len(lines) == 2 + 2, listed.out  # header, rule, one line per checkpoint
+        assert "\x1b" not in listed.out and "\r" not in listed.out
+        assert "evil\\npublic  forged  1" in listed.out
+        assert "term\\x1b[2K\\rwiped" in listed.out
+        shown = cli_db("xmin", "show", "--source-schema", "ctl", "--source-table", erasing)
+        assert "term\\x1b[2K\\rwiped" in shown.out and "\x1b" not in shown.out
+        as_json = cli_db("xmin", "list", "ctl.*", "--json").json()
+        assert {c["source_table"] for c in as_json} == {forged, erasing}  # exact in JSON
+        missing = cli_db("xmin", "show", "--source-schema", "ctl", "--source-table", "a\x1bb")
+        assert missing.code == 1 and "\x1b" not in missing.err
+    finally:
+        storage.delete_state("ctl", forged)
+        storage.delete_state("ctl", erasing)
+
+
+def test_printable() -> None:
+    assert printable("plain name") == "plain name"
+    assert printable("a\nb\tc\x1b\x7f\u202e\u2028") == "a\\nb\\tc\\x1b\\x7f\\u202e\\u2028"
+    assert printable("naïve ü 名前") == "naïve ü 名前"
+
+
+READ_ONLY = [
+    ["current"],
+    ["doctor"],
+    ["downgrade", "-1"],
+    ["xmin", "list"],
+    ["xmin", "show", "a.b"],
+    ["xmin", "set", "a.b", "5"],
+    ["xmin", "reset", "a.b", "--yes"],
+    ["runs", "list"],
+    ["runs", "show", "dag", "2024-01-01"],
+    ["runs", "dags"],
+    ["runs", "prune", "--days", "3", "--dry-run"],
+    ["export"],
+]
+
+
+@pytest.mark.parametrize("args", READ_ONLY, ids=" ".join)
+@pytest.mark.parametrize("where", ["missing.db", "no/such/dir/state.db"])
+def test_commands_other_than_upgrade_never_create_a_database(
+    args: list[str], where: str, tmp_path: Path
+) -> None:
+    path = tmp_path / where
+    result = call_cli("--url", f"sqlite:///{path}", *args)
+    assert result.code == 1, result
+    line = _one_line(result.err)
+    assert f"the state database {path} does not exist" in line
+    assert "dpone-state upgrade" in line
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_only_as_a_subprocess_from_the_environment(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "dpone_state.cli", "xmin", "list", "--json"],
+        check=False, capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        env=_env(),  # the default: ./dpone_state.db
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "dpone_state.db does not exist" in json.loads(done.stdout)["error"]["message"]
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ runs: repair and prune
+
+
+def test_runs_filters_show_by_printed_second_dags(cli_db: CliDB) -> None:
+    storage = cli_db.runs()
+    base = datetime(2024, 5, 1, 2, 0, 0, 123456, tzinfo=timezone.utc)
+    dags = [f"flt_a_{cli_db.backend}", f"flt_b_{cli_db.backend}"]
+    failed = _run(dags[0], base, RunStateStatus.FAILED)
+    failed = RunState(
+        **{**failed.__dict__, "error_message": "boom: " + "x" * 200 + "\nsecond line"}
+    )
+    storage.save_run_state(failed)
+    storage.save_run_state(_run(dags[0], base + timedelta(days=1)))
+    storage.save_run_state(_run(dags[1], base + timedelta(days=2), RunStateStatus.RUNNING))
+
+    every = cli_db.sub("runs", "list", "--json", "--since", "2024-05-01", "--before", "2024-05-04")
+    assert every.code == 0, every.err
+    ours = [r for r in every.json() if r["dag_id"] in dags]
+    assert [(r["dag_id"], r["state"]) for r in ours] == [
+        (dags[1], "running"), (dags[0], "success"), (dags[0], "failed")
+    ]  # fmt: skip
+    only_failed = cli_db("runs", "list", dags[0], "--state", "failed", "--json").json()
+    assert [r["state"] for r in only_failed] == ["failed"]
+    assert only_failed[0]["error_message"] == failed.error_message
+    since = cli_db("runs", "list", dags[0], "--since", "2024-05-02T00:00:00Z", "--json").json()
+    assert [r["state"] for r in since] == ["success"]
+
+    human = cli_db("runs", "list", dags[0], "--state", "failed")
+    header, _, row = human.out.splitlines()
+    assert "error_message" in header
+    assert "boom: xxx" in row and "second line" not in row and row.endswith("…")
+    printed = row.split()[1]
+    assert printed == "2024-05-01T02:00:00+00:00"  # seconds only, as a person reads it
+    shown = cli_db.sub("runs", "show", dags[0], printed, "--json")
+    assert shown.code == 0, shown.err
+    assert datetime.fromisoformat(shown.json()["execution_date"]) == base
+
+    listed_dags = cli_db.sub("runs", "dags", "--json")
+    assert listed_dags.code == 0, listed_dags.err
+    summary = {d["dag_id"]: d for d in listed_dags.json() if d["dag_id"] in dags}
+    assert summary[dags[0]]["runs"] == 2
+    assert summary[dags[0]]["last_state"] == "success"
+    assert datetime.fromisoformat(summary[dags[1]]["last_execution_date"]) == base + timedelta(
+        days=2
+    )
+    assert "last_state" in cli_db("runs", "dags").out.splitlines()[0]
+
+
+def test_runs_mark_failed_and_delete(cli_db: CliDB) -> None:
+    storage = cli_db.runs()
+    dag = f"stuck_{cli_db.backend}"
+    when = datetime(2024, 6, 1, 3, 0, tzinfo=timezone.utc)
+    storage.save_run_state(_run(dag, when, RunStateStatus.RUNNING))
+    no_reason = cli_db("runs", "mark-failed", dag, "2024-06-01T03:00:00Z")
+    assert no_reason.code == 2 and "--reason" in no_reason.err
+
+    marked = cli_db.sub(
+        "runs", "mark-failed", dag, "2024-06-01T03:00:00Z", "--reason", "worker lost", "--json"
+    )
+    assert marked.code == 0, marked.err
+    assert (marked.json()["state"], marked.json()["error_message"]) == ("failed", "worker lost")
+    run = storage.get_run_state(dag, when)
+    assert run is not None and run.state is RunStateStatus.FAILED and run.ended_at is not None
+    again = cli_db("runs", "mark-failed", dag, "2024-06-01T03:00:00Z", "--reason", "x")
+    assert again.code == 1
+    assert "is failed, not running; nothing changed" in _one_line(again.err)
+
+    refused = cli_db.sub("runs", "delete", dag, "2024-06-01T03:00:00Z")
+    assert refused.code == 2 and "--yes" in _one_line(refused.err)
+    deleted = cli_db.sub("runs", "delete", dag, "2024-06-01T03:00:00Z", "--yes", "--json")
+    assert deleted.code == 0, deleted.err
+    assert deleted.json()["deleted"] is True
+    assert storage.get_run_state(dag, when) is None
+    assert cli_db("runs", "delete", dag, "2024-06-01T03:00:00Z", "--yes").code == 1
+
+
+def test_runs_prune_by_dag_in_batches(cli_db: CliDB) -> None:
+    storage = cli_db.runs()
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    keep, prune = f"keep_{cli_db.backend}", f"prune_{cli_db.backend}"
+    for day in range(40, 47):
+        storage.save_run_state(_run(prune, now - timedelta(days=day)))
+        storage.save_run_state(_run(keep, now - timedelta(days=day)))
+    dry = cli_db("runs", "prune", "--days", "30", "--dag", prune, "--dry-run", "--json")
+    assert dry.json()["would_delete"] == 7
+    pruned = cli_db.sub(
+        "runs", "prune", "--days", "30", "--dag", prune, "--batch-size", "3", "--yes", "--json"
+    )
+    assert pruned.code == 0, pruned.err
+    assert (pruned.json()["deleted"], pruned.json()["dag_id"]) == (7, prune)
+    assert storage.get_run_states_by_dag(prune) == []
+    assert len(storage.get_run_states_by_dag(keep)) == 7
+    assert cli_db("runs", "prune", "--days", "30", "--dag", keep, "--yes").code == 0
+    assert storage.get_run_states_by_dag(keep) == []
+
+
+def test_prune_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    url = ["--url", f"sqlite:///{tmp_path / 'bar.db'}"]
+    assert call_cli(*url, "upgrade").code == 0
+    storage = RunStateStorage(url[1])
+    old = datetime.now(timezone.utc) - timedelta(days=100)
+    for minute in range(30):
+        storage.save_run_state(_run("bar", old + timedelta(minutes=minute)))
+    storage.engine.dispose()
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "dpone_state.cli", *url, "runs", "prune", "--days", "30",
+             "--batch-size", "5", "--yes"],
+            check=False, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower,
+            env=_env() | {"TERM": "xterm", "COLUMNS": "100"}, timeout=60,
+        )  # fmt: skip
+        os.close(follower)
+        screen = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(leader, 65536):
+                screen += chunk
+    finally:
+        os.close(leader)
+    assert done.returncode == 0
+    assert b"pruning runs" in screen
+    assert b"/30" in screen  # "5/30", "10/30", ...
+    assert b"deleted 30 run(s)" in done.stdout
+
+
+# ------------------------------------------------------------------ configuration
+
+
+def test_two_stores_in_one_schema_with_their_own_version_tables(cli_db: CliDB) -> None:
+    stores = {
+        name: [f"--xmin-table={name}_xmin", f"--run-table={name}_runs",
+               f"--version-table={name}_version"]
+        for name in ("blue", "green")
+    }  # fmt: skip
+    for options in stores.values():
+        up = cli_db.sub(*options, "upgrade", "--json")
+        assert up.code == 0, up.err
+        assert up.json()["from"] is None
+    head = cli_db("history", "--json").json()[0]["revision"]
+    down = cli_db(*stores["blue"], "downgrade", "-1")
+    assert down.code == 0, down.err
+    assert cli_db(*stores["blue"], "current", "--json").json()["up_to_date"] is False
+    assert cli_db(*stores["green"], "current", "--json").json()["current"] == head
+    assert cli_db(*stores["green"], "doctor").code == 0
+    assert cli_db(*stores["blue"], "doctor").code == 1
+    for options in stores.values():
+        assert cli_db(*options, "upgrade").code == 0
+        assert cli_db(*options, "downgrade", "base", "--drop-data").code == 0
+
+
+def test_the_environment_means_the_same_to_the_command_and_alembic(
+    cli_db: CliDB, tmp_path: Path
+) -> None:
+    url = cli_db.options[1]
+    env = _env() | {
+        "DPONE_STATE_URL": url,
+        "DPONE_STATE_SCHEMA": cli_db.schema or "none",
+        "DPONE_STATE_XMIN_TABLE": "env_xmin",
+        "DPONE_STATE_RUN_TABLE": "env_runs",
+        "DPONE_STATE_VERSION_TABLE": "env_version",
+    }
+    repo = Path(__file__).resolve().parents[1]
+
+    def command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(args), check=False, capture_output=True, text=True, env=env, cwd=repo,
+            timeout=120,
+        )  # fmt: skip
+
+    up = command(sys.executable, "-m", "dpone_state.cli", "upgrade", "--json")
+    assert up.returncode == 0, up.stderr
+    alembic = command(sys.executable, "-m", "alembic", "current")
+    assert alembic.returncode == 0, alembic.stderr
+    assert json.loads(up.stdout)["to"] in alembic.stdout
+    check = call_cli(
+        *cli_db.options, "--xmin-table", "env_xmin", "--run-table", "env_runs",
+        "--version-table", "env_version", "doctor",
+    )  # fmt: skip
+    assert check.code == 0, check.out
+    down = command(sys.executable, "-m", "alembic", "downgrade", "base")
+    assert down.returncode == 0, down.stderr
+    gone = command(sys.executable, "-m", "dpone_state.cli", "current", "--json")
+    assert json.loads(gone.stdout)["current"] is None
