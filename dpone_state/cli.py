@@ -1446,6 +1446,8 @@ def _say_import(report: Any, store: Store, extra: dict[str, Any] | None = None) 
                 f"{report.conflicts} checkpoint(s) changed while importing: left as they are; "
                 "check them with `dpone-state xmin show` and run the import again"
             )
+        if not report.provisioned:
+            click.echo("the destination's tables do not exist yet (planned as empty)")
         if not report.applied:
             click.echo("nothing written: pass --yes to write")
         if extra and "verified" in extra:

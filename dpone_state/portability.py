@@ -24,7 +24,7 @@ from sqlalchemy import Table, and_, bindparam, delete, select, update
 
 from dpone_state.coltypes import UTCDateTime
 from dpone_state.engine import safe_url
-from dpone_state.errors import InvalidExportError
+from dpone_state.errors import InvalidExportError, StateNotProvisionedError
 from dpone_state.storage import RunStateStorage, XMinStateStorage
 from dpone_state.tables import LOADED_AT, UPDATED_AT
 from dpone_state.upsert import INCOMING, Upsert, upsert_applied
@@ -210,6 +210,8 @@ class ImportReport:
 
     applied: bool
     mode: Literal["merge", "replace"]
+    #: False when a dry run found the destination's tables missing (planned as empty).
+    provisioned: bool = True
     xmin: TableChanges = field(default_factory=TableChanges)
     runs: TableChanges = field(default_factory=TableChanges)
 
@@ -221,6 +223,7 @@ class ImportReport:
         return {
             "applied": self.applied,
             "mode": self.mode,
+            "provisioned": self.provisioned,
             "xmin": self.xmin.counts(),
             "runs": self.runs.counts(),
             "conflicts": [
@@ -322,36 +325,42 @@ def _import_table(
     keys = [_key(values, kind) for values in incoming]
     if len(set(keys)) != len(keys):
         raise InvalidExportError(f"the export holds a {kind} key twice")
-    current = _current(storage, kind)
+    try:
+        current = _current(storage, kind)
+    except StateNotProvisionedError:
+        if apply:
+            raise
+        current = {}  # a dry run into a store not provisioned yet: everything is new
+        report.provisioned = False
     writer = _Writer(storage, kind)
     for values, key in zip(incoming, keys, strict=True):
         stored = current.get(key)
-        if stored is not None and _same(stored, values, kind):
+        if stored is not None and _same(stored, values):
             changes.unchanged.append(_printable(key))
             continue
-        (changes.insert if stored is None else changes.update).append(_printable(key))
-        if apply:
-            if not writer.write(values, stored):
-                target = changes.insert if stored is None else changes.update
-                target.pop()
-                changes.conflicts.append(_printable(key))
-            if progress is not None:
-                progress(1)
+        action = changes.insert if stored is None else changes.update
+        _change(action, changes, key, apply and not writer.write(values, stored), progress)
     if replace:
         wanted = set(keys)
         for key, stored in sorted(current.items(), key=lambda item: _printable(item[0])):
-            if key in wanted:
-                continue
-            changes.delete.append(_printable(key))
-            if apply:
-                if not writer.delete(stored):
-                    changes.delete.pop()
-                    changes.conflicts.append(_printable(key))
-                if progress is not None:
-                    progress(1)
+            if key not in wanted:
+                conflict = apply and not writer.delete(stored)
+                _change(changes.delete, changes, key, conflict, progress)
 
 
-def _same(stored: Mapping[str, Any], values: Mapping[str, Any], kind: Kind) -> bool:
+def _change(
+    action: list[tuple[str, ...]],
+    changes: TableChanges,
+    key: tuple[Any, ...],
+    conflict: bool,
+    progress: Callable[[int], None] | None,
+) -> None:
+    (changes.conflicts if conflict else action).append(_printable(key))
+    if progress is not None:
+        progress(1)
+
+
+def _same(stored: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
     return all(stored.get(name) == value for name, value in values.items())
 
 
