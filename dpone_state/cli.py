@@ -801,7 +801,10 @@ def cmd_sql(dialect: str | None, revision: str) -> int:
             run_table=options.table("run_table") or DEFAULT_RUN_TABLE,
             version_table=options.table("version_table") or migrate.VERSION_TABLE,
         )
-    click.echo(script, nl=False)
+    say(
+        {"dialect": dialect, "revision": revision, "sql": script},
+        lambda: click.echo(script, nl=False),
+    )
     return EXIT_OK
 
 
@@ -1545,7 +1548,7 @@ def cmd_completion(shell: str) -> int:
     completion = get_completion_class(shell)
     assert completion is not None
     script = completion(cli, {}, PROG, "_DPONE_STATE_COMPLETE").source()
-    click.echo(script)
+    say({"shell": shell, "script": script}, script)
     return EXIT_OK
 
 

@@ -206,6 +206,8 @@ def test_sql_prints_the_offline_script_without_connecting() -> None:
         assert "ops.etl_xmin_state" in result.out
     for dialect in ("mysql", "sqlite"):
         assert "CREATE TABLE" in call_cli("sql", "--dialect", dialect).out
+    as_json = call_cli("sql", "--dialect", "postgresql", "--json").json()
+    assert as_json["dialect"] == "postgresql" and "CREATE TABLE" in as_json["sql"]
     # Without --dialect, the dialect of the configured URL (still no connection).
     default = run_cli("--url", UNREACHABLE, "sql")
     assert default.code == 0, default.err
@@ -535,6 +537,14 @@ def test_bare_call_lists_commands_version_and_completion() -> None:
         timeout=60,
     )  # fmt: skip
     assert "plain,runs" in done.stdout.split(), done.stdout + done.stderr
+
+
+def test_importing_the_library_loads_neither_click_nor_rich() -> None:
+    code = "import sys, dpone_state; print(sorted({'click', 'rich'} & set(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=_env()
+    )
+    assert done.stdout.strip() == "[]"
 
 
 def test_json_errors_and_quiet(tmp_path: Path) -> None:
