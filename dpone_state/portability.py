@@ -52,6 +52,9 @@ _KEYS: Final[dict[Kind, tuple[str, ...]]] = {
     "xmin": ("source_schema", "source_table"),
     "runs": ("dag_id", "execution_date"),
 }
+#: Run rows per import statement, and the bound parameters a statement stays under.
+_BULK_ROWS: Final = 500
+_MAX_PARAMETERS: Final = 2000
 #: Columns that belong to one database and are not carried.
 _LOCAL: Final = frozenset({"id"})
 
@@ -333,13 +336,24 @@ def _import_table(
         current = {}  # a dry run into a store not provisioned yet: everything is new
         report.provisioned = False
     writer = _Writer(storage, kind)
+    runs: list[dict[str, Any]] = []  # written in multi-row statements (no compare-and-set)
     for values, key in zip(incoming, keys, strict=True):
         stored = current.get(key)
         if stored is not None and _same(stored, values):
             changes.unchanged.append(_printable(key))
             continue
         action = changes.insert if stored is None else changes.update
+        if kind == "runs":
+            action.append(_printable(key))
+            runs.append(values)
+            continue
         _change(action, changes, key, apply and not writer.write(values, stored), progress)
+    if apply:
+        for start in range(0, len(runs), writer.rows_per_statement):
+            batch = runs[start : start + writer.rows_per_statement]
+            writer.write_runs(batch)
+            if progress is not None:
+                progress(len(batch))
     if replace:
         wanted = set(keys)
         for key, stored in sorted(current.items(), key=lambda item: _printable(item[0])):
@@ -389,21 +403,34 @@ class _Writer:
             )
             self.delete_row: Any = delete(t).where(key, t.c.revision == expected)
         else:
-            self.insert = Upsert(
-                t, [params], key=_KEYS[kind], update=dict.fromkeys(non_key, INCOMING)
-            )
-            self.update = None
+            self.insert = self.update = None  # runs go in multi-row statements
             self.delete_row = delete(t).where(key)
+
+        # Fewer bound parameters a statement than any backend's limit (SQL Server: 2100).
+        self.rows_per_statement = max(1, min(_BULK_ROWS, _MAX_PARAMETERS // len(names)))
+        self._bulk: dict[int, Upsert] = {}
 
     def _params(self, values: Mapping[str, Any]) -> dict[str, Any]:
         return {f"i_{n}": values[n] for n in self.names}
 
+    def write_runs(self, batch: list[dict[str, Any]]) -> None:
+        """Upsert run rows in one statement (built once per batch size)."""
+        t = self.storage.table
+        statement = self._bulk.get(len(batch))
+        if statement is None:
+            rows = [
+                {n: bindparam(f"i_{n}_{i}", type_=t.c[n].type) for n in self.names}
+                for i in range(len(batch))
+            ]
+            non_key = [n for n in self.names if n not in _KEYS["runs"]]
+            statement = Upsert(t, rows, key=_KEYS["runs"], update=dict.fromkeys(non_key, INCOMING))
+            self._bulk[len(batch)] = statement
+        params = {f"i_{n}_{i}": row[n] for i, row in enumerate(batch) for n in self.names}
+        self.storage._write(statement, params)
+
     def write(self, values: dict[str, Any], stored: Mapping[str, Any] | None) -> bool:
-        """Write one row; ``False`` when a checkpoint changed since it was read."""
+        """Write one checkpoint; ``False`` when it changed since it was read."""
         write = self.storage._write
-        if self.kind == "runs":
-            write(self.insert, self._params(values))
-            return True
         if stored is None:
             return upsert_applied(write(self.insert, self._params(values)))
         # Replacing a checkpoint moves its revision past the stored one: a runtime holding

@@ -27,7 +27,7 @@ from dpone_state import (
     XMinStateStorage,
 )
 from dpone_state.portability import export_state, import_state
-from tests.backends import BACKENDS
+from tests.backends import BACKENDS, recorded
 from tests.conftest import _engine_or_skip
 from tests.test_cli import Result, call_cli, run_cli
 
@@ -299,6 +299,34 @@ def test_import_never_overwrites_a_checkpoint_a_runtime_changed(
     assert replaced is not None and (replaced.xmin_value, replaced.revision) == (20, 7)
     with pytest.raises(RevisionConflictError):
         xmin.save_state("s", "b", XMinState(xmin_value=100), expected_revision=6)
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_many_runs_go_in_multi_row_statements(
+    backend: str, make_store: Callable[..., Store]
+) -> None:
+    source = make_store("sqlite", name="source.db")
+    storage = source.runs()
+    for i in range(333):
+        storage.save_run_state(
+            RunState(
+                dag_id=f"dag_{i % 7}", source_schema="s", source_table="t", target_schema="d",
+                target_table="t", load_strategy="full_refresh",
+                execution_date=T0 + timedelta(minutes=i), state=RunStateStatus.SUCCESS,
+                started_at=T0, rows_read=i,
+            )
+        )  # fmt: skip
+    export = export_state(source.xmin(), storage)
+    store = make_store(backend)
+    written: list[int] = []
+    with recorded(store.engine) as statements:
+        report = import_state(
+            export, store.xmin(), store.runs(), apply=True, progress=written.append
+        )
+    assert len(report.runs.insert) == 333 and sum(written) == 333
+    inserts = [s for s in statements if "etl_run_state" in s and "INSERT" in s.upper()]
+    assert 2 <= len(inserts) <= 4, len(inserts)  # ~105 rows a statement, not 333 statements
+    assert rows(store.export()) == rows(source.export())
 
 
 # ------------------------------------------------------------------ formats and bad input
