@@ -86,7 +86,7 @@ def list_runs(
         )
         params["o_before"] = to_utc("before", before)
     statement = statement.order_by(t.c.execution_date.desc(), t.c.dag_id).limit(limit)
-    return _to_runs(storage._read(statement, params))
+    return _to_runs(storage.execute_read(statement, params))
 
 
 def runs_in_second(storage: RunStateStorage, dag_id: str, second: datetime) -> list[RunState]:
@@ -106,7 +106,7 @@ def runs_in_second(storage: RunStateStorage, dag_id: str, second: datetime) -> l
         .limit(10)
     )
     params = {"o_dag": dag_id, "o_start": start, "o_end": end}
-    return _to_runs(storage._read(statement, params))
+    return _to_runs(storage.execute_read(statement, params))
 
 
 def dag_summaries(storage: RunStateStorage) -> list[DagSummary]:
@@ -128,7 +128,7 @@ def dag_summaries(storage: RunStateStorage) -> list[DagSummary]:
         )
         .order_by(t.c.dag_id)
     )
-    rows = storage._read(statement, {})
+    rows = storage.execute_read(statement, {})
     return [DagSummary(row[0], int(row[-1]), _to_runs([row[:-1]])[0]) for row in rows]
 
 
@@ -163,7 +163,7 @@ def mark_failed(storage: RunStateStorage, run: RunState, reason: str) -> RunStat
         "o_duration": duration,
         "o_updated": now,
     }
-    if storage._write(statement, params).rowcount != 1:
+    if storage.execute_write(statement, params).rowcount != 1:
         return None
     return storage.get_run_state(run.dag_id, run.execution_date)
 
@@ -176,7 +176,7 @@ def delete_run(storage: RunStateStorage, dag_id: str, execution_date: datetime) 
         t.c.execution_date == bindparam("o_date", type_=t.c.execution_date.type),
     )
     params = {"o_dag": dag_id, "o_date": to_utc("execution_date", execution_date)}
-    return bool(storage._write(statement, params).rowcount == 1)
+    return bool(storage.execute_write(statement, params).rowcount == 1)
 
 
 def _older(storage: RunStateStorage, dag_id: str | None) -> Any:
@@ -198,7 +198,7 @@ def count_runs_before(storage: RunStateStorage, cutoff: datetime, dag_id: str | 
     """How many runs (of ``dag_id``, or all) have an ``execution_date`` before ``cutoff``."""
     t = storage.table
     statement = select(func.count()).select_from(t).where(_older(storage, dag_id))
-    rows = storage._read(statement, _prune_params(cutoff, dag_id))
+    rows = storage.execute_read(statement, _prune_params(cutoff, dag_id))
     return int(rows[0][0])
 
 
@@ -219,7 +219,7 @@ def prune_runs(
     t = storage.table
     older = _older(storage, dag_id)
     params = _prune_params(cutoff, dag_id)
-    write = storage._write
+    write = storage.execute_write
     if batch_size is None:
         deleted = int(write(delete(t).where(older), params).rowcount)
         if progress is not None:
@@ -242,7 +242,7 @@ def prune_runs(
     )
     deleted = 0
     while True:
-        last = storage._read(boundary_select, {**params, "o_offset": batch_size - 1})
+        last = storage.execute_read(boundary_select, {**params, "o_offset": batch_size - 1})
         if not last:
             count = int(write(delete(t).where(older), params).rowcount)
         else:

@@ -91,7 +91,7 @@ def _stored_rows(storage: XMinStateStorage | RunStateStorage, kind: Kind) -> lis
     names = _columns(t)
     statement = select(*(t.c[n] for n in names)).order_by(*(t.c[k] for k in _KEYS[kind]))
     rows = []
-    for row in storage._read(statement, {}):
+    for row in storage.execute_read(statement, {}):
         record = {_exported_name(n): _to_json(v) for n, v in zip(names, row, strict=True)}
         if kind == "xmin" and record.get("revision") is None:  # adopted legacy rows
             record["revision"] = 0
@@ -279,7 +279,7 @@ def _current(
 ) -> dict[tuple[Any, ...], dict[str, Any]]:
     t = storage.table
     names = _columns(t)
-    rows = storage._read(select(*(t.c[n] for n in names)), {})
+    rows = storage.execute_read(select(*(t.c[n] for n in names)), {})
     current = {}
     for row in rows:
         values = dict(zip(names, row, strict=True))
@@ -426,11 +426,11 @@ class _Writer:
             statement = Upsert(t, rows, key=_KEYS["runs"], update=dict.fromkeys(non_key, INCOMING))
             self._bulk[len(batch)] = statement
         params = {f"i_{n}_{i}": row[n] for i, row in enumerate(batch) for n in self.names}
-        self.storage._write(statement, params)
+        self.storage.execute_write(statement, params)
 
     def write(self, values: dict[str, Any], stored: Mapping[str, Any] | None) -> bool:
         """Write one checkpoint; ``False`` when it changed since it was read."""
-        write = self.storage._write
+        write = self.storage.execute_write
         if stored is None:
             return upsert_applied(write(self.insert, self._params(values)))
         # Replacing a checkpoint moves its revision past the stored one: a runtime holding
@@ -443,7 +443,7 @@ class _Writer:
         params = {f"i_{k}": stored[k] for k in _KEYS[self.kind]}
         if self.kind == "xmin":
             params["i_expected"] = stored["revision"]
-        result = self.storage._write(self.delete_row, params)
+        result = self.storage.execute_write(self.delete_row, params)
         return self.kind == "runs" or int(result.rowcount) == 1
 
 
