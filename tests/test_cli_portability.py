@@ -332,7 +332,7 @@ def test_many_runs_go_in_multi_row_statements(
 # ------------------------------------------------------------------ formats and bad input
 
 
-def test_export_to_stdout_ndjson_and_json(make_store: Callable[..., Store]) -> None:
+def test_export_to_stdout_ndjson_and_json(make_store: Callable[..., Store], tmp_path: Path) -> None:
     store = make_store("postgresql")
     fill(store)
     ndjson = run_cli(*store.options, "export")
@@ -355,6 +355,14 @@ def test_export_to_stdout_ndjson_and_json(make_store: Callable[..., Store]) -> N
     for line in lines[1:]:
         by_table[line["table"]].append(line["row"])
     assert rows(document) == rows(by_table)
+    # Piped: export | import -
+    path = tmp_path / "piped.ndjson"
+    path.write_text(ndjson.out)
+    other = make_store("sqlite")
+    with path.open() as stdin:
+        piped = run_cli(*other.options, "import", "-", "--yes", stdin=stdin)
+    assert piped.code == 0, piped.err
+    assert rows(other.export()) == rows(document)
 
 
 @pytest.mark.parametrize(
@@ -387,3 +395,24 @@ def test_a_bad_export_is_a_usage_error(
     assert result.code == 2, result
     assert message in result.json()["error"]["message"]
     assert store.cli("xmin", "list", "--json").json() == []
+
+
+# ------------------------------------------------------------------ BigQuery through the command
+
+
+def test_upgrade_current_doctor_on_bigquery(make_store: Callable[..., Store]) -> None:
+    store = make_store("bigquery", provision=False)
+    up = run_cli(*store.options, "upgrade", "--json")
+    assert up.code == 0, up.err
+    head = up.json()["to"]
+    assert up.json()["from"] is None and head
+    current = run_cli(*store.options, "current", "--json")
+    assert current.code == 0, current.err
+    assert current.json()["current"] == current.json()["head"] == head
+    doctor = run_cli(*store.options, "doctor", "--json")
+    assert doctor.code == 0, doctor.out + doctor.err
+    assert doctor.json()["backend"] == "bigquery"
+    fill(store)  # the runtime's calls work on the provisioned tables
+    assert (
+        run_cli(*store.options, "xmin", "show", "public.orders", "--json").json()["revision"] == 3
+    )
