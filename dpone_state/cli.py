@@ -250,6 +250,12 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
+_SHARED_NAMES = (
+    "url", "config", "schema", "no_schema", "xmin_table", "run_table", "version_table", "json",
+    "quiet", "debug",
+)  # fmt: skip
+
+
 def _shared(function: F) -> F:
     """The options every command accepts before or after its name."""
     specs: list[tuple[tuple[str, ...], dict[str, Any]]] = [
@@ -275,6 +281,16 @@ def _shared(function: F) -> F:
             *decls, expose_value=False, callback=_remember, is_eager=True, **attrs
         )(function)
     return function
+
+
+def _shared_last(command: click.Command) -> None:
+    """The command's own parameters first, then the shared options in their order."""
+    shared = {name: i for i, name in enumerate(_SHARED_NAMES)}
+    own = [p for p in command.params if p.name not in shared]
+    rest = sorted(
+        (p for p in command.params if p.name in shared), key=lambda p: shared[p.name or ""]
+    )
+    command.params = own + rest
 
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -309,6 +325,7 @@ def _group(parent: click.Group | None, name: str, help_: str, *examples: str) ->
         invoke_without_command=True,
         context_settings=CONTEXT,
     )
+    _shared_last(group)
     if parent is not None:
         parent.add_command(group)
     return group
@@ -321,9 +338,10 @@ def _command(
     settings = CONTEXT | ({"ignore_unknown_options": True} if negative_args else {})
 
     def decorate(function: F) -> F:
-        group.command(name, help=help_, epilog=_epilog(*examples), context_settings=settings)(
-            _shared(function)
-        )
+        command = group.command(
+            name, help=help_, epilog=_epilog(*examples), context_settings=settings
+        )(_shared(function))
+        _shared_last(command)
         return function
 
     return decorate
