@@ -31,7 +31,8 @@ from tests.backends import BACKENDS, recorded
 from tests.conftest import _engine_or_skip
 from tests.test_cli import Result, call_cli, run_cli
 
-ALL = ("sqlite", "postgresql", "mariadb", "bigquery")
+#: Every backend of the suite; SQL Server joins the trip where a server is configured.
+ALL = ("sqlite", "postgresql", "mariadb", "mssql", "bigquery")
 
 
 @dataclass
@@ -173,6 +174,8 @@ def test_every_field_survives_a_trip_through_every_backend(
     assert expected["xmin"][-1]["revision"] == 3  # public.orders after three saves
     previous = first
     for backend in (*ALL[1:], "sqlite"):
+        if backend == "mssql" and BACKENDS["mssql"].url is None:
+            continue  # no SQL Server on this machine (README: Running the tests on SQL Server)
         store = make_store(backend)
         path = tmp_path / f"from-{previous.backend}.ndjson"
         exported = previous.cli("export", "--output", str(path))
