@@ -862,3 +862,29 @@ def test_the_environment_means_the_same_to_the_command_and_alembic(
     assert down.returncode == 0, down.stderr
     gone = command(sys.executable, "-m", "dpone_state.cli", "current", "--json")
     assert json.loads(gone.stdout)["current"] is None
+
+
+def test_the_migrate_api_reads_the_same_variables(
+    cli_db: CliDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dpone_state import migrate  # noqa: PLC0415
+
+    env = {
+        "DPONE_STATE_SCHEMA": cli_db.schema or "none",
+        "DPONE_STATE_XMIN_TABLE": "api_xmin",
+        "DPONE_STATE_RUN_TABLE": "api_runs",
+        "DPONE_STATE_VERSION_TABLE": "api_version",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    migrate.upgrade(cli_db.engine)  # names from the environment, as alembic and the command
+    head = migrate.current(cli_db.engine)
+    assert head is not None
+    seen = call_cli(*cli_db.options[:2], "current", "--json", env=dict(env))
+    assert seen.json()["current"] == head, seen
+    assert call_cli(*cli_db.options[:2], "doctor", env=dict(env)).code == 0
+    migrate.downgrade(cli_db.engine, "base")
+    assert migrate.current(cli_db.engine) is None
+    assert (
+        call_cli(*cli_db.options[:2], "current", "--json", env=dict(env)).json()["current"] is None
+    )
