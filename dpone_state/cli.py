@@ -221,18 +221,20 @@ class Options:
     def state_url(self) -> str:
         return self.url or self.env("url") or DEFAULT_URL
 
-    def schema_option(self) -> Any:
-        """``DEFAULT``, ``None`` (no schema) or a name: option, else ``DPONE_STATE_SCHEMA``."""
+    def schema_option(self, *, env: bool = True) -> Any:
+        """``DEFAULT``, ``None`` (no schema) or a name: the option, else (``env``)
+        ``DPONE_STATE_SCHEMA``."""
         if self.no_schema and self.schema is not None:
             raise UsageError("use either --schema or --no-schema")
         if self.no_schema:
             return None
-        schema = self.schema if self.schema is not None else self.env("schema")
+        schema = self.schema if self.schema is not None or not env else self.env("schema")
         return DEFAULT if schema is None else _schema_word(schema)
 
-    def table(self, name: str) -> str | None:
+    def table(self, name: str, *, env: bool = True) -> str | None:
+        """A table name option, else (``env``) its ``DPONE_STATE_*`` variable."""
         value: str | None = getattr(self, name)
-        return value if value is not None else self.env(name)
+        return value if value is not None or not env else self.env(name)
 
 
 def _schema_word(schema: str) -> str | None:
@@ -434,9 +436,12 @@ def open_store(
     """
     from dpone_state.migrate import VERSION_TABLE  # noqa: PLC0415
 
-    schema_choice = options.schema_option() if schema is None else _schema_word(schema)
     config = config if config is not None or url is not None else options.config
-    xmin_table, run_table = options.table("xmin_table"), options.table("run_table")
+    # A manifest says where its tables are; the variables fill in only for a URL.
+    env = config is None
+    schema_choice = options.schema_option(env=env) if schema is None else _schema_word(schema)
+    xmin_table = options.table("xmin_table", env=env)
+    run_table = options.table("run_table", env=env)
     if config is not None:
         if url is None and options.url is not None:
             raise UsageError("use either --url or --config, not both")
