@@ -452,6 +452,11 @@ def test_url_from_the_environment_and_config_from_a_manifest(tmp_path: Path) -> 
     assert call_cli("--config", str(manifest), "xmin", "set", "a.b", "3").code == 0
     shown = run_cli("--config", str(manifest), "xmin", "show", "a.b", "--json")
     assert shown.json()["xmin_value"] == 3
+    # The table variables fill in for a URL only: a manifest names its own tables.
+    beside = call_cli(
+        "--config", str(manifest), "xmin", "show", "a.b", env={"DPONE_STATE_XMIN_TABLE": "other"}
+    )
+    assert beside.code == 0, beside.err
     assert (tmp_path / "m.db").exists()
 
     bad = tmp_path / "bad.yaml"
