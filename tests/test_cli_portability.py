@@ -335,15 +335,18 @@ def test_many_runs_go_in_multi_row_statements(
 # ------------------------------------------------------------------ formats and bad input
 
 
-def test_export_to_stdout_ndjson_and_json(make_store: Callable[..., Store], tmp_path: Path) -> None:
-    store = make_store("postgresql")
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_export_to_stdout_ndjson_and_json(
+    backend: str, make_store: Callable[..., Store], tmp_path: Path
+) -> None:
+    store = make_store(backend)
     fill(store)
     ndjson = run_cli(*store.options, "export")
     assert ndjson.code == 0, ndjson.err
     lines = [json.loads(line) for line in ndjson.out.splitlines()]
     header = lines[0]["header"]
     assert header["format"] == "dpone-state-export" and header["version"] == 1
-    assert header["backend"] == "postgresql" and header["migration_revision"]
+    assert header["backend"] == backend and header["migration_revision"]
     assert (
         "@" not in header["source"]
         or ":***@" in header["source"]
@@ -361,7 +364,7 @@ def test_export_to_stdout_ndjson_and_json(make_store: Callable[..., Store], tmp_
     # Piped: export | import -
     path = tmp_path / "piped.ndjson"
     path.write_text(ndjson.out)
-    other = make_store("sqlite")
+    other = make_store(backend, name="other.db")
     with path.open() as stdin:
         piped = run_cli(*other.options, "import", "-", "--yes", stdin=stdin)
     assert piped.code == 0, piped.err
