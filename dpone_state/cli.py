@@ -66,6 +66,8 @@ EXIT_USAGE = 2
 PROG = "dpone-state"
 OFFLINE_DIALECTS = ("postgresql", "mssql", "mysql", "sqlite")
 ENV_PREFIX = "DPONE_STATE_"
+#: Rows of each kind an import or copy lists by key (every conflict is listed).
+PLAN_LINES = 20
 #: Characters of an error message shown in a run listing.
 ERROR_PREVIEW = 60
 
@@ -1394,9 +1396,15 @@ def cmd_export(output: str, fmt: str) -> int:
 def _plan_lines(report: Any) -> Iterator[str]:
     from dpone_state.portability import iter_keys  # noqa: PLC0415
 
+    shown: dict[tuple[str, str], int] = {}
     for kind, action, key in iter_keys(report):
-        name = format_qualified(*key) if kind == "xmin" else " ".join(key)
-        yield f"  {action:<9} {kind:<4} {printable(name)}"
+        count = shown[kind, action] = shown.get((kind, action), 0) + 1
+        if count <= PLAN_LINES or action == "conflicts":
+            name = format_qualified(*key) if kind == "xmin" else " ".join(key)
+            yield f"  {action:<9} {kind:<4} {printable(name)}"
+    for (kind, action), count in shown.items():
+        if count > PLAN_LINES and action != "conflicts":
+            yield f"  {action:<9} {kind:<4} … and {count - PLAN_LINES} more"
 
 
 def _summary(report: Any) -> str:

@@ -306,7 +306,7 @@ def test_import_never_overwrites_a_checkpoint_a_runtime_changed(
 
 @pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
 def test_many_runs_go_in_multi_row_statements(
-    backend: str, make_store: Callable[..., Store]
+    backend: str, make_store: Callable[..., Store], tmp_path: Path
 ) -> None:
     source = make_store("sqlite", name="source.db")
     storage = source.runs()
@@ -330,6 +330,13 @@ def test_many_runs_go_in_multi_row_statements(
     inserts = [s for s in statements if "etl_run_state" in s and "INSERT" in s.upper()]
     assert 2 <= len(inserts) <= 4, len(inserts)  # ~105 rows a statement, not 333 statements
     assert rows(store.export()) == rows(source.export())
+    # A person's listing names 20 rows of each kind and counts the rest.
+    dump = tmp_path / "many.ndjson"
+    assert source.cli("export", "-o", str(dump)).code == 0
+    plan = make_store("sqlite", name="fresh.db").cli("import", str(dump))
+    assert plan.code == 0, plan.err
+    assert sum(line.startswith("  insert    runs dag_") for line in plan.out.splitlines()) == 20
+    assert "  insert    runs … and 313 more" in plan.out
 
 
 # ------------------------------------------------------------------ formats and bad input
