@@ -361,7 +361,15 @@ class Store:
     engine: Engine
     xmin: XMinStateStorage
     runs: RunStateStorage
-    version_table: str
+    #: ``--version-table`` / ``DPONE_STATE_VERSION_TABLE``; ``None``: the migrations' default.
+    version_table_option: str | None = None
+
+    @property
+    def version_table(self) -> str:
+        """The migrations' version table (Alembic loads only for the commands that ask)."""
+        from dpone_state.migrate import VERSION_TABLE  # noqa: PLC0415
+
+        return self.version_table_option or VERSION_TABLE
 
     @property
     def url(self) -> str:
@@ -436,8 +444,6 @@ def open_store(
     Only ``create`` (provisioning) may bring a new SQLite file into existence. The engine is
     disposed when ``main`` returns.
     """
-    from dpone_state.migrate import VERSION_TABLE  # noqa: PLC0415
-
     config = config if config is not None or url is not None else options.config
     # A manifest says where its tables are; the variables fill in only for a URL.
     env = config is None
@@ -464,13 +470,12 @@ def open_store(
                 engine,
                 XMinStateStorage(engine, schema_choice, xmin_table or DEFAULT_XMIN_TABLE),
                 RunStateStorage(engine, schema_choice, run_table or DEFAULT_RUN_TABLE),
-                VERSION_TABLE,
             )
         except BaseException:
             engine.dispose()
             raise
     options.engines.append(store.engine)
-    store.version_table = options.table("version_table") or VERSION_TABLE
+    store.version_table_option = options.table("version_table")
     return store
 
 
@@ -488,14 +493,13 @@ def _store_from_config(
         _refuse_missing(settings.url)
     stores = open_state(settings)
     if schema is DEFAULT and xmin_table is None and run_table is None:
-        return Store(stores.engine, stores.xmin, stores.runs, "")
+        return Store(stores.engine, stores.xmin, stores.runs)
     xmin_schema = stores.xmin.schema if schema is DEFAULT else schema
     run_schema = stores.runs.schema if schema is DEFAULT else schema
     return Store(
         stores.engine,
         XMinStateStorage(stores.engine, xmin_schema, xmin_table or stores.xmin.table_name),
         RunStateStorage(stores.engine, run_schema, run_table or stores.runs.table_name),
-        "",
     )
 
 
