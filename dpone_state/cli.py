@@ -30,23 +30,27 @@ from typing import Any, TypeVar
 
 import click
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from dpone_state.engine import DEFAULT_URL, create_state_engine, safe_url
+from dpone_state.dialects import DEFAULT, DEFAULT_URL
+from dpone_state.engine import safe_url
 from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
     DowngradeRefusedError,
     InvalidExportError,
     InvalidStateError,
+    Problem,
     RevisionConflictError,
     StateConfigError,
     StateUnavailableError,
     UnsupportedBackendError,
+    UsageError,
     VaultUnavailableError,
+    first_line,
 )
 from dpone_state.models import MAX_BIGINT, RunState, RunStateStatus, XMinState, to_utc, utc_now
-from dpone_state.storage import DEFAULT, MAX_LIMIT, RunStateStorage, XMinStateStorage
+from dpone_state.storage import MAX_LIMIT, RunStateStorage, XMinStateStorage
 from dpone_state.tables import DEFAULT_RUN_TABLE, DEFAULT_XMIN_TABLE
 
 __all__ = [
@@ -72,14 +76,6 @@ PLAN_LINES = 20
 ERROR_PREVIEW = 60
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class UsageError(Exception):
-    """The command line or the configuration is wrong: exit 2."""
-
-
-class Problem(Exception):
-    """The command ran and found a problem (not found, conflict, unhealthy): exit 1."""
 
 
 # --------------------------------------------------------------------------- names and values
@@ -439,68 +435,35 @@ def open_store(
     schema: str | None = None,
     create: bool = False,
 ) -> Store:
-    """Storages from a manifest or a URL, with the table options applied.
-
-    Only ``create`` (provisioning) may bring a new SQLite file into existence. The engine is
-    disposed when ``main`` returns.
+    """State from a manifest or a URL, with the table options applied, through the one door
+    (``open_stores``). Only ``create`` (provisioning) may bring a new SQLite file into
+    existence. The engine is disposed when ``main`` returns.
     """
+    from dpone_state.config import load_state_settings, settings_from_url, with_tables  # noqa: PLC0415
+    from dpone_state.opener import open_stores  # noqa: PLC0415
+
     config = config if config is not None or url is not None else options.config
     # A manifest says where its tables are; the variables fill in only for a URL.
     env = config is None
-    schema_choice = options.schema_option(env=env) if schema is None else _schema_word(schema)
-    xmin_table = options.table("xmin_table", env=env)
-    run_table = options.table("run_table", env=env)
+    tables: dict[str, Any] = {
+        "schema": options.schema_option(env=env) if schema is None else _schema_word(schema),
+        "xmin_table": options.table("xmin_table", env=env),
+        "run_table": options.table("run_table", env=env),
+    }
     if config is not None:
         if url is None and options.url is not None:
             raise UsageError("use either --url or --config, not both")
-        store = _store_from_config(config, schema_choice, xmin_table, run_table, create=create)
+        manifest = Path(config)
+        if not manifest.is_file():
+            raise UsageError(f"manifest {manifest} does not exist")
+        settings = with_tables(load_state_settings(manifest), **tables)
     else:
-        parsed = parse_url(url or options.state_url())
-        if not create:
-            _refuse_missing(parsed)
-        try:
-            engine = create_state_engine(parsed)
-        except ModuleNotFoundError as error:
-            raise BackendNotInstalledError(
-                f"the {parsed.get_backend_name()} driver ({error.name}) is not installed: "
-                "pip install 'dpone-state[<backend>]' (postgres, mysql, mssql or bigquery)"
-            ) from None
-        try:
-            store = Store(
-                engine,
-                XMinStateStorage(engine, schema_choice, xmin_table or DEFAULT_XMIN_TABLE),
-                RunStateStorage(engine, schema_choice, run_table or DEFAULT_RUN_TABLE),
-            )
-        except BaseException:
-            engine.dispose()
-            raise
-    options.engines.append(store.engine)
-    store.version_table_option = options.table("version_table")
-    return store
-
-
-def _store_from_config(
-    config: str, schema: Any, xmin_table: str | None, run_table: str | None, *, create: bool
-) -> Store:
-    from dpone_state.config import load_state_settings  # noqa: PLC0415
-    from dpone_state.stores import open_state  # noqa: PLC0415
-
-    manifest = Path(config)
-    if not manifest.is_file():
-        raise UsageError(f"manifest {manifest} does not exist")
-    settings = load_state_settings(manifest)
+        settings = settings_from_url(parse_url(url or options.state_url()), **tables)
     if not create and settings.url is not None:
         _refuse_missing(settings.url)
-    stores = open_state(settings)
-    if schema is DEFAULT and xmin_table is None and run_table is None:
-        return Store(stores.engine, stores.xmin, stores.runs)
-    xmin_schema = stores.xmin.schema if schema is DEFAULT else schema
-    run_schema = stores.runs.schema if schema is DEFAULT else schema
-    return Store(
-        stores.engine,
-        XMinStateStorage(stores.engine, xmin_schema, xmin_table or stores.xmin.table_name),
-        RunStateStorage(stores.engine, run_schema, run_table or stores.runs.table_name),
-    )
+    stores = open_stores(settings)
+    options.engines.append(stores.engine)
+    return Store(stores.engine, stores.xmin, stores.runs, options.table("version_table"))
 
 
 # --------------------------------------------------------------------------- output
@@ -684,11 +647,11 @@ _REVISION_WORDS = re.compile(r"^(heads?|base|[+-]\d+|(head|base)[+-]\d+)$")
 
 def _check_revision(revision: str) -> str:
     """A revision Alembic understands: a packaged id, head, base or a relative step."""
-    from dpone_state import history  # noqa: PLC0415
+    from dpone_state import migrate  # noqa: PLC0415
 
-    if _REVISION_WORDS.match(revision) or history.is_known_revision(revision):
+    if _REVISION_WORDS.match(revision) or migrate.is_known_revision(revision):
         return revision
-    known = ", ".join(r.revision for r in history.revisions())
+    known = ", ".join(r.revision for r in migrate.revisions())
     raise UsageError(f"unknown revision {revision!r}; known: {known}, head, base, -1, +1")
 
 
@@ -773,11 +736,11 @@ def cmd_downgrade(revision: str, drop_data: bool) -> int:
     "dpone-state current --json",
 )
 def cmd_current() -> int:
-    from dpone_state import history, migrate  # noqa: PLC0415
+    from dpone_state import migrate  # noqa: PLC0415
 
     store = open_store(_options())
     current = migrate.current(store.engine, schema=store.schema, version_table=store.version_table)
-    head = history.head_revision()
+    head = migrate.head_revision()
     state = "not provisioned" if current is None else "at head" if current == head else "behind"
     say(
         {"url": store.url, "current": current, "head": head, "up_to_date": current == head},
@@ -788,9 +751,9 @@ def cmd_current() -> int:
 
 @_command(cli, "history", "The packaged migration revisions, newest first.", "dpone-state history")
 def cmd_history() -> int:
-    from dpone_state import history  # noqa: PLC0415
+    from dpone_state import migrate  # noqa: PLC0415
 
-    revisions = history.revisions()
+    revisions = migrate.revisions()
     rows = [
         [r.revision, r.down_revision or "base", "head" if r.is_head else "", r.message]
         for r in revisions
@@ -825,7 +788,7 @@ def cmd_sql(dialect: str | None, revision: str) -> int:
         script = migrate.offline_sql(
             dialect,
             revision,
-            schema="" if schema is DEFAULT else schema,
+            schema=schema,
             xmin_table=options.table("xmin_table") or DEFAULT_XMIN_TABLE,
             run_table=options.table("run_table") or DEFAULT_RUN_TABLE,
             version_table=options.table("version_table") or migrate.VERSION_TABLE,
@@ -931,10 +894,8 @@ def _load(store: Store, source_schema: str, source_table: str) -> XMinState:
 )
 @click.argument("pattern", required=False)
 def cmd_xmin_list(pattern: str | None) -> int:
-    from dpone_state import admin  # noqa: PLC0415
-
     store = open_store(_options())
-    checkpoints = admin.list_checkpoints(store.xmin)
+    checkpoints = store.xmin.list_checkpoints()
     if pattern is not None:
         checkpoints = [
             c
@@ -1621,13 +1582,9 @@ def message(error: BaseException) -> str:
             f"a driver is missing ({error.name}): install the backend's extra, "
             "e.g. pip install 'dpone-state[postgres]'"
         )
-    if isinstance(error, DBAPIError):
-        text = str(error.orig).strip() or type(error.orig).__name__
-        return f"database error: {text.splitlines()[0]}"
     if isinstance(error, SQLAlchemyError):
-        return f"database error: {str(error).strip().splitlines()[0]}"
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        return f"database error: {first_line(error)}"
+    return first_line(error)
 
 
 def _fail(options: Options, code: int, kind: str, text: str, where: str = PROG) -> int:
