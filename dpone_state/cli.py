@@ -32,7 +32,7 @@ import click
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from dpone_state.dialects import DEFAULT, DEFAULT_URL
+from dpone_state.dialects import DEFAULT, DEFAULT_URL, OFFLINE_DIALECTS, find_dialect
 from dpone_state.engine import safe_url
 from dpone_state.errors import (
     BackendMismatchError,
@@ -68,7 +68,6 @@ EXIT_OK = 0
 EXIT_PROBLEM = 1
 EXIT_USAGE = 2
 PROG = "dpone-state"
-OFFLINE_DIALECTS = ("postgresql", "mssql", "mysql", "sqlite")
 ENV_PREFIX = "DPONE_STATE_"
 #: Rows of each kind an import or copy lists by key (every conflict is listed).
 PLAN_LINES = 20
@@ -260,7 +259,7 @@ def _shared(function: F) -> F:
     """The options every command accepts before or after its name."""
     specs: list[tuple[tuple[str, ...], dict[str, Any]]] = [
         (("--url",), {"metavar": "URL", "help": "SQLAlchemy URL of the state database "
-                      "[env DPONE_STATE_URL; default sqlite:///dpone_state.db]"}),
+                      f"[env DPONE_STATE_URL; default {DEFAULT_URL}]"}),
         (("--config",), {"metavar": "MANIFEST", "help": "a manifest whose state: block says where"}),
         (("--schema",), {"metavar": "NAME", "help": "schema of both tables (default etl_state; "
                          "none on SQLite) [env DPONE_STATE_SCHEMA]"}),
@@ -404,9 +403,11 @@ def parse_url(url: str | URL) -> URL:
     return parsed
 
 
-def _sqlite_file(url: URL) -> Path | None:
+def _database_file(url: URL) -> Path | None:
+    """The file a URL's database is (SQLite), or ``None`` (a server, or in memory)."""
+    backend = find_dialect(url.get_backend_name())
     database = url.database
-    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+    if backend is None or not backend.database_is_file or not database or database == ":memory:":
         return None
     if database.startswith("file:"):
         return None
@@ -418,7 +419,7 @@ def _refuse_missing(url: URL) -> None:
 
     Checked before an engine exists (making one creates the file's folder).
     """
-    path = _sqlite_file(url)
+    path = _database_file(url)
     if path is not None and not path.exists():
         where = "; its folder does not exist either" if not path.parent.exists() else ""
         raise Problem(

@@ -23,6 +23,7 @@ from typing import IO, Any, Final, Literal
 from sqlalchemy import Table, and_, bindparam, delete, select, update
 
 from dpone_state.coltypes import UTCDateTime
+from dpone_state.dialects import by_dialect
 from dpone_state.engine import safe_url
 from dpone_state.errors import InvalidExportError, StateNotProvisionedError
 from dpone_state.storage import RunStateStorage, XMinStateStorage
@@ -52,9 +53,8 @@ _KEYS: Final[dict[Kind, tuple[str, ...]]] = {
     "xmin": ("source_schema", "source_table"),
     "runs": ("dag_id", "execution_date"),
 }
-#: Run rows per import statement, and the bound parameters a statement stays under.
+#: Most run rows in one import statement.
 _BULK_ROWS: Final = 500
-_MAX_PARAMETERS: Final = 2000
 #: Columns that belong to one database and are not carried.
 _LOCAL: Final = frozenset({"id"})
 
@@ -406,8 +406,10 @@ class _Writer:
             self.insert = self.update = None  # runs go in multi-row statements
             self.delete_row = delete(t).where(key)
 
-        # Fewer bound parameters a statement than any backend's limit (SQL Server: 2100).
-        self.rows_per_statement = max(1, min(_BULK_ROWS, _MAX_PARAMETERS // len(names)))
+        # Under the backend's limit of bound parameters a statement (SQL Server: 2100).
+        limit = by_dialect(storage.engine.dialect.name).max_parameters
+        per_statement = _BULK_ROWS if limit is None else (limit - 10) // len(names)
+        self.rows_per_statement = max(1, min(_BULK_ROWS, per_statement))
         self._bulk: dict[int, Upsert] = {}
 
     def _params(self, values: Mapping[str, Any]) -> dict[str, Any]:

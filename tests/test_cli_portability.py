@@ -328,7 +328,7 @@ def test_many_runs_go_in_multi_row_statements(
         )
     assert len(report.runs.insert) == 333 and sum(written) == 333
     inserts = [s for s in statements if "etl_run_state" in s and "INSERT" in s.upper()]
-    assert 2 <= len(inserts) <= 4, len(inserts)  # ~105 rows a statement, not 333 statements
+    assert 1 <= len(inserts) <= 2, len(inserts)  # up to 500 rows a statement, not 333
     assert rows(store.export()) == rows(source.export())
     # A person's listing names 20 rows of each kind and counts the rest.
     dump = tmp_path / "many.ndjson"
