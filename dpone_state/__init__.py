@@ -45,7 +45,9 @@ from dpone_state.engine import (
 from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
+    CheckpointIdentityError,
     DowngradeRefusedError,
+    ForeignPartitionError,
     InvalidExportError,
     InvalidIdentifierError,
     InvalidSecretError,
@@ -130,6 +132,7 @@ from dpone_state.xmin import (
     XMinExtractor,
     XMinSnapshot,
 )
+from dpone_state.xmin_health import CheckpointHealth, HealthThresholds, xmin_health
 from dpone_state.xmin_window import (
     WindowKind,
     XMinWindow,
@@ -152,9 +155,13 @@ __all__ = [
     "BigQueryRunStateStorage",
     "BigQueryXMinStateStorage",
     "Checkpoint",
+    "CheckpointHealth",
+    "CheckpointIdentityError",
     "DowngradeRefusedError",
     "ExtractionMode",
     "ExtractionStrategy",
+    "ForeignPartitionError",
+    "HealthThresholds",
     "ImportReport",
     "InvalidExportError",
     "InvalidIdentifierError",
@@ -232,4 +239,5 @@ __all__ = [
     "settings_from_url",
     "with_tables",
     "write_export",
+    "xmin_health",
 ]
