@@ -1056,6 +1056,131 @@ def cmd_xmin_reset(
     return EXIT_OK
 
 
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+class _Duration(click.ParamType):  # type: ignore[type-arg]
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, timedelta):
+            return value
+        match = _DURATION.match(str(value).strip())
+        if match is None:
+            self.fail(f"{value!r} is not a duration such as 90m, 36h or 2d", param, ctx)
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+_HEALTH_COLUMNS = (
+    "checkpoint", "xmin_value", "anchor", "xids_behind", "age", "until_forced_freeze",
+    "freeze_headroom", "verdict", "reason",
+)  # fmt: skip
+
+
+@_command(
+    xmin_group,
+    "health",
+    "How far each checkpoint is from trouble, judged read-only against its PostgreSQL source: "
+    "distance to the source's snapshot, age, transactions before a forced full refresh, the "
+    "source's freeze headroom, identity and timeline changes. Exit 1 when a checkpoint is at "
+    "risk (for cron and monitoring).",
+    "dpone-state xmin health --source postgresql+psycopg2://etl@src/app",
+    "dpone-state xmin health 'sales.*' --source $SOURCE_URL --fail-on full-refresh-due --json",
+)
+@click.argument("pattern", required=False)
+@click.option("--source", "source_url", required=True, metavar="URL", help="the PostgreSQL source")
+@click.option(
+    "--fail-on",
+    type=click.Choice(["warn", "full-refresh-due"]),
+    default="warn",
+    show_default=True,
+    help="the verdict from which the command exits 1",
+)
+@click.option(
+    "--max-xids-behind", type=NON_NEGATIVE, metavar="N", help="warn from N transactions behind"
+)
+@click.option("--max-age", type=_Duration(), metavar="DURATION", help="warn when older (e.g. 36h)")
+@click.option(
+    "--all-databases", is_flag=True, help="also checkpoints recorded for another source database"
+)
+def cmd_xmin_health(
+    *,
+    pattern: str | None,
+    source_url: str,
+    fail_on: str,
+    max_xids_behind: int | None,
+    max_age: timedelta | None,
+    all_databases: bool,
+) -> int:
+    from dataclasses import replace  # noqa: PLC0415
+
+    from dpone_state.engine import create_state_engine  # noqa: PLC0415
+    from dpone_state.xmin_health import (  # noqa: PLC0415
+        FULL_REFRESH_DUE,
+        OK,
+        WARN,
+        HealthThresholds,
+        xmin_health,
+    )
+
+    options = _options()
+    source = parse_url(source_url)
+    store = open_store(options)
+    thresholds = HealthThresholds()
+    if max_xids_behind is not None:
+        thresholds = replace(thresholds, xids_behind=max_xids_behind)
+    if max_age is not None:
+        thresholds = replace(thresholds, age=max_age)
+    engine = create_state_engine(source)
+    options.engines.append(engine)
+    checkpoints = xmin_health(
+        engine, store.xmin, thresholds=thresholds, all_databases=all_databases
+    )
+    if pattern is not None:
+        checkpoints = [
+            h for h in checkpoints
+            if fnmatch.fnmatchcase(f"{h.source_schema}.{h.source_table}", pattern)
+        ]  # fmt: skip
+    failing = {FULL_REFRESH_DUE} if fail_on == "full-refresh-due" else {FULL_REFRESH_DUE, WARN}
+    at_risk = [h for h in checkpoints if h.verdict in failing]
+
+    def human() -> None:
+        if not checkpoints:
+            click.echo(f"no checkpoints in {store.xmin.qualified_name} for {safe_url(source)}")
+            return
+        rows = [
+            [
+                format_qualified(h.source_schema, h.source_table)
+                + (f" ({h.checkpoint_key})" if h.checkpoint_key else ""),
+                h.xmin_value,
+                h.anchor,
+                h.xids_behind,
+                str(h.age).split(".")[0],
+                h.xids_until_forced_freeze,
+                h.freeze_headroom,
+                h.verdict,
+                h.reasons[0] if h.reasons else "",
+            ]
+            for h in checkpoints
+        ]
+        render_table(_HEALTH_COLUMNS, rows)
+        worst = sum(h.verdict == FULL_REFRESH_DUE for h in checkpoints)
+        fine = sum(h.verdict == OK for h in checkpoints)
+        click.echo(f"{fine} ok, {len(checkpoints) - fine - worst} warn, {worst} full refresh due")
+
+    say(
+        {
+            "source": safe_url(source),
+            "ok": not at_risk,
+            "fail_on": fail_on,
+            "checkpoints": [h.to_dict() for h in checkpoints],
+        },
+        human,
+    )
+    return EXIT_PROBLEM if at_risk else EXIT_OK
+
+
 # ---- runs
 
 runs_group = _group(

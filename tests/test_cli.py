@@ -482,7 +482,7 @@ def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str,
 
 def test_every_command_has_help_with_an_example() -> None:
     commands = _commands(cli)
-    assert len(commands) >= 22, commands
+    assert len(commands) >= 23, commands
     for command in [(), *commands]:
         result = call_cli(*command, "--help")
         assert result.code == 0, (command, result.err)
@@ -893,3 +893,75 @@ def test_the_migrate_api_reads_the_same_variables(
     assert (
         call_cli(*cli_db.options[:2], "current", "--json", env=dict(env)).json()["current"] is None
     )
+
+
+# ------------------------------------------------------------------ xmin health
+
+
+@pytest.fixture
+def pg_source() -> Iterator[tuple[str, Engine, str]]:
+    """A PostgreSQL source (the suite's server) with a table in a schema of its own."""
+    backend = BACKENDS["postgresql"]
+    engine, url = _engine_or_skip(backend, Path("."))
+    schema = backend.new_schema_name()
+    assert schema is not None
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        conn.exec_driver_sql(f'CREATE TABLE "{schema}".orders (id int)')
+        conn.exec_driver_sql(f'INSERT INTO "{schema}".orders VALUES (1)')
+    try:
+        yield url, engine, schema
+    finally:
+        backend.drop_schema(engine, schema)
+        engine.dispose()
+
+
+def test_xmin_health_for_cron(cli_db: CliDB, pg_source: tuple[str, Engine, str]) -> None:
+    url, engine, schema = pg_source
+    with engine.begin() as conn:
+        now = int(conn.exec_driver_sql("SELECT txid_current()").scalar_one())
+    storage = XMinStateStorage(cli_db.engine, schema=cli_db.schema)
+    storage.save_state(schema, "orders", XMinState(xmin_value=now))
+    try:
+        healthy = cli_db.sub("xmin", "health", f"{schema}.*", "--source", url, "--json")
+        assert healthy.code == 0, healthy.out + healthy.err
+        report = healthy.json()
+        assert report["ok"] is True
+        (checkpoint,) = report["checkpoints"]
+        assert (checkpoint["source_table"], checkpoint["verdict"]) == ("orders", "ok")
+        assert checkpoint["anchor"] >= now and checkpoint["xids_behind"] >= 0
+        human = cli_db("xmin", "health", f"{schema}.*", "--source", url)
+        assert human.code == 0
+        assert "verdict" in human.out.splitlines()[0]
+        assert human.out.rstrip().endswith("1 ok, 0 warn, 0 full refresh due")
+
+        # A threshold crossed: warn (exit 1), unless only a due full refresh should fail.
+        strict = ["xmin", "health", f"{schema}.*", "--source", url, "--max-xids-behind", "0"]
+        assert cli_db(*strict).code == 1
+        assert cli_db(*strict, "--fail-on", "full-refresh-due").code == 0
+
+        # A checkpoint ahead of the source (a restore, another cluster): full refresh due.
+        storage.save_state(schema, "orders", XMinState(xmin_value=now + 10_000_000))
+        due = cli_db.sub("xmin", "health", f"{schema}.*", "--source", url, "--json")
+        assert due.code == 1, due.err
+        assert due.json()["ok"] is False
+        assert due.json()["checkpoints"][0]["verdict"] == "full refresh due"
+        assert due.json()["checkpoints"][0]["full_refresh_reason"]
+        other = cli_db("xmin", "health", "no_such.*", "--source", url, "--json")
+        assert (other.code, other.json()["checkpoints"]) == (0, [])
+    finally:
+        storage.delete_state(schema, "orders")
+
+
+def test_xmin_health_refuses_what_is_not_a_postgres_source(tmp_path: Path) -> None:
+    url = ["--url", f"sqlite:///{tmp_path / 'h.db'}"]
+    assert call_cli(*url, "upgrade").code == 0
+    not_postgres = call_cli(*url, "xmin", "health", "--source", f"sqlite:///{tmp_path / 'h.db'}")
+    assert not_postgres.code == 2
+    assert "PostgreSQL source" in _one_line(not_postgres.err)
+    down = call_cli(*url, "xmin", "health", "--source", UNREACHABLE)
+    assert down.code == 1
+    assert "s3cr3t" not in down.err
+    assert call_cli(*url, "xmin", "health").code == 2  # --source is required
+    bad_age = call_cli(*url, "xmin", "health", "--source", UNREACHABLE, "--max-age", "soon")
+    assert bad_age.code == 2 and "duration" in bad_age.err
