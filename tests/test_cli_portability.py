@@ -107,7 +107,14 @@ def fill(store: Store) -> None:
             XMinState(xmin_value=value, frozen_xid=4_294_967_000, wraparound_detected=True),
         )
     xmin.save_state(
-        "my.schema", 'say "hi" \u2013 données', XMinState(xmin_value=0, is_initial=True)
+        "my.schema",
+        'say "hi" \u2013 données',
+        XMinState(
+            xmin_value=0,
+            is_initial=True,
+            extraction_identity='{"db": "app", "table": ["my.schema", "say"], "key": null}',
+            source_fingerprint='{"oid": 16384, "children": []}',
+        ),
     )
     xmin.save_states({("bulk", f"t{i}"): XMinState(xmin_value=i, timestamp=T0) for i in range(3)})
     runs = store.runs()
@@ -172,6 +179,7 @@ def test_every_field_survives_a_trip_through_every_backend(
     expected = rows(original)
     assert len(expected["xmin"]) == 5 and len(expected["runs"]) == 2
     assert expected["xmin"][-1]["revision"] == 3  # public.orders after three saves
+    assert any(row["extraction_identity"] and row["source_fingerprint"] for row in expected["xmin"])
     previous = first
     for backend in (*ALL[1:], "sqlite"):
         if backend == "mssql" and BACKENDS["mssql"].url is None:
