@@ -46,6 +46,7 @@ from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
     CheckpointIdentityError,
+    ConflictingConfigKeysError,
     DowngradeRefusedError,
     ForeignPartitionError,
     InvalidExportError,
@@ -63,6 +64,7 @@ from dpone_state.errors import (
     SourceTableNotFoundError,
     StateConfigError,
     StateCredentialsError,
+    StateDisabledError,
     StateError,
     StateNotProvisionedError,
     StateUnavailableError,
@@ -70,6 +72,7 @@ from dpone_state.errors import (
     UnknownConfigKeyError,
     UnknownStateTypeError,
     UnsupportedBackendError,
+    UnsupportedDponeFeatureError,
     VaultAccessDeniedError,
     VaultUnavailableError,
     XMinError,
@@ -83,7 +86,9 @@ from dpone_state.models import (
     prune_cutoff,
 )
 from dpone_state.mssql import (
+    MSSQLRunStateStorage,
     MssqlRunStateStorage,
+    MSSQLXMinStateStorage,
     MssqlXMinStateStorage,
 )
 from dpone_state.mysql import (
@@ -91,6 +96,7 @@ from dpone_state.mysql import (
     MysqlXMinStateStorage,
 )
 from dpone_state.opener import (
+    DisabledState,
     StateStores,
     open_engine,
     open_state,
@@ -157,6 +163,8 @@ __all__ = [
     "Checkpoint",
     "CheckpointHealth",
     "CheckpointIdentityError",
+    "ConflictingConfigKeysError",
+    "DisabledState",
     "DowngradeRefusedError",
     "ExtractionMode",
     "ExtractionStrategy",
@@ -167,6 +175,8 @@ __all__ = [
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
+    "MSSQLRunStateStorage",
+    "MSSQLXMinStateStorage",
     "MissingConnectionError",
     "MissingEnvironmentVariableError",
     "MssqlRunStateStorage",
@@ -192,6 +202,7 @@ __all__ = [
     "SqliteXMinStateStorage",
     "StateConfigError",
     "StateCredentialsError",
+    "StateDisabledError",
     "StateError",
     "StateExport",
     "StateNotProvisionedError",
@@ -205,6 +216,7 @@ __all__ = [
     "UnknownConfigKeyError",
     "UnknownStateTypeError",
     "UnsupportedBackendError",
+    "UnsupportedDponeFeatureError",
     "VaultAccessDeniedError",
     "VaultUnavailableError",
     "WindowKind",

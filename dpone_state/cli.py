@@ -1223,7 +1223,9 @@ def _run_row(run: RunState) -> list[object]:
     help="only runs in this state (repeatable)",
 )
 @click.option("--since", type=DATE, help="only runs at or after DATE (ISO 8601, naive = UTC)")
-@click.option("--before", type=DATE, help="only runs at or before DATE")
+@click.option(
+    "--before", type=DATE, help="only runs before DATE (to page back: the oldest date listed)"
+)
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=20, show_default=True)
 def cmd_runs_list(
     dag_id: str | None,

@@ -63,8 +63,8 @@ def list_runs(
     before: datetime | None = None,
     limit: int = 20,
 ) -> list[RunState]:
-    """Runs newest ``execution_date`` first: of one DAG or all, in ``states``, in
-    ``[since, before]``."""
+    """Runs newest ``execution_date`` first: of one DAG or all, in ``states``, at or after
+    ``since`` and strictly before ``before`` (to page back, pass the oldest date listed)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be in 1 .. {MAX_LIMIT}")
     t = storage.table
@@ -81,8 +81,8 @@ def list_runs(
         )
         params["o_since"] = to_utc("since", since)
     if before is not None:
-        statement = statement.where(
-            t.c.execution_date <= bindparam("o_before", type_=t.c.execution_date.type)
+        statement = statement.where(  # strictly earlier, as the runtime's ``before=``
+            t.c.execution_date < bindparam("o_before", type_=t.c.execution_date.type)
         )
         params["o_before"] = to_utc("before", before)
     statement = statement.order_by(t.c.execution_date.desc(), t.c.dag_id).limit(limit)
