@@ -920,7 +920,10 @@ def pg_source() -> Iterator[tuple[str, Engine, str]]:
 def test_xmin_health_for_cron(cli_db: CliDB, pg_source: tuple[str, Engine, str]) -> None:
     url, engine, schema = pg_source
     with engine.begin() as conn:
-        now = int(conn.exec_driver_sql("SELECT txid_current()").scalar_one())
+        # The source's snapshot xmin (other sessions' open transactions hold it back).
+        now = int(
+            conn.exec_driver_sql("SELECT txid_snapshot_xmin(txid_current_snapshot())").scalar_one()
+        )
     storage = XMinStateStorage(cli_db.engine, schema=cli_db.schema)
     storage.save_state(schema, "orders", XMinState(xmin_value=now))
     try:
