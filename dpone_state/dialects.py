@@ -200,6 +200,8 @@ class Backend:
     client_autocommit_drivers: frozenset[str] = frozenset()
     #: The URL of a state with no connection configured (SQLite's embedded file), if any.
     default_url: str | None = None
+    #: The URL's database is a file on this machine (connecting creates it).
+    database_is_file: bool = False
     #: The ODBC driver a connection secret gets unless it names another (``driver``).
     odbc_driver: str | None = None
     #: Whether the tables carry indexes beyond the key (BigQuery has none).
@@ -282,6 +284,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         connection_kind="file",
         client_autocommit_drivers=frozenset({"pysqlite"}),
         default_url=DEFAULT_URL,
+        database_is_file=True,
         hooks_path="dpone_state.backends.sqlite:SqliteHooks",
     ),
     Backend(

@@ -54,8 +54,18 @@ class Report:
         self.findings.append(Finding(check, status, detail, fix))
 
 
-def diagnose(engine: Engine, schema: str | None, xmin_table: str, run_table: str) -> Report:
-    """Connect, then check the migration revision and both tables' shapes against tables.py."""
+def diagnose(
+    engine: Engine,
+    schema: str | None,
+    xmin_table: str,
+    run_table: str,
+    *,
+    version_table: str | None = None,
+) -> Report:
+    """Connect, then check the migration revision and both tables' shapes against tables.py.
+
+    ``version_table`` is the migrations' version table (default ``migrate.VERSION_TABLE``).
+    """
     report = Report(
         url=safe_url(engine.url), backend=engine.dialect.name, head=migrate.head_revision()
     )
@@ -73,7 +83,7 @@ def diagnose(engine: Engine, schema: str | None, xmin_table: str, run_table: str
         info = engine.dialect.server_version_info
         report.server_version = ".".join(str(part) for part in info) if info else None
         report.add("connect", "ok", f"connected to {report.url}")
-        _check_revision(report, conn, schema)
+        _check_revision(report, conn, schema, version_table or migrate.VERSION_TABLE)
         expected = build_tables(schema, xmin_table, run_table, dialect_name=engine.dialect.name)
         inspector = inspect(conn)
         if schema is not None and by_dialect(engine.dialect.name).has_schemas:
@@ -89,9 +99,11 @@ def diagnose(engine: Engine, schema: str | None, xmin_table: str, run_table: str
     return report
 
 
-def _check_revision(report: Report, conn: Connection, schema: str | None) -> None:
+def _check_revision(
+    report: Report, conn: Connection, schema: str | None, version_table: str
+) -> None:
     try:
-        report.revision = migrate.current(conn.engine, schema=schema)
+        report.revision = migrate.current(conn.engine, schema=schema, version_table=version_table)
     except SQLAlchemyError as error:
         report.add(
             "revision", "problem", f"cannot read the migration revision: {first_line(error)}"

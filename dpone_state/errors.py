@@ -35,6 +35,7 @@ Each one says what went wrong and what to change, and never carries a secret. Th
     │   └── StateCredentialsError                 BigQuery credentials missing or unreadable
     ├── BackendNotInstalledError                  a backend's driver (or hvac) is not installed
     ├── DowngradeRefusedError                     a downgrade would delete rows, unconfirmed
+    ├── InvalidExportError (ValueError)           a state export unreadable or not fitting
     ├── StrategyConfigurationError (ValueError)   a source's options select no one strategy
     └── XMinError                                 an XMin extraction cannot run or commit
         ├── SourceTableNotFoundError
@@ -61,6 +62,7 @@ __all__ = [
     "DowngradeRefusedError",
     "ForeignPartitionError",
     "IncompatibleTableError",
+    "InvalidExportError",
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
@@ -314,6 +316,10 @@ class DowngradeRefusedError(StateError):
 
 class StateCredentialsError(StateConfigError):
     """The cloud credentials are missing or unreadable (BigQuery); the message says which."""
+
+
+class InvalidExportError(StateError, ValueError):
+    """A state export cannot be read or does not fit the destination; nothing was written."""
 
 
 # --- Extraction and strategy (xmin.py, strategy.py) -----------------------------------------

@@ -173,13 +173,23 @@ def alembic_config(
 
 
 def _settings(
-    schema: SchemaOption, xmin_table: str, run_table: str, version_table: str, drop_data: bool
+    schema: SchemaOption,
+    xmin_table: str | None,
+    run_table: str | None,
+    version_table: str | None,
+    *,
+    drop_data: bool,
+    environ: Mapping[str, str] | None,
 ) -> MigrationSettings:
+    """The arguments; where one is left out (``DEFAULT`` schema, ``None`` names), the
+    ``DPONE_STATE_*`` variable the ``alembic`` command and ``dpone-state`` read, else the
+    default. ``drop_data`` is never taken from the environment here."""
+    env = MigrationSettings.from_options({}, environ)
     return MigrationSettings(
-        schema=schema,
-        xmin_table=xmin_table,
-        run_table=run_table,
-        version_table=version_table,
+        schema=env.schema if isinstance(schema, DefaultSchema) else schema,
+        xmin_table=xmin_table or env.xmin_table,
+        run_table=run_table or env.run_table,
+        version_table=version_table or env.version_table,
         drop_data=drop_data,
     )
 
@@ -189,16 +199,21 @@ def upgrade(
     revision: str = "head",
     *,
     schema: SchemaOption = DEFAULT,
-    xmin_table: str = DEFAULT_XMIN_TABLE,
-    run_table: str = DEFAULT_RUN_TABLE,
-    version_table: str = VERSION_TABLE,
+    xmin_table: str | None = None,
+    run_table: str | None = None,
+    version_table: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> None:
     """Provision or adopt the state tables up to ``revision`` (under a database lock).
 
-    ``url`` defaults to ``DPONE_STATE_URL``, else the embedded SQLite file; ``schema``
-    ``DEFAULT`` means ``etl_state`` (none on SQLite), ``None`` no schema.
+    ``url`` defaults to ``DPONE_STATE_URL``, else the embedded SQLite file. A name left out
+    comes from ``DPONE_STATE_SCHEMA`` / ``_XMIN_TABLE`` / ``_RUN_TABLE`` / ``_VERSION_TABLE``
+    (``environ``, default ``os.environ``) as for ``alembic`` and ``dpone-state``, else the
+    default: ``schema`` ``DEFAULT`` is ``etl_state`` (none on SQLite), ``None`` no schema.
     """
-    settings = _settings(schema, xmin_table, run_table, version_table, False)
+    settings = _settings(
+        schema, xmin_table, run_table, version_table, drop_data=False, environ=environ
+    )
     command.upgrade(alembic_config(url or default_url(), settings), revision)
 
 
@@ -207,14 +222,17 @@ def downgrade(
     revision: str = "-1",
     *,
     schema: SchemaOption = DEFAULT,
-    xmin_table: str = DEFAULT_XMIN_TABLE,
-    run_table: str = DEFAULT_RUN_TABLE,
-    version_table: str = VERSION_TABLE,
+    xmin_table: str | None = None,
+    run_table: str | None = None,
+    version_table: str | None = None,
     drop_data: bool = False,
+    environ: Mapping[str, str] | None = None,
 ) -> None:
     """Downgrade to ``revision``; to ``base`` drops the tables, refused if they hold rows
-    unless ``drop_data``."""
-    settings = _settings(schema, xmin_table, run_table, version_table, drop_data)
+    unless ``drop_data``. Names left out are read as ``upgrade`` reads them."""
+    settings = _settings(
+        schema, xmin_table, run_table, version_table, drop_data=drop_data, environ=environ
+    )
     command.downgrade(alembic_config(url or default_url(), settings), revision)
 
 
@@ -222,14 +240,16 @@ def current(
     url: str | Engine | None = None,
     *,
     schema: SchemaOption = DEFAULT,
-    version_table: str = VERSION_TABLE,
+    version_table: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> str | None:
-    """The revision the state tables are at, or ``None`` when not provisioned by migrations."""
+    """The revision the state tables are at, or ``None`` when not provisioned by migrations
+    (names left out are read as ``upgrade`` reads them)."""
     engine = url if isinstance(url, Engine) else create_state_engine(url or default_url())
     try:
-        settings = MigrationSettings(schema=schema, version_table=version_table).for_dialect(
-            engine.dialect.name
-        )
+        settings = _settings(
+            schema, None, None, version_table, drop_data=False, environ=environ
+        ).for_dialect(engine.dialect.name)
         with engine.connect() as conn:
             context = MigrationContext.configure(
                 conn,
@@ -249,16 +269,19 @@ def offline_sql(
     revision: str = "head",
     *,
     schema: SchemaOption = DEFAULT,
-    xmin_table: str = DEFAULT_XMIN_TABLE,
-    run_table: str = DEFAULT_RUN_TABLE,
-    version_table: str = VERSION_TABLE,
+    xmin_table: str | None = None,
+    run_table: str | None = None,
+    version_table: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> str:
     """The SQL script that upgrades an empty (or legacy) database to ``revision``, for a DBA.
 
     ``dialect`` is a SQLAlchemy dialect name (``postgresql``, ``mssql``, …); no connection is
-    made.
+    made. Names left out are read as ``upgrade`` reads them.
     """
-    settings = _settings(schema, xmin_table, run_table, version_table, False)
+    settings = _settings(
+        schema, xmin_table, run_table, version_table, drop_data=False, environ=environ
+    )
     buffer = io.StringIO()
     command.upgrade(
         alembic_config(settings=settings, dialect=dialect, output=buffer), revision, sql=True
@@ -376,7 +399,7 @@ def write_offline_scripts(directory: str | Path | None = None) -> list[Path]:
     written = []
     for dialect in OFFLINE_DIALECTS:
         path = target / f"{dialect}.sql"
-        path.write_text(offline_sql(dialect), encoding="utf-8")
+        path.write_text(offline_sql(dialect, environ={}), encoding="utf-8")  # the defaults
         written.append(path)
     path = target / "mssql-downgrade.sql"
     path.write_text(offline_downgrade_sql("mssql"), encoding="utf-8")

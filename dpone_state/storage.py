@@ -331,6 +331,18 @@ class _Storage:
                 log.info("retrying a read on %s after a lost connection", self.qualified_name)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def execute_read(self, statement: Any, params: Mapping[str, Any]) -> list[Row[Any]]:
+        """One read over this storage's table, with its retry and error translation.
+
+        For operator tools beyond the runtime's methods (``dpone_state.operations``,
+        ``dpone_state.portability``), so they never bypass either.
+        """
+        return self._read(statement, params)
+
+    def execute_write(self, statement: Any, params: Mapping[str, Any]) -> CursorResult[Any]:
+        """One write in its own transaction, with the deadlock retry and error translation."""
+        return self._write(statement, params)
+
     def _param(self, column: str) -> BindParameter[Any]:
         """A placeholder for a value of ``column`` (typed like it), bound at execution."""
         return bindparam(f"p_{column}", type_=self.table.c[column].type)

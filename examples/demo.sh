@@ -19,9 +19,12 @@ echo "\$ python examples/demo.py                  # the runtime's side: checkpoi
 "$VENV/bin/python" examples/demo.py
 state xmin list
 state runs list demo_orders --limit 3
-state xmin set public.orders 5000            # repair a checkpoint (compare-and-set)
+state runs dags
+state xmin set public.orders 5000 --yes      # repair a checkpoint (compare-and-set; it says how far it moves)
 state xmin show public.orders --json
 state runs prune --days 30 --dry-run
+state export --output demo/state.ndjson      # both tables, every field: what `import`/`copy` move
+state copy --from "$DPONE_STATE_URL" --to sqlite:///demo/copy.db --yes
 state doctor
 echo
 echo "\$ dpone-state sql --dialect mssql | head    # the script a DBA runs by hand"
