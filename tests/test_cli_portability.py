@@ -416,3 +416,24 @@ def test_a_bad_export_is_a_usage_error(
     assert result.code == 2, result
     assert message in result.json()["error"]["message"]
     assert store.cli("xmin", "list", "--json").json() == []
+
+
+# ------------------------------------------------------------------ BigQuery through the command
+
+
+def test_upgrade_current_doctor_on_bigquery(make_store: Callable[..., Store]) -> None:
+    store = make_store("bigquery", provision=False)
+    up = run_cli(*store.options, "upgrade", "--json")
+    assert up.code == 0, up.err
+    head = up.json()["to"]
+    assert up.json()["from"] is None and head
+    current = run_cli(*store.options, "current", "--json")
+    assert current.code == 0, current.err
+    assert current.json()["current"] == current.json()["head"] == head
+    doctor = run_cli(*store.options, "doctor", "--json")
+    assert doctor.code == 0, doctor.out + doctor.err
+    assert doctor.json()["backend"] == "bigquery"
+    fill(store)  # the runtime's calls work on the provisioned tables
+    assert (
+        run_cli(*store.options, "xmin", "show", "public.orders", "--json").json()["revision"] == 3
+    )
