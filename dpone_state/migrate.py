@@ -304,9 +304,7 @@ def offline_downgrade_sql(
 ) -> str:
     """The SQL script that downgrades from ``from_revision`` to ``to_revision`` (default: back
     to dpone's legacy tables, rows kept; ``base`` drops the tables and their rows)."""
-    settings = _settings(
-        schema, xmin_table, run_table, version_table, drop_data=False, environ={}
-    )
+    settings = _settings(schema, xmin_table, run_table, version_table, drop_data=False, environ={})
     buffer = io.StringIO()
     command.downgrade(
         alembic_config(settings=settings, dialect=dialect, output=buffer),
