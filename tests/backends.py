@@ -24,6 +24,13 @@ from dpone_state import create_state_engine
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def free_port() -> str:
+    """A TCP port on 127.0.0.1 that is free now (for a throwaway server of one test run)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
 @dataclass
 class Backend:
     """One backend of the suite: where it is and how to make and drop an isolated schema."""
