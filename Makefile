@@ -10,8 +10,8 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --upgrade 'pip>=25.1'  # --group (PEP 735 dependency groups)
+	$(PY) -m pip install --quiet -e '.[all]' --group dev
 	touch $(STAMP)
 
 demo: $(STAMP)  ## the main job on the embedded SQLite default, through the dpone-state command
