@@ -45,14 +45,41 @@ class InvalidIdentifierError(InvalidStateError):
 
 
 class StateNotProvisionedError(StateError):
-    """The state tables (or their schema) do not exist in the target database."""
+    """The state tables (or their schema) do not exist in the target database.
 
-    def __init__(self, table: str, detail: str = "") -> None:
+    ``command`` is the exact ``dpone-state upgrade`` line that provisions them (the URL's
+    password masked), ``python`` the same as a ``migrate.upgrade`` call; ``reason`` replaces
+    the whole advice where provisioning is not the fix (an SQLite schema never attached).
+    """
+
+    def __init__(
+        self,
+        table: str,
+        detail: str = "",
+        *,
+        database: str | None = None,
+        command: str | None = None,
+        python: str | None = None,
+        reason: str | None = None,
+    ) -> None:
         self.table = table
-        hint = (
-            f"state table {table} does not exist: provision it with `alembic upgrade head` "
-            "(or `dpone-state upgrade`), or call create_tables() once"
-        )
+        self.database = database
+        self.command = command
+        where = f" in {database}" if database else ""
+        if reason is not None:
+            hint = f"state table {table} cannot be reached{where}: {reason}"
+        elif command is not None:
+            hint = (
+                f"state table {table} does not exist{where}: provision it with `{command}`"
+                + (f" (from Python: `{python}`)" if python else "")
+                + ", or call create_tables() once"
+            )
+        else:
+            hint = (
+                f"state table {table} does not exist{where}: provision it with "
+                "`dpone-state upgrade` (the same URL and table options), or call "
+                "create_tables() once"
+            )
         super().__init__(f"{hint} ({detail})" if detail else hint)
 
 

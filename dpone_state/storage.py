@@ -7,7 +7,9 @@ Tables come from the migrations or one explicit ``create_tables()`` call.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import shlex
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -156,13 +158,63 @@ class _Storage:
             yield
         except DBAPIError as error:
             if is_missing_table(error, self.engine.dialect.name):
-                raise StateNotProvisionedError(self.qualified_name) from error
+                raise self._not_provisioned() from error
             if is_connection_failure(error):
                 raise StateUnavailableError(
                     f"lost the connection to the state database {safe_url(self.engine.url)}: "
                     f"{type(error.orig).__name__}; the call can be retried"
                 ) from error
             raise
+
+    def _sqlite_schema_attached(self) -> bool:
+        """Whether the SQLite connection has a database attached under the schema's name."""
+        try:
+            with self.engine.connect() as conn:
+                attached = {row[1] for row in conn.exec_driver_sql("PRAGMA database_list")}
+        except DBAPIError:
+            return True  # cannot tell: give the ordinary advice
+        return self.schema in attached
+
+    def _not_provisioned(self) -> StateNotProvisionedError:
+        """The error for a missing table, naming the exact command that provisions it."""
+        dialect = self.engine.dialect.name
+        url = self.engine.url
+        if dialect == "sqlite" and url.database and url.database != ":memory:":
+            url = url.set(database=os.path.abspath(url.database))  # the file, wherever run from
+        shown = safe_url(url)
+        if dialect == "sqlite" and self.schema and not self._sqlite_schema_attached():
+            return StateNotProvisionedError(
+                self.qualified_name,
+                database=shown,
+                reason=(
+                    f"on SQLite a schema names an attached database (ATTACH DATABASE 'file' AS "
+                    f"{self.schema}), and none called {self.schema!r} is attached. Leave the "
+                    "schema out (schema=None, or --no-schema: the tables live in the file "
+                    f"itself, which `dpone-state upgrade --url {shlex.quote(shown)}` "
+                    "provisions), or attach a database of that name on every connection"
+                ),
+            )
+        if dialect == "bigquery":  # no migrations: create_tables() provisions a dataset
+            return StateNotProvisionedError(self.qualified_name, database=shown)
+        options = ["--url", shlex.quote(shown)]
+        arguments = ["url"]
+        if self.schema is None:
+            if dialect != "sqlite":
+                options.append("--no-schema")
+                arguments.append("schema=None")
+        else:
+            options += ["--schema", shlex.quote(self.schema)]
+            arguments.append(f"schema={self.schema!r}")
+        if self.table_name != self.default_table:
+            option = "xmin-table" if isinstance(self, XMinStateStorage) else "run-table"
+            options += [f"--{option}", shlex.quote(self.table_name)]
+            arguments.append(f"{option.replace('-', '_')}={self.table_name!r}")
+        return StateNotProvisionedError(
+            self.qualified_name,
+            database=shown,
+            command=" ".join(["dpone-state", "upgrade", *options]),
+            python=f"dpone_state.migrate.upgrade({', '.join(arguments)})",
+        )
 
     @contextmanager
     def _connect(self, *, write: bool) -> Iterator[Connection]:
