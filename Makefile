@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[all]' --group dev
 	touch $(STAMP)
 
-# The demo's own light venv: the package and its three dependencies, no drivers, no dev tools.
+# The demo's own light venv: the package and its dependencies; no drivers, no dev tools.
 DEMO_DIR   := .demo
 DEMO_VENV  := $(DEMO_DIR)/venv
 DEMO_STAMP := $(DEMO_VENV)/.installed
