@@ -56,7 +56,7 @@ OPTIONS = {
     "postgresql": "PostgreSQL only",
     "seeded": "the database is provisioned and holds one checkpoint and one run",
     "manifest": "a manifest.yaml for the backend is in the working directory",
-    "files": "repository files copied into the working directory",
+    "files": "repository files or folders copied into the working directory",
     "xmin-source": "source_engine, state_url, load_into_target, commit_target are defined",
 }
 LANGUAGES = {"python", "sh", "yaml", ""}  # "" is output or a listing, never run
@@ -260,7 +260,10 @@ def test_readme_example_runs(block: Block, backend: str, tmp_path: Path) -> None
             )
             (tmp_path / "manifest.yaml").write_text(yaml.safe_dump({"state": state}))
         for name in block.options.get("files", "").split():
-            shutil.copy(REPO / name, tmp_path / name)
+            if (REPO / name).is_dir():
+                shutil.copytree(REPO / name, tmp_path / name)
+            else:
+                shutil.copy(REPO / name, tmp_path / name)
         if "xmin-source" in block.options:
             with fresh_postgres_database() as source_url:
                 prelude = XMIN_PRELUDE.format(source_url=source_url, state_url=url)
