@@ -20,7 +20,11 @@ from sqlalchemy import BindParameter, Integer, Table, bindparam, delete, select,
 from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
-from dpone_state.ddl import create_schema_if_missing
+from dpone_state.ddl import (
+    create_schema_if_missing,
+    sqlite_schema_attached,
+    sqlite_schema_reason,
+)
 from dpone_state.engine import (
     SUPPORTED_DIALECTS,
     autocommit_switch,
@@ -170,10 +174,9 @@ class _Storage:
         """Whether the SQLite connection has a database attached under the schema's name."""
         try:
             with self.engine.connect() as conn:
-                attached = {row[1] for row in conn.exec_driver_sql("PRAGMA database_list")}
+                return sqlite_schema_attached(conn, str(self.schema))
         except DBAPIError:
             return True  # cannot tell: give the ordinary advice
-        return self.schema in attached
 
     def _not_provisioned(self) -> StateNotProvisionedError:
         """The error for a missing table, naming the exact command that provisions it."""
@@ -186,12 +189,8 @@ class _Storage:
             return StateNotProvisionedError(
                 self.qualified_name,
                 database=shown,
-                reason=(
-                    f"on SQLite a schema names an attached database (ATTACH DATABASE 'file' AS "
-                    f"{self.schema}), and none called {self.schema!r} is attached. Leave the "
-                    "schema out (schema=None, or --no-schema: the tables live in the file "
-                    f"itself, which `dpone-state upgrade --url {shlex.quote(shown)}` "
-                    "provisions), or attach a database of that name on every connection"
+                reason=sqlite_schema_reason(
+                    str(self.schema), f"dpone-state upgrade --url {shlex.quote(shown)}"
                 ),
             )
         if dialect == "bigquery":  # no migrations: create_tables() provisions a dataset

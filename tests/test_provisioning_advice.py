@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from dpone_state import (
     RunStateStorage,
+    StateConfigError,
     StateNotProvisionedError,
     XMinState,
     XMinStateStorage,
@@ -102,8 +103,22 @@ def test_sqlite_with_a_schema_says_what_a_schema_means_there(tmp_path: Path) -> 
     assert "on SQLite a schema names an attached database" in message
     assert "schema=None" in message
     assert missing.value.command is None
-    with pytest.raises(StateNotProvisionedError, match="attached database"):
+    # Provisioning with that schema says the same (a configuration error: nothing to create).
+    with pytest.raises(StateConfigError, match="on SQLite a schema names an attached database"):
         storage.create_tables()
+    with pytest.raises(StateConfigError, match="attached database"):
+        migrate.upgrade(url, schema="etl_state")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DPONE_STATE_")}
+    done = subprocess.run(
+        [str(CLI), "upgrade", "--url", url, "--schema", "etl_state"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "on SQLite a schema names an attached database" in done.stderr
 
     # Attached, the schema works like any other: the advice is then the ordinary one.
     engine = sa.create_engine(url)
