@@ -293,3 +293,11 @@ def _run(block: Block, code: str, workdir: Path) -> None:
         f"README.md:{block.line} ({block.language}) exited {done.returncode}\n"
         f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
     )
+
+
+def test_the_quickstarts_error_example_is_the_real_message() -> None:
+    (example,) = [
+        b for b in BLOCKS if b.section == "Quickstart" and b.code.startswith("state table")
+    ]
+    storage = XMinStateStorage(PLACEHOLDERS[0])  # no connection is made
+    assert " ".join(example.code.split()) == str(storage._not_provisioned())
