@@ -29,7 +29,7 @@ $(DEMO_STAMP): pyproject.toml
 demo: $(DEMO_STAMP)  ## one pipeline's state on the embedded SQLite default, told step by step
 	VENV=$(DEMO_VENV) DEMO_DIR=$(DEMO_DIR) bash examples/demo.sh
 
-sql: $(STAMP)  ## regenerate the shipped offline migration scripts (dpone_state/migrations/sql/)
+sql: $(STAMP)  ## regenerate the shipped offline migration scripts (migrations/sql/)
 	$(PY) -c 'from dpone_state.migrate import write_offline_scripts as w; print(*w(), sep="\n")'
 
 lint: $(STAMP)  ## ruff + mypy (strict)

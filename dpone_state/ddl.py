@@ -21,6 +21,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable, ExecutableDDLElement
 from sqlalchemy.sql.compiler import DDLCompiler
 
+from dpone_state.dialects import BACKENDS
 from dpone_state.errors import StateConfigError
 
 __all__ = [
@@ -35,7 +36,9 @@ __all__ = [
 ]
 
 #: Dialects without schemas (a schema there would be an attached database, never created).
-NO_SCHEMA_DIALECTS = frozenset({"sqlite"})
+NO_SCHEMA_DIALECTS = frozenset(
+    name for row in BACKENDS if not row.has_schemas for name in row.dialects
+)
 
 
 def default_constraint_name(table_name: str, column_name: str) -> str:
@@ -231,12 +234,13 @@ def create_schema_if_missing(connection: Connection, schema: str | None) -> bool
     """
     if schema is None:
         return False
-    if connection.dialect.name == "sqlite" and not sqlite_schema_attached(connection, schema):
+    no_schemas = connection.dialect.name in NO_SCHEMA_DIALECTS  # SQLite: attached databases
+    if no_schemas and not sqlite_schema_attached(connection, schema):
         url = connection.engine.url.render_as_string(hide_password=True)
         raise StateConfigError(
             "schema", sqlite_schema_reason(schema, f"dpone-state upgrade --url {shlex.quote(url)}")
         )
-    if connection.dialect.name in NO_SCHEMA_DIALECTS:
+    if no_schemas:
         return False
     if inspect(connection).has_schema(schema):
         return False
