@@ -20,14 +20,15 @@ DEMO_VENV  := $(DEMO_DIR)/venv
 DEMO_STAMP := $(DEMO_VENV)/.installed
 
 $(DEMO_STAMP): pyproject.toml
-	rm -rf $(DEMO_VENV)
-	$(PYTHON) -m venv $(DEMO_VENV)
-	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e . \
+	@echo "creating $(DEMO_VENV): the package and its dependencies, no drivers or dev tools"
+	@rm -rf $(DEMO_VENV)
+	@$(PYTHON) -m venv $(DEMO_VENV)
+	@$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e . \
 	  >$(DEMO_DIR)/pip.log 2>&1 || { cat $(DEMO_DIR)/pip.log; exit 1; }
-	touch $(DEMO_STAMP)
+	@touch $(DEMO_STAMP)
 
 demo: $(DEMO_STAMP)  ## one pipeline's state on the embedded SQLite default, told step by step
-	VENV=$(DEMO_VENV) DEMO_DIR=$(DEMO_DIR) bash examples/demo.sh
+	@VENV=$(DEMO_VENV) DEMO_DIR=$(DEMO_DIR) bash examples/demo.sh
 
 sql: $(STAMP)  ## regenerate the shipped offline migration scripts (migrations/sql/)
 	$(PY) -c 'from dpone_state.migrate import write_offline_scripts as w; print(*w(), sep="\n")'
