@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
 from dpone_state.ddl import (
+    add_missing_nullable_columns,
     create_schema_if_missing,
     sqlite_schema_attached,
     sqlite_schema_reason,
@@ -268,13 +269,17 @@ class _Storage:
         return bindparam(f"p_{column}", type_=self.table.c[column].type)
 
     def create_tables(self) -> None:
-        """Create the schema (where the dialect has schemas) and the table, if missing.
+        """Create the schema (where the dialect has schemas) and the table, if missing, and
+        add the nullable columns an existing table lacks (BigQuery's provisioning path).
 
         An explicit provisioning step; production databases are provisioned by the migrations.
         """
         with self._translated_errors(), self.engine.begin() as conn:
             create_schema_if_missing(conn, self.schema)  # guarded per dialect (ddl.py)
             self.table.metadata.create_all(conn, checkfirst=True)
+            added = add_missing_nullable_columns(conn, self.table)
+        if added:
+            log.info("added the column(s) %s to %s", ", ".join(added), self.qualified_name)
         log.info("provisioned %s on %s", self.qualified_name, safe_url(self.engine.url))
 
 
@@ -287,6 +292,8 @@ def xmin_state_from_row(row: Row[Any]) -> XMinState:
         wraparound_detected=bool(row.wraparound_detected),
         frozen_xid=row.frozen_xid,
         revision=row.revision,
+        extraction_identity=row._mapping.get("extraction_identity"),
+        source_fingerprint=row._mapping.get("source_fingerprint"),
     )
 
 
@@ -329,6 +336,8 @@ class XMinStateStorage(_Storage):
             t.c.wraparound_detected,
             t.c.frozen_xid,
             t.c.revision,
+            t.c.extraction_identity,
+            t.c.source_fingerprint,
         ).where(key)
         self._delete = delete(t).where(key)
         self._bulk_statements: dict[int, Upsert] = {}
@@ -373,6 +382,8 @@ class XMinStateStorage(_Storage):
             p_is_initial=xmin_state.is_initial,
             p_wraparound_detected=xmin_state.wraparound_detected,
             p_frozen_xid=xmin_state.frozen_xid,
+            p_extraction_identity=xmin_state.extraction_identity,
+            p_source_fingerprint=xmin_state.source_fingerprint,
             **{f"p_{UPDATED_AT}": utc_now(), f"p_{LOADED_AT}": xmin_state.timestamp},
         )
         if expected_revision is None:
@@ -410,6 +421,8 @@ class XMinStateStorage(_Storage):
                     "is_initial": state.is_initial,
                     "wraparound_detected": state.wraparound_detected,
                     "frozen_xid": state.frozen_xid,
+                    "extraction_identity": state.extraction_identity,
+                    "source_fingerprint": state.source_fingerprint,
                     UPDATED_AT: now,
                     LOADED_AT: state.timestamp,
                 }
@@ -467,6 +480,8 @@ class XMinStateStorage(_Storage):
             t.c.wraparound_detected,
             t.c.frozen_xid,
             t.c.revision,
+            t.c.extraction_identity,
+            t.c.source_fingerprint,
         ).order_by(t.c.source_schema, t.c.source_table)
         return [
             Checkpoint(
@@ -486,7 +501,15 @@ class XMinStateStorage(_Storage):
 
 _XMIN_KEY: Final = ("source_schema", "source_table")
 #: XMin columns every save writes.
-_XMIN_VALUES: Final = ("xmin_value", "is_initial", "wraparound_detected", "frozen_xid", UPDATED_AT)
+_XMIN_VALUES: Final = (
+    "xmin_value",
+    "is_initial",
+    "wraparound_detected",
+    "frozen_xid",
+    "extraction_identity",
+    "source_fingerprint",
+    UPDATED_AT,
+)
 
 #: Run-row columns an upsert of an existing run changes (the rest keep their first values).
 _RUN_UPDATED_COLUMNS: Final = (

@@ -88,13 +88,18 @@ if [[ -z "${DPONE_STATE_TEST_VAULT_ADDR:-}" ]]; then
   unset VAULT_ADDR VAULT_TOKEN
 fi
 
-# The throwaway PostgreSQL clusters of tests/test_faults.py and tests/test_xmin_extraction.py:
-# a free port each (their data dirs are named after it) unless these are set.
-[[ -n "${DPONE_STATE_TEST_FAULT_PG_PORT:-}" ]] || free_port DPONE_STATE_TEST_FAULT_PG_PORT
-[[ -n "${DPONE_STATE_TEST_XMIN_CLUSTER_PORT:-}" ]] || free_port DPONE_STATE_TEST_XMIN_CLUSTER_PORT
-export DPONE_STATE_TEST_FAULT_PG_PORT DPONE_STATE_TEST_XMIN_CLUSTER_PORT
+# The throwaway PostgreSQL clusters of tests/test_faults.py, test_xmin_extraction.py and
+# test_xmin_safety.py (a primary and its standby): a free port each (their data dirs are named
+# after it) unless these are set.
+CLUSTER_PORTS=(DPONE_STATE_TEST_FAULT_PG_PORT DPONE_STATE_TEST_XMIN_CLUSTER_PORT
+  DPONE_STATE_TEST_XMIN_SAFETY_PORT DPONE_STATE_TEST_XMIN_STANDBY_PORT)
+for var in "${CLUSTER_PORTS[@]}"; do
+  [[ -n "${!var:-}" ]] || free_port "$var"
+  export "${var?}"
+done
 
 echo "test services: BigQuery emulator ${DPONE_STATE_TEST_BIGQUERY_EMULATOR:-(real project)}," \
-  "Vault $DPONE_STATE_TEST_VAULT_ADDR, throwaway clusters on" \
-  "$DPONE_STATE_TEST_FAULT_PG_PORT and $DPONE_STATE_TEST_XMIN_CLUSTER_PORT"
+  "Vault $DPONE_STATE_TEST_VAULT_ADDR, throwaway clusters on ports" \
+  "$DPONE_STATE_TEST_FAULT_PG_PORT $DPONE_STATE_TEST_XMIN_CLUSTER_PORT" \
+  "$DPONE_STATE_TEST_XMIN_SAFETY_PORT $DPONE_STATE_TEST_XMIN_STANDBY_PORT"
 "$VENV/bin/python" -m pytest "$@"
