@@ -43,7 +43,12 @@ from dpone_state.errors import (
     StateUnavailableError,
     first_line,
 )
-from dpone_state.failures import is_connection_failure, is_missing_table, is_transient_conflict
+from dpone_state.failures import (
+    is_connection_failure,
+    is_missing_column,
+    is_missing_table,
+    is_transient_conflict,
+)
 from dpone_state.models import (
     MAX_BIGINT,
     MAX_DAG_ID,
@@ -89,6 +94,8 @@ class _Storage:
     #: The backend a backend-specific subclass accepts (``None``: every supported one).
     backend: ClassVar[StateType | None] = None
     default_table: ClassVar[str]
+    #: Columns dpone-state adds to dpone's table (named when they are missing).
+    _added_columns: ClassVar[str]
 
     def __init__(
         self,
@@ -140,13 +147,55 @@ class _Storage:
             f"{type(self).__name__}({safe_url(self.engine.url)!r}, table={self.qualified_name!r})"
         )
 
+    #: The ``dpone-state`` option that names this storage's table.
+    _table_option: ClassVar[str]
+
+    def _shown_url(self) -> str:
+        """The engine's URL for messages: password masked, an SQLite file made absolute (so the
+        advice names the file wherever it is run from)."""
+        url = self.engine.url
+        if self.backend_row.connection_kind == "file" and url.database not in (None, ":memory:"):
+            url = url.set(database=os.path.abspath(str(url.database)))
+        return safe_url(url)
+
+    @property
+    def upgrade_command(self) -> str:
+        """The exact ``dpone-state upgrade`` that provisions this store (password masked)."""
+        parts = ["dpone-state", "upgrade", "--url", self._shown_url()]
+        if self.schema is not None:
+            parts += ["--schema", self.schema]
+        elif self.backend_row.has_schemas:
+            parts.append("--no-schema")
+        if self.table_name != self.default_table:
+            parts += [self._table_option, self.table_name]
+        return " ".join(shlex.quote(part) for part in parts)
+
+    @property
+    def _upgrade_call(self) -> str:
+        """``upgrade_command`` as a ``migrate.upgrade`` call on the caller's ``url``."""
+        arguments = ["url"]
+        if self.schema is not None:
+            arguments.append(f"schema={self.schema!r}")
+        elif self.backend_row.has_schemas:
+            arguments.append("schema=None")
+        if self.table_name != self.default_table:
+            arguments.append(f"{self._table_option[2:].replace('-', '_')}={self.table_name!r}")
+        return f"dpone_state.migrate.upgrade({', '.join(arguments)})"
+
     @contextmanager
     def _translated_errors(self) -> Iterator[None]:
         try:
             yield
         except DBAPIError as error:
-            if is_missing_table(error, self.engine.dialect.name):
-                raise self._not_provisioned() from error
+            dialect = self.engine.dialect.name
+            if is_missing_table(error, dialect):
+                raise self._not_provisioned("it does not exist") from error
+            if is_missing_column(error, dialect):
+                # dpone's own table, never migrated (or downgraded under a running runtime).
+                raise self._not_provisioned(
+                    f"it lacks a column of dpone-state ({self._added_columns}): a table of "
+                    "dpone's not yet migrated, or one downgraded"
+                ) from error
             if is_connection_failure(error):
                 raise StateUnavailableError(
                     f"lost the connection to the state database {safe_url(self.engine.url)}: "
@@ -162,15 +211,11 @@ class _Storage:
         except DBAPIError:
             return True  # cannot tell: give the ordinary advice
 
-    def _not_provisioned(self) -> StateNotProvisionedError:
-        """The error for a missing table, naming the exact command that provisions it."""
-        dialect = self.engine.dialect.name
-        backend = by_dialect(dialect)
-        url = self.engine.url
-        if backend.connection_kind == "file" and url.database and url.database != ":memory:":
-            url = url.set(database=os.path.abspath(url.database))  # the file, wherever run from
-        shown = safe_url(url)
-        if not backend.has_schemas and self.schema and not self._sqlite_schema_attached():
+    def _not_provisioned(self, detail: str = "") -> StateNotProvisionedError:
+        """The error for a missing (or unmigrated) table, naming the exact command that
+        provisions it; on SQLite, a schema that is no attached database says so instead."""
+        shown = self._shown_url()
+        if not self.backend_row.has_schemas and self.schema and not self._sqlite_schema_attached():
             return StateNotProvisionedError(
                 self.qualified_name,
                 database=shown,
@@ -178,26 +223,12 @@ class _Storage:
                     str(self.schema), f"dpone-state upgrade --url {shlex.quote(shown)}"
                 ),
             )
-        if dialect == "bigquery":  # no migrations: create_tables() provisions a dataset
-            return StateNotProvisionedError(self.qualified_name, database=shown)
-        options = ["--url", shlex.quote(shown)]
-        arguments = ["url"]
-        if self.schema is None:
-            if backend.has_schemas:
-                options.append("--no-schema")
-                arguments.append("schema=None")
-        else:
-            options += ["--schema", shlex.quote(self.schema)]
-            arguments.append(f"schema={self.schema!r}")
-        if self.table_name != self.default_table:
-            option = "xmin-table" if isinstance(self, XMinStateStorage) else "run-table"
-            options += [f"--{option}", shlex.quote(self.table_name)]
-            arguments.append(f"{option.replace('-', '_')}={self.table_name!r}")
         return StateNotProvisionedError(
             self.qualified_name,
+            detail,
             database=shown,
-            command=" ".join(["dpone-state", "upgrade", *options]),
-            python=f"dpone_state.migrate.upgrade({', '.join(arguments)})",
+            command=self.upgrade_command,
+            python=self._upgrade_call,
         )
 
     @contextmanager
@@ -282,6 +313,10 @@ class _Storage:
             log.info("added the column(s) %s to %s", ", ".join(added), self.qualified_name)
         log.info("provisioned %s on %s", self.qualified_name, safe_url(self.engine.url))
 
+    def create_state_table(self) -> None:
+        """dpone's name of ``create_tables()``: the same explicit provisioning step."""
+        self.create_tables()
+
 
 def xmin_state_from_row(row: Row[Any]) -> XMinState:
     """The checkpoint a row of the XMin table holds (its ``__dpone__loaded_at`` is the time)."""
@@ -301,6 +336,8 @@ class XMinStateStorage(_Storage):
     """Postgres XMin checkpoints, one row per ``(source_schema, source_table)``."""
 
     default_table = DEFAULT_XMIN_TABLE
+    _table_option = "--xmin-table"
+    _added_columns = "revision"
 
     def __init__(
         self,
@@ -339,7 +376,9 @@ class XMinStateStorage(_Storage):
             t.c.extraction_identity,
             t.c.source_fingerprint,
         ).where(key)
-        self._delete = delete(t).where(key)
+        # ``revision`` is NOT NULL, so this always holds; naming the column makes an unmigrated dpone table
+        # refuse the delete as it refuses every other statement (StateNotProvisionedError).
+        self._delete = delete(t).where(key, t.c.revision.is_not(None))
         self._bulk_statements: dict[int, Upsert] = {}
 
     def _build_table(self) -> Table:
@@ -359,18 +398,18 @@ class XMinStateStorage(_Storage):
         xmin_state: XMinState,
         *,
         expected_revision: int | None = None,
-    ) -> None:
+    ) -> datetime:
         """Upsert the checkpoint atomically; ``__dpone__loaded_at`` keeps the first save's time.
 
         With ``expected_revision`` the save happens only if the stored revision equals it
         (``0``: no checkpoint yet, or one never saved by dpone-state), else
-        ``RevisionConflictError``; without it the last writer wins.
+        ``RevisionConflictError``; without it the last writer wins. ``xmin_state`` is an
+        ``XMinState`` or any object with its fields (dpone's own). Returns the time of this
+        write (UTC): the row's ``__dpone__updated_at``, and its ``__dpone__loaded_at`` when this
+        save inserted the row.
         """
         params: dict[str, Any] = self._key_params(source_schema, source_table)
-        if not isinstance(xmin_state, XMinState):
-            raise InvalidStateError(
-                "xmin_state", f"expected an XMinState, got {type(xmin_state).__name__}"
-            )
+        xmin_state = XMinState.from_object(xmin_state)
         if expected_revision is not None and (
             isinstance(expected_revision, bool)
             or not isinstance(expected_revision, int)
@@ -384,11 +423,15 @@ class XMinStateStorage(_Storage):
             p_frozen_xid=xmin_state.frozen_xid,
             p_extraction_identity=xmin_state.extraction_identity,
             p_source_fingerprint=xmin_state.source_fingerprint,
-            **{f"p_{UPDATED_AT}": utc_now(), f"p_{LOADED_AT}": xmin_state.timestamp},
         )
+        # ``__dpone__loaded_at`` comes from this clock (UTC) on first insert and is kept by
+        # later saves; ``xmin_state.timestamp`` is not stored (dpone's runtime fills it with
+        # a naive local time, which dpone's storages ignore as well).
+        now = utc_now()
+        params[f"p_{UPDATED_AT}"] = params[f"p_{LOADED_AT}"] = now
         if expected_revision is None:
             self._write(self._save, params)
-            return
+            return now
         if expected_revision == 0:
             applied = upsert_applied(self._write(self._save_if_unversioned, params))
         else:
@@ -398,6 +441,7 @@ class XMinStateStorage(_Storage):
             applied = self._write(self._save_if_revision, params).rowcount == 1
         if not applied:
             raise RevisionConflictError(source_schema, source_table, expected_revision)
+        return now
 
     def save_states(self, states: Mapping[tuple[str, str], XMinState]) -> int:
         """Upsert many checkpoints in few statements (``BULK_ROWS`` per statement; fewer where the
@@ -408,11 +452,10 @@ class XMinStateStorage(_Storage):
         """
         params: list[dict[str, Any]] = []
         now = utc_now()
-        for key, state in states.items():
+        for key, given in states.items():
             if not isinstance(key, tuple) or len(key) != 2:
                 raise InvalidStateError("states", "keys must be (source_schema, source_table)")
-            if not isinstance(state, XMinState):
-                raise InvalidStateError("states", f"{key!r}: expected an XMinState")
+            state = XMinState.from_object(given)
             params.append(
                 {
                     "source_schema": check_key_name("source_schema", key[0]),
@@ -424,7 +467,7 @@ class XMinStateStorage(_Storage):
                     "extraction_identity": state.extraction_identity,
                     "source_fingerprint": state.source_fingerprint,
                     UPDATED_AT: now,
-                    LOADED_AT: state.timestamp,
+                    LOADED_AT: now,  # kept by an existing row, as in save_state
                 }
             )
         per_statement = BULK_ROWS
@@ -549,6 +592,8 @@ class RunStateStorage(_Storage):
     """ETL run rows, one per ``(dag_id, execution_date)``."""
 
     default_table = DEFAULT_RUN_TABLE
+    _table_option = "--run-table"
+    _added_columns = "process_name"
 
     def __init__(
         self,
@@ -572,11 +617,16 @@ class RunStateStorage(_Storage):
         self._get = by_dag.where(t.c.execution_date == self._param("execution_date"))
         newest_first = t.c.execution_date.desc()
         self._list = by_dag.order_by(newest_first)
-        self._list_before = by_dag.where(
-            t.c.execution_date <= self._param("execution_date")
-        ).order_by(newest_first)
+        at = t.c.execution_date == self._param("execution_date")
+        before = t.c.execution_date < bindparam("p_before", type_=t.c.execution_date.type)
+        self._list_at = self._list.where(at)
+        self._list_before = self._list.where(before)
+        self._list_at_before = self._list.where(at, before)
         older = t.c.execution_date < bindparam("p_cutoff", type_=t.c.execution_date.type)
-        self._prune = delete(t).where(older)
+        # Always true; naming ``process_name`` makes an unmigrated dpone table refuse the prune
+        # as it refuses every other statement (StateNotProvisionedError), not delete quietly.
+        provisioned = t.c.process_name.is_(None) | t.c.process_name.is_not(None)
+        self._prune = delete(t).where(older, provisioned)
         # Batched pruning walks the retention index in (execution_date, dag_id) order: find the
         # last row of the next batch, then delete up to and including it.
         self._prune_boundary = (
@@ -589,6 +639,7 @@ class RunStateStorage(_Storage):
         boundary_date = bindparam("p_boundary_date", type_=t.c.execution_date.type)
         self._prune_batch = delete(t).where(
             older,
+            provisioned,
             (t.c.execution_date < boundary_date)
             | ((t.c.execution_date == boundary_date) & (t.c.dag_id <= self._param("dag_id"))),
         )
@@ -608,14 +659,13 @@ class RunStateStorage(_Storage):
         """Upsert the run row: a new run is inserted; an existing one gets its outcome updated.
 
         ``started_at``, ``process_name`` and the source/target names keep their first values.
+        ``run_state`` is a ``RunState`` (mutated in place or not) or any object with its fields
+        (dpone's own ``RunState``); it is validated on every save and never changed.
         """
-        if not isinstance(run_state, RunState):
-            raise InvalidStateError(
-                "run_state", f"expected a RunState, got {type(run_state).__name__}"
-            )
+        run = RunState.from_object(run_state)  # validated again: the caller may have mutated it
         now = utc_now()
-        params = {f"p_{name}": getattr(run_state, name) for name in _RUN_FIELDS}
-        params["p_state"] = run_state.state.value
+        params = {f"p_{name}": getattr(run, name) for name in _RUN_FIELDS}
+        params["p_state"] = run.state.value
         params[f"p_{LOADED_AT}"] = params[f"p_{UPDATED_AT}"] = now
         self._write(self._upsert, params)
 
@@ -635,11 +685,18 @@ class RunStateStorage(_Storage):
         return self._to_model(rows[0]) if rows else None
 
     def get_run_states_by_dag(
-        self, dag_id: str, execution_date: datetime | None = None, limit: int = 100
+        self,
+        dag_id: str,
+        execution_date: datetime | None = None,
+        limit: int = 100,
+        *,
+        before: datetime | None = None,
     ) -> list[RunState]:
         """Runs of ``dag_id``, newest ``execution_date`` first, at most ``limit``.
 
-        With ``execution_date``, only runs at or before it (to page back through history).
+        With ``execution_date``, only the runs at exactly that date (dpone's meaning). With
+        ``before``, only runs strictly earlier: to page back through history, pass the
+        ``execution_date`` of the last run of the previous page.
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise InvalidStateError("limit", f"must be an integer in 1 .. {MAX_LIMIT}")
@@ -647,7 +704,10 @@ class RunStateStorage(_Storage):
         statement = self._list
         if execution_date is not None:
             params["p_execution_date"] = to_utc("execution_date", execution_date)
-            statement = self._list_before
+            statement = self._list_at
+        if before is not None:
+            params["p_before"] = to_utc("before", before)
+            statement = self._list_at_before if execution_date is not None else self._list_before
         # ``limit(n)`` keeps SQL Server's ``TOP n`` (a literal, checked int) on every dialect.
         return [self._to_model(row) for row in self._read(statement.limit(limit), params)]
 

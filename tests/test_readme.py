@@ -303,4 +303,4 @@ def test_the_quickstarts_error_example_is_the_real_message() -> None:
         b for b in BLOCKS if b.section == "Quickstart" and b.code.startswith("state table")
     ]
     storage = XMinStateStorage(PLACEHOLDERS[0])  # no connection is made
-    assert " ".join(example.code.split()) == str(storage._not_provisioned())
+    assert " ".join(example.code.split()) == str(storage._not_provisioned("it does not exist"))
