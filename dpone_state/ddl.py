@@ -12,6 +12,7 @@ migrations both use this module.
 from __future__ import annotations
 
 import hashlib
+import shlex
 from typing import Any
 
 from sqlalchemy import Column, Index, MetaData, Table, inspect
@@ -22,6 +23,7 @@ from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable, Executable
 from sqlalchemy.sql.compiler import DDLCompiler
 
 from dpone_state.dialects import BACKENDS
+from dpone_state.errors import StateConfigError
 
 __all__ = [
     "NO_SCHEMA_DIALECTS",
@@ -295,9 +297,37 @@ def _create_index_mssql(element: CreateIndexIfMissing, compiler: DDLCompiler, **
     return _guarded(condition, compiler.process(CreateIndex(index), **kw))
 
 
+def sqlite_schema_reason(schema: str, provision: str) -> str:
+    """What a schema means on SQLite, for a ``schema`` that is not attached (``provision``:
+    the command that provisions the file itself)."""
+    return (
+        f"on SQLite a schema names an attached database (ATTACH DATABASE 'file' AS {schema}), "
+        f"and none called {schema!r} is attached. Leave the schema out (schema=None, or "
+        f"--no-schema: the tables live in the file itself, which `{provision}` provisions), or "
+        "attach a database of that name on every connection"
+    )
+
+
+def sqlite_schema_attached(connection: Connection, schema: str) -> bool:
+    """Whether an SQLite connection has a database attached as ``schema``."""
+    return schema in {row[1] for row in connection.exec_driver_sql("PRAGMA database_list")}
+
+
 def create_schema_if_missing(connection: Connection, schema: str | None) -> bool:
-    """Create ``schema`` where the dialect has schemas and it is missing; whether it was created."""
-    if schema is None or connection.dialect.name in NO_SCHEMA_DIALECTS:
+    """Create ``schema`` where the dialect has schemas and it is missing; whether it was created.
+
+    On SQLite a schema is an attached database, which no DDL creates: one not attached is a
+    ``StateConfigError`` that says so.
+    """
+    if schema is None:
+        return False
+    no_schemas = connection.dialect.name in NO_SCHEMA_DIALECTS  # SQLite: attached databases
+    if no_schemas and not sqlite_schema_attached(connection, schema):
+        url = connection.engine.url.render_as_string(hide_password=True)
+        raise StateConfigError(
+            "schema", sqlite_schema_reason(schema, f"dpone-state upgrade --url {shlex.quote(url)}")
+        )
+    if no_schemas:
         return False
     if inspect(connection).has_schema(schema):
         return False

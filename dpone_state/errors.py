@@ -129,18 +129,39 @@ class StateNotProvisionedError(StateError):
     """The state tables (or their schema) do not exist in the target database, or they are
     dpone's tables not yet migrated (a column of dpone-state is missing).
 
-    ``command`` is the exact provisioning command for this store (password masked).
+    ``command`` is the exact ``dpone-state upgrade`` line that provisions this store (the URL's
+    password masked), ``python`` the same as a ``migrate.upgrade`` call; ``reason`` replaces
+    the whole advice where provisioning is not the fix (an SQLite schema never attached).
     """
 
-    def __init__(self, table: str, detail: str = "", *, command: str | None = None) -> None:
+    def __init__(
+        self,
+        table: str,
+        detail: str = "",
+        *,
+        database: str | None = None,
+        command: str | None = None,
+        python: str | None = None,
+        reason: str | None = None,
+    ) -> None:
         self.table = table
+        self.database = database
         self.command = command
-        how = f"`{command}`" if command else "`alembic upgrade head` (or `dpone-state upgrade`)"
-        hint = (
-            f"state table {table} is not provisioned for dpone-state: provision it with {how}, "
-            "or call create_tables() once"
-        )
-        super().__init__(f"{hint} ({detail})" if detail else hint)
+        where = f" in {database}" if database else ""
+        if reason is not None:
+            message = f"state table {table} cannot be reached{where}: {reason}"
+        else:
+            how = (
+                f"`{command}`" + (f" (from Python: `{python}`)" if python else "")
+                if command
+                else "`dpone-state upgrade` (with the same URL and table options)"
+            )
+            why = f" ({detail})" if detail else ""
+            message = (
+                f"state table {table}{where} is not provisioned for dpone-state{why}: provision "
+                f"it with {how}, or call create_tables() once"
+            )
+        super().__init__(message)
 
 
 class RevisionConflictError(StateError):

@@ -7,6 +7,7 @@ Tables come from the migrations or one explicit ``create_tables()`` call.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import time
 from collections.abc import Iterator, Mapping
@@ -34,6 +35,8 @@ from dpone_state.ddl import (
     CreateTableIfMissing,
     add_missing_nullable_columns,
     create_schema_if_missing,
+    sqlite_schema_attached,
+    sqlite_schema_reason,
 )
 from dpone_state.dialects import (
     DEFAULT,
@@ -178,10 +181,18 @@ class _Storage:
     #: The ``dpone-state`` option that names this storage's table.
     _table_option: ClassVar[str]
 
+    def _shown_url(self) -> str:
+        """The engine's URL for messages: password masked, an SQLite file made absolute (so the
+        advice names the file wherever it is run from)."""
+        url = self.engine.url
+        if self.backend_row.connection_kind == "file" and url.database not in (None, ":memory:"):
+            url = url.set(database=os.path.abspath(str(url.database)))
+        return safe_url(url)
+
     @property
     def upgrade_command(self) -> str:
         """The exact ``dpone-state upgrade`` that provisions this store (password masked)."""
-        parts = ["dpone-state", "upgrade", "--url", safe_url(self.engine.url)]
+        parts = ["dpone-state", "upgrade", "--url", self._shown_url()]
         if self.schema is not None:
             parts += ["--schema", self.schema]
         elif self.backend_row.has_schemas:
@@ -190,8 +201,17 @@ class _Storage:
             parts += [self._table_option, self.table_name]
         return " ".join(shlex.quote(part) for part in parts)
 
-    def _not_provisioned(self, detail: str = "") -> StateNotProvisionedError:
-        return StateNotProvisionedError(self.qualified_name, detail, command=self.upgrade_command)
+    @property
+    def _upgrade_call(self) -> str:
+        """``upgrade_command`` as a ``migrate.upgrade`` call on the caller's ``url``."""
+        arguments = ["url"]
+        if self.schema is not None:
+            arguments.append(f"schema={self.schema!r}")
+        elif self.backend_row.has_schemas:
+            arguments.append("schema=None")
+        if self.table_name != self.default_table:
+            arguments.append(f"{self._table_option[2:].replace('-', '_')}={self.table_name!r}")
+        return f"dpone_state.migrate.upgrade({', '.join(arguments)})"
 
     def _lock_missing(self, error: DBAPIError) -> bool:
         """BigQuery: the first-write lock table (or its row for this table) is missing."""
@@ -232,6 +252,34 @@ class _Storage:
                     f"{type(error.orig).__name__}; the call can be retried"
                 ) from error
             raise
+
+    def _sqlite_schema_attached(self) -> bool:
+        """Whether the SQLite connection has a database attached under the schema's name."""
+        try:
+            with self.engine.connect() as conn:
+                return sqlite_schema_attached(conn, str(self.schema))
+        except DBAPIError:
+            return True  # cannot tell: give the ordinary advice
+
+    def _not_provisioned(self, detail: str = "") -> StateNotProvisionedError:
+        """The error for a missing (or unmigrated) table, naming the exact command that
+        provisions it; on SQLite, a schema that is no attached database says so instead."""
+        shown = self._shown_url()
+        if not self.backend_row.has_schemas and self.schema and not self._sqlite_schema_attached():
+            return StateNotProvisionedError(
+                self.qualified_name,
+                database=shown,
+                reason=sqlite_schema_reason(
+                    str(self.schema), f"dpone-state upgrade --url {shlex.quote(shown)}"
+                ),
+            )
+        return StateNotProvisionedError(
+            self.qualified_name,
+            detail,
+            database=shown,
+            command=self.upgrade_command,
+            python=self._upgrade_call,
+        )
 
     @contextmanager
     def _connect(self, *, write: bool) -> Iterator[Connection]:

@@ -24,6 +24,21 @@ from dpone_state import create_state_engine
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def free_port() -> str:
+    """A TCP port on 127.0.0.1 that is free now and not handed out before in this process
+    (for a throwaway server of one test run: two servers never get the same one)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return str(port)
+
+
 @dataclass
 class Backend:
     """One backend of the suite: where it is and how to make and drop an isolated schema."""

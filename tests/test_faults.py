@@ -26,7 +26,7 @@ from dpone_state import (
     create_state_engine,
 )
 from dpone_state.engine import ping_when_idle
-from tests.backends import IN_CI
+from tests.backends import IN_CI, free_port
 from tests.conftest import StateDB
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,16 +127,18 @@ def _cluster(command: str, env: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def throwaway_pg() -> Iterator[tuple[str, dict[str, str]]]:
-    """A throwaway PostgreSQL cluster of this module's own (port 55434)."""
+    """A throwaway PostgreSQL cluster of this module's own, on a free port (or
+    ``DPONE_STATE_TEST_FAULT_PG_PORT``) with a data dir named after it."""
     if not list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")):
         reason = "PostgreSQL server binaries missing (apt-get install postgresql)"
         if IN_CI:
             pytest.fail(f"required in CI: {reason}", pytrace=False)
         pytest.skip(reason)
+    port = os.environ.get("DPONE_STATE_TEST_FAULT_PG_PORT") or free_port()
     env = {
         **os.environ,
-        "DPONE_STATE_PG_CLUSTER_DIR": f"/tmp/dpone-state-pg-faults-{os.getpid()}",
-        "DPONE_STATE_PG_CLUSTER_PORT": os.environ.get("DPONE_STATE_TEST_FAULT_PG_PORT", "55434"),
+        "DPONE_STATE_PG_CLUSTER_DIR": f"/tmp/dpone-state-pg-faults-{port}-{os.getpid()}",
+        "DPONE_STATE_PG_CLUSTER_PORT": port,
     }
     _cluster("destroy", env)
     _cluster("init", env)
