@@ -37,18 +37,18 @@ def list_checkpoints(storage: XMinStateStorage) -> list[Checkpoint]:
         t.c.source_table,
         t.c.xmin_value,
         t.c[LOADED_AT],
-        t.c[UPDATED_AT],
         t.c.is_initial,
         t.c.wraparound_detected,
         t.c.frozen_xid,
         t.c.revision,
+        t.c[UPDATED_AT],
     ).order_by(t.c.source_schema, t.c.source_table)
     return [
         Checkpoint(
-            source_schema=row.source_schema,
-            source_table=row.source_table,
-            state=xmin_state_from_row(row),
-            updated_at=to_utc(UPDATED_AT, row._mapping[UPDATED_AT]),
+            source_schema=row[0],
+            source_table=row[1],
+            state=xmin_state_from_row(row[2:8]),
+            updated_at=to_utc(UPDATED_AT, row[8]),
         )
         for row in storage._read(statement, {})
     ]

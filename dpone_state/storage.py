@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import BindParameter, Integer, Table, bindparam, delete, select, update
-from sqlalchemy.engine import Connection, CursorResult, Engine, Row
+from sqlalchemy import BindParameter, Integer, Select, Table, bindparam, delete, select, update
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError
 
 from dpone_state.ddl import create_schema_if_missing
@@ -33,6 +33,7 @@ from dpone_state.errors import (
     StateUnavailableError,
     UnsupportedBackendError,
 )
+from dpone_state.execution import StatementRunner, WriteResult, cannot_connect
 from dpone_state.failures import is_connection_failure, is_missing_table, is_transient_conflict
 from dpone_state.identifiers import check_identifier as _identifier
 from dpone_state.models import (
@@ -42,6 +43,7 @@ from dpone_state.models import (
     XMinState,
     check_key_name,
     check_name,
+    runs_from_rows,
     to_utc,
     utc_now,
 )
@@ -83,13 +85,10 @@ BULK_ROWS = 500
 _MAX_PARAMETERS: Final = {"mssql": 2100}
 #: Largest page ``get_run_states_by_dag`` returns in one call.
 MAX_LIMIT = 10_000
+#: Page statements (one per distinct ``limit``) a run storage keeps.
+_MAX_PAGES = 64
 #: Dialects without schemas: a ``schema`` there is an attached database.
 _NO_SCHEMA_DIALECTS = frozenset({"sqlite"})
-
-
-def _first_line(error: BaseException | None) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class _Storage:
@@ -128,6 +127,7 @@ class _Storage:
             schema = None if dialect in _NO_SCHEMA_DIALECTS else DEFAULT_SCHEMA
         self.engine: Engine = engine
         self._autocommit = autocommit_switch(engine)
+        self._runner = StatementRunner(engine)
         self.schema: str | None = None if schema is None else _identifier("schema", schema)
         self.table_name: str = _identifier("table", table or self.default_table)
         self.table: Table = self._build_table()
@@ -172,10 +172,7 @@ class _Storage:
             try:
                 conn = self.engine.connect()
             except DBAPIError as error:
-                raise StateUnavailableError(
-                    f"cannot connect to the state database {safe_url(self.engine.url)}: "
-                    f"{_first_line(error.orig)}"
-                ) from error
+                raise cannot_connect(self.engine, error) from error
             with conn:
                 switch = self._autocommit
                 if switch is None:
@@ -195,7 +192,31 @@ class _Storage:
                     except Exception:  # a connection the server closed: never reuse it
                         conn.invalidate()
 
-    def _write(self, statement: Any, params: Mapping[str, Any]) -> CursorResult[Any]:
+    def _execute_write(self, statement: Any, params: Mapping[str, Any]) -> WriteResult:
+        """One write: compiled once and run on the pooled connection where ``StatementRunner``
+        may, else through Core (listeners, echo, other drivers)."""
+        runner = self._runner
+        if runner.usable():
+            plan = runner.plan(statement)
+            if plan is not None:
+                with self._translated_errors():
+                    return runner.write(plan, params)
+        with self._connect(write=True) as conn:
+            result: CursorResult[Any] = conn.execute(statement, params)
+            return result
+
+    def _execute_read(self, statement: Any, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        """One read, on the same two paths as ``_execute_write``; rows unpack by position."""
+        runner = self._runner
+        if runner.usable():
+            plan = runner.plan(statement)
+            if plan is not None:
+                with self._translated_errors():
+                    return runner.read(plan, params)  # type: ignore[return-value]
+        with self._connect(write=False) as conn:
+            return list(conn.execute(statement, params).all())
+
+    def _write(self, statement: Any, params: Mapping[str, Any]) -> WriteResult:
         """Run one write in its own transaction; a deadlock victim is sent again (bounded).
 
         The server rolled the victim's whole transaction - this one statement - back, so a
@@ -203,9 +224,7 @@ class _Storage:
         """
         for attempt in range(WRITE_ATTEMPTS):
             try:
-                with self._connect(write=True) as conn:
-                    result: CursorResult[Any] = conn.execute(statement, params)
-                    return result
+                return self._execute_write(statement, params)
             except DBAPIError as error:
                 if attempt + 1 == WRITE_ATTEMPTS or not is_transient_conflict(
                     error, self.engine.dialect.name
@@ -215,12 +234,12 @@ class _Storage:
                 time.sleep(0.005 * 2**attempt * (1 + random.random()))  # noqa: S311 - jitter
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _read(self, statement: Any, params: Mapping[str, Any]) -> list[Row[Any]]:
-        """Run a read; a read is idempotent, so a lost connection is retried once."""
+    def _read(self, statement: Any, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        """Run a read (rows unpack by position); a read is idempotent, so a lost connection is
+        retried once."""
         for attempt in range(READ_ATTEMPTS):
             try:
-                with self._connect(write=False) as conn:
-                    return list(conn.execute(statement, params).all())
+                return self._execute_read(statement, params)
             except StateUnavailableError:
                 if attempt + 1 == READ_ATTEMPTS:
                     raise
@@ -242,15 +261,17 @@ class _Storage:
         log.info("provisioned %s on %s", self.qualified_name, safe_url(self.engine.url))
 
 
-def xmin_state_from_row(row: Row[Any]) -> XMinState:
-    """The checkpoint a row of the XMin table holds (its ``__dpone__loaded_at`` is the time)."""
+def xmin_state_from_row(row: Sequence[Any]) -> XMinState:
+    """The checkpoint in a row of ``(xmin_value, __dpone__loaded_at, is_initial,
+    wraparound_detected, frozen_xid, revision)`` (the load statement's columns, in order)."""
+    xmin_value, loaded_at, is_initial, wraparound_detected, frozen_xid, revision = row
     return XMinState.from_storage(
-        xmin_value=row.xmin_value,
-        timestamp=row._mapping[LOADED_AT],
-        is_initial=bool(row.is_initial),
-        wraparound_detected=bool(row.wraparound_detected),
-        frozen_xid=row.frozen_xid,
-        revision=row.revision,
+        xmin_value=xmin_value,
+        timestamp=loaded_at,
+        is_initial=bool(is_initial),
+        wraparound_detected=bool(wraparound_detected),
+        frozen_xid=frozen_xid,
+        revision=revision,
     )
 
 
@@ -343,7 +364,8 @@ class XMinStateStorage(_Storage):
             self._write(self._save, params)
             return
         if expected_revision == 0:
-            applied = upsert_applied(self._write(self._save_if_unversioned, params))
+            result = self._write(self._save_if_unversioned, params)
+            applied = upsert_applied(result, self.engine.dialect.name)
         else:
             # The row must exist at that revision: a conditional UPDATE says so on every dialect.
             del params[f"p_{LOADED_AT}"]
@@ -489,6 +511,7 @@ class RunStateStorage(_Storage):
         self._get = by_dag.where(t.c.execution_date == self._param("execution_date"))
         newest_first = t.c.execution_date.desc()
         self._list = by_dag.order_by(newest_first)
+        self._pages: dict[tuple[Select[Any], int], Select[Any]] = {}
         self._list_before = by_dag.where(
             t.c.execution_date <= self._param("execution_date")
         ).order_by(newest_first)
@@ -518,8 +541,8 @@ class RunStateStorage(_Storage):
             id_kind=run_id_kind(self.engine.dialect.name),
         )
 
-    def _to_model(self, row: Row[Any]) -> RunState:
-        return RunState.from_storage(**dict(zip(self._fields, row, strict=True)))
+    def _to_models(self, rows: Sequence[Sequence[Any]]) -> list[RunState]:
+        return runs_from_rows(self._fields, rows)
 
     def save_run_state(self, run_state: RunState) -> None:
         """Upsert the run row: a new run is inserted; an existing one gets its outcome updated.
@@ -549,7 +572,7 @@ class RunStateStorage(_Storage):
                 "p_execution_date": to_utc("execution_date", execution_date),
             },
         )
-        return self._to_model(rows[0]) if rows else None
+        return self._to_models(rows)[0] if rows else None
 
     def get_run_states_by_dag(
         self, dag_id: str, execution_date: datetime | None = None, limit: int = 100
@@ -566,7 +589,18 @@ class RunStateStorage(_Storage):
             params["p_execution_date"] = to_utc("execution_date", execution_date)
             statement = self._list_before
         # ``limit(n)`` keeps SQL Server's ``TOP n`` (a literal, checked int) on every dialect.
-        return [self._to_model(row) for row in self._read(statement.limit(limit), params)]
+        return self._to_models(self._read(self._page(statement, limit), params))
+
+    def _page(self, statement: Select[Any], limit: int) -> Select[Any]:
+        """``statement.limit(limit)``, built once per limit: a new ``Select`` per call costs a
+        full cache-key walk in Core and a compile on the direct path."""
+        pages = self._pages
+        page = pages.get((statement, limit))
+        if page is None:
+            if len(pages) >= _MAX_PAGES:
+                pages.clear()
+            page = pages[(statement, limit)] = statement.limit(limit)
+        return page
 
     def delete_old_states(self, days_to_keep: int = 30, *, batch_size: int | None = None) -> int:
         """Delete runs whose ``execution_date`` is older than ``days_to_keep`` days; the count.
@@ -597,7 +631,7 @@ class RunStateStorage(_Storage):
                 return deleted + int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
             boundary = {
                 "p_cutoff": cutoff,
-                "p_boundary_date": last[0].execution_date,
-                "p_dag_id": last[0].dag_id,
+                "p_boundary_date": last[0][0],
+                "p_dag_id": last[0][1],
             }
             deleted += int(self._write(self._prune_batch, boundary).rowcount)

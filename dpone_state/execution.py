@@ -1,0 +1,361 @@
+"""How the storages send their one statement per call: compiled once, run on the pooled cursor.
+
+SQLAlchemy's per-execute machinery (``Connection``, the execution context, ``CursorResult``)
+costs more than a loopback round trip for the storages' one-row statements. ``StatementRunner``
+keeps the same Core statements but compiles each one once per engine and runs it directly on a
+pooled DBAPI connection, in autocommit: one statement at the server, nothing else.
+
+It is used only where that is exactly what Core would send:
+
+- drivers it knows (psycopg2 / psycopg, sqlite3, PyMySQL) and statements without per-execution
+  expansion (``IN`` lists, literal-execute parameters, Python-side defaults, RETURNING);
+- engines without listeners (``before_cursor_execute``, ``handle_error``, …) and without
+  ``echo``: where anything watches or changes execution, the storages use plain Core.
+
+Errors are raised as Core raises them (``DBAPIError`` subclasses, a lost connection invalidated
+together with the pool's older connections), so the storages' error handling is the same on
+both paths.
+
+Autocommit is switched per call where the driver does it without the server (psycopg, sqlite3).
+PyMySQL's switch is a round trip, so a connection used by a storage stays in autocommit:
+``keep_autocommit`` (applied by ``create_state_engine`` on MySQL/MariaDB) switches it back for
+any other user of the pool at checkout, and makes the pool's reset on return free for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+from weakref import WeakSet
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.pool import PoolResetState
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from dpone_state.engine import autocommit_switch, safe_url
+from dpone_state.errors import StateUnavailableError
+
+__all__ = [
+    "SERVER_SIDE_AUTOCOMMIT",
+    "StatementRunner",
+    "WriteResult",
+    "keep_autocommit",
+    "keeps_autocommit",
+]
+
+
+class WriteResult(Protocol):
+    """What a storage reads back from a write: the rows it matched and the driver's insert id."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    @property
+    def lastrowid(self) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    rowcount: int
+    lastrowid: Any
+
+
+def _pymysql_autocommit(dbapi_connection: Any, on: bool) -> None:
+    dbapi_connection.autocommit(on)  # a round trip only when the mode changes
+
+
+#: Drivers whose autocommit switch is a statement at the server: a connection a storage used
+#: stays in autocommit (see ``keep_autocommit``). Drivers that switch for free are listed in
+#: ``dpone_state.engine`` (``autocommit_switch``).
+SERVER_SIDE_AUTOCOMMIT: Final[Mapping[str, Callable[[Any, bool], None]]] = {
+    "pymysql": _pymysql_autocommit,
+}
+
+
+#: ``record.info`` key: the pooled connection is in autocommit, left so by a storage.
+_IN_AUTOCOMMIT: Final = "dpone_state_autocommit"
+#: Set while a storage checks a connection out: the checkout guard leaves autocommit on.
+_STORAGE_CHECKOUT: ContextVar[bool] = ContextVar("dpone_state_storage_checkout", default=False)
+_KEEPING_POOLS: WeakSet[Any] = WeakSet()
+
+
+def keep_autocommit(engine: Engine) -> None:
+    """Let storages leave pooled connections of ``engine`` in autocommit (a driver whose switch
+    is a round trip): any other checkout gets the connection back in a transaction, and the
+    pool's reset on return is skipped for a connection in autocommit (nothing to roll back).
+
+    The engine must be created with ``pool_reset_on_return=None``: the reset happens here.
+    """
+    switch = SERVER_SIDE_AUTOCOMMIT.get(engine.dialect.driver)
+    if switch is None:
+        return
+    _KEEPING_POOLS.add(engine.pool)
+
+    @event.listens_for(engine.pool, "checkout")
+    def _transactional_for_others(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if record.info.get(_IN_AUTOCOMMIT) and not _STORAGE_CHECKOUT.get():
+            switch(dbapi_connection, False)
+            record.info[_IN_AUTOCOMMIT] = False
+
+    @event.listens_for(engine.pool, "reset")
+    def _rollback_unless_autocommit(
+        dbapi_connection: Any, record: Any, reset_state: PoolResetState
+    ) -> None:
+        if not reset_state.asyncio_safe or reset_state.transaction_was_reset:
+            return
+        if record is not None and record.info.get(_IN_AUTOCOMMIT):
+            return
+        dbapi_connection.rollback()
+
+
+def keeps_autocommit(engine: Engine) -> bool:
+    """Whether ``keep_autocommit`` guards the engine's pool."""
+    return engine.pool in _KEEPING_POOLS
+
+
+def _first_line(error: BaseException | None) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def cannot_connect(engine: Engine, error: Exception) -> StateUnavailableError:
+    """The error of a storage call that found no connection to the state database."""
+    orig = error.orig if isinstance(error, DBAPIError) else error
+    return StateUnavailableError(
+        f"cannot connect to the state database {safe_url(engine.url)}: {_first_line(orig)}"
+    )
+
+
+def _has_listeners(target: Any) -> bool:
+    """Whether an engine or dialect has a listener now (``_has_events`` never turns back off)."""
+    if not target._has_events:
+        return False
+    dispatch = target.dispatch
+    return any(getattr(dispatch, name) for name in dispatch._event_names)
+
+
+class _Plan:
+    """One statement compiled once for one engine, with its parameter and row processing."""
+
+    __slots__ = ("binds", "positions", "processors", "result_types", "sql")
+
+    def __init__(self, compiled: SQLCompiler) -> None:
+        self.sql: str = compiled.string
+        processors = compiled._bind_processors
+        escaped: Mapping[str, str] = compiled.escaped_bind_names or {}
+        #: (name in the compiled SQL, the caller's key, the placeholder, its processor)
+        self.binds: list[tuple[str, str, Any, Callable[[Any], Any] | None]] = [
+            (escaped.get(name, name), bind.key, bind, processors.get(name))  # type: ignore[misc]
+            for bind, name in compiled.bind_names.items()
+        ]
+        positions = compiled.positiontup if compiled.positional else None
+        self.positions: list[str] | None = (
+            [escaped.get(name, name) for name in positions] if positions is not None else None
+        )
+        self.result_types = [column[3] for column in compiled._result_columns]
+        #: Result processors, found from the first cursor description (as Core does).
+        self.processors: list[tuple[int, Callable[[Any], Any]]] | None = None
+
+    def parameters(self, params: Mapping[str, Any]) -> Any:
+        """The DBAPI parameters for the caller's ``params`` (bind-processed, in driver order)."""
+        values: dict[str, Any] = {}
+        for name, key, bind, process in self.binds:
+            if key in params:
+                value = params[key]
+            elif bind.required:
+                raise StatementError(
+                    f"A value is required for bind parameter {key!r}", self.sql, dict(params), None
+                )
+            else:
+                value = bind.effective_value
+            values[name] = value if process is None else process(value)
+        if self.positions is None:
+            return values
+        return tuple(values[name] for name in self.positions)
+
+
+def _plannable(compiled: SQLCompiler) -> bool:
+    """Whether a compiled statement runs as it is: nothing Core adds per execution."""
+    return not (
+        compiled.literal_execute_params
+        or compiled.post_compile_params
+        or compiled.insert_prefetch
+        or compiled.update_prefetch
+        or compiled.implicit_returning
+        or compiled.returning
+        or compiled.schema_translate_map
+        or any(isinstance(p, tuple) for p in compiled._bind_processors.values())
+    )
+
+
+#: Plans kept per runner: the storages' statements, and a bound on ad-hoc ones.
+_MAX_PLANS = 256
+
+
+class StatementRunner:
+    """Runs a storage's statements for one engine, each compiled once (``None`` plans: Core)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        driver = engine.dialect.driver
+        self._sticky = driver in SERVER_SIDE_AUTOCOMMIT
+        self._switch = autocommit_switch(engine) or SERVER_SIDE_AUTOCOMMIT.get(driver)
+        self._plans: dict[Any, _Plan | None] = {}
+
+    def usable(self) -> bool:
+        """Whether calls may take the direct path now (checked per call: listeners come and go)."""
+        engine = self.engine
+        if self._switch is None or engine.echo or engine._execution_options:
+            return False
+        if self._sticky and engine.pool not in _KEEPING_POOLS:
+            return False
+        return not (_has_listeners(engine) or _has_listeners(engine.dialect))
+
+    def plan(self, statement: Any) -> _Plan | None:
+        """The compiled plan of ``statement``, or ``None`` when Core must run it."""
+        try:
+            return self._plans[statement]
+        except KeyError:
+            pass
+        compiled = statement.compile(dialect=self.engine.dialect)
+        plan = _Plan(compiled) if _plannable(compiled) else None
+        if len(self._plans) >= _MAX_PLANS:
+            self._plans.clear()
+        self._plans[statement] = plan
+        return plan
+
+    def write(self, plan: _Plan, params: Mapping[str, Any]) -> WriteResult:
+        """Run a write plan alone in autocommit: its row count and insert id."""
+        cursor, fairy = self._execute(plan, params)
+        try:
+            return _Written(cursor.rowcount, cursor.lastrowid)
+        finally:
+            self._release(cursor, fairy)
+
+    def read(self, plan: _Plan, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run a read plan: its rows as tuples, column values processed as Core would."""
+        cursor, fairy = self._execute(plan, params)
+        try:
+            try:
+                rows = cursor.fetchall()
+            except BaseException as error:
+                self._raise_wrapped(error, plan, params, cursor, fairy)
+                raise
+            processors = plan.processors
+            if processors is None:
+                processors = plan.processors = self._result_processors(plan, cursor)
+        finally:
+            self._release(cursor, fairy)
+        if not processors:
+            return list(rows)
+        processed = []
+        for raw in rows:
+            row = list(raw)
+            for index, process in processors:
+                row[index] = process(row[index])
+            processed.append(tuple(row))
+        return processed
+
+    def _result_processors(
+        self, plan: _Plan, cursor: Any
+    ) -> list[tuple[int, Callable[[Any], Any]]]:
+        dialect = self.engine.dialect
+        found: list[tuple[int, Callable[[Any], Any]]] = []
+        for index, (type_, description) in enumerate(
+            zip(plan.result_types, cursor.description, strict=True)
+        ):
+            process = type_._cached_result_processor(dialect, description[1])
+            if process is not None:
+                found.append((index, process))
+        return found
+
+    def _execute(self, plan: _Plan, params: Mapping[str, Any]) -> tuple[Any, Any]:
+        engine = self.engine
+        try:
+            parameters = plan.parameters(params)
+        except StatementError:
+            raise
+        except Exception as error:
+            raise StatementError(
+                str(error), plan.sql, dict(params), error, hide_parameters=engine.hide_parameters
+            ) from error
+        token = _STORAGE_CHECKOUT.set(True)
+        try:
+            fairy = engine.pool.connect()
+        except DBAPIError as error:  # raised by a pool event (the idle ping)
+            raise cannot_connect(engine, error) from error
+        except engine.dialect.loaded_dbapi.Error as error:
+            wrapped = DBAPIError.instance(
+                None, None, error, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect
+            )
+            raise cannot_connect(engine, wrapped) from wrapped
+        finally:
+            _STORAGE_CHECKOUT.reset(token)
+        dbapi_connection: Any = fairy.dbapi_connection
+        cursor = None
+        try:
+            if self._sticky:
+                if not fairy.info.get(_IN_AUTOCOMMIT):
+                    self._switch(dbapi_connection, True)  # type: ignore[misc]
+                    fairy.info[_IN_AUTOCOMMIT] = True
+            else:
+                self._switch(dbapi_connection, True)  # type: ignore[misc]
+            cursor = dbapi_connection.cursor()
+            cursor.execute(plan.sql, parameters)
+        except BaseException as error:
+            try:
+                self._raise_wrapped(error, plan, parameters, cursor, fairy)
+            finally:
+                self._release(cursor, fairy)
+            raise
+        return cursor, fairy
+
+    def _raise_wrapped(
+        self,
+        error: BaseException,
+        plan: _Plan | None,
+        parameters: Any,
+        cursor: Any,
+        fairy: Any = None,
+    ) -> None:
+        """Invalidate what a failure broke and raise it as Core would (``DBAPIError``); other
+        exceptions are left to propagate."""
+        dialect = self.engine.dialect
+        dbapi_error = dialect.loaded_dbapi.Error
+        if not isinstance(error, Exception):  # interrupted mid-statement: never reuse it
+            if fairy is not None and fairy.is_valid:
+                fairy.invalidate(error)
+            return
+        if not isinstance(error, dbapi_error):
+            return
+        connection = fairy.dbapi_connection if fairy is not None else None
+        disconnect = dialect.is_disconnect(error, connection, cursor)
+        if disconnect and fairy is not None and fairy.is_valid:
+            self.engine.pool._invalidate(fairy, error)  # this one and every older connection
+        wrapped = DBAPIError.instance(
+            plan.sql if plan is not None else None,
+            parameters,
+            error,
+            dbapi_error,
+            hide_parameters=self.engine.hide_parameters,
+            connection_invalidated=disconnect,
+            dialect=dialect,
+        )
+        raise wrapped from error
+
+    def _release(self, cursor: Any, fairy: Any) -> None:
+        if fairy.dbapi_connection is None:  # invalidated: already back in the pool
+            return
+        try:
+            if cursor is not None:
+                cursor.close()
+            if not self._sticky:
+                self._switch(fairy.dbapi_connection, False)  # type: ignore[misc]
+        except Exception as error:  # a connection the server closed: never reuse it
+            fairy.invalidate(error)
+            return
+        fairy.close()
