@@ -24,7 +24,7 @@ any other user of the pool at checkout, and makes the pool's reset on return fre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -236,8 +236,8 @@ class StatementRunner:
         finally:
             self._release(cursor, fairy)
 
-    def read(self, plan: _Plan, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """Run a read plan: its rows as tuples, column values processed as Core would."""
+    def read(self, plan: _Plan, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        """Run a read plan: its rows (sequences by position), values processed as Core would."""
         cursor, fairy = self._execute(plan, params)
         try:
             try:
@@ -252,12 +252,12 @@ class StatementRunner:
             self._release(cursor, fairy)
         if not processors:
             return list(rows)
-        processed = []
+        processed: list[Sequence[Any]] = []
         for raw in rows:
             row = list(raw)
             for index, process in processors:
                 row[index] = process(row[index])
-            processed.append(tuple(row))
+            processed.append(row)
         return processed
 
     def _result_processors(
@@ -283,7 +283,7 @@ class StatementRunner:
             raise StatementError(
                 str(error), plan.sql, dict(params), error, hide_parameters=engine.hide_parameters
             ) from error
-        token = _STORAGE_CHECKOUT.set(True)
+        token = _STORAGE_CHECKOUT.set(True) if self._sticky else None
         try:
             fairy = engine.pool.connect()
         except DBAPIError as error:  # raised by a pool event (the idle ping)
@@ -294,7 +294,8 @@ class StatementRunner:
             )
             raise cannot_connect(engine, wrapped) from wrapped
         finally:
-            _STORAGE_CHECKOUT.reset(token)
+            if token is not None:
+                _STORAGE_CHECKOUT.reset(token)
         dbapi_connection: Any = fairy.dbapi_connection
         cursor = None
         try:

@@ -199,8 +199,11 @@ class _Storage:
         if runner.usable():
             plan = runner.plan(statement)
             if plan is not None:
-                with self._translated_errors():
+                try:
                     return runner.write(plan, params)
+                except DBAPIError:
+                    with self._translated_errors():  # no context manager on the happy path
+                        raise
         with self._connect(write=True) as conn:
             result: CursorResult[Any] = conn.execute(statement, params)
             return result
@@ -211,8 +214,11 @@ class _Storage:
         if runner.usable():
             plan = runner.plan(statement)
             if plan is not None:
-                with self._translated_errors():
-                    return runner.read(plan, params)  # type: ignore[return-value]
+                try:
+                    return runner.read(plan, params)
+                except DBAPIError:
+                    with self._translated_errors():
+                        raise
         with self._connect(write=False) as conn:
             return list(conn.execute(statement, params).all())
 
@@ -265,7 +271,8 @@ def xmin_state_from_row(row: Sequence[Any]) -> XMinState:
     """The checkpoint in a row of ``(xmin_value, __dpone__loaded_at, is_initial,
     wraparound_detected, frozen_xid, revision)`` (the load statement's columns, in order)."""
     xmin_value, loaded_at, is_initial, wraparound_detected, frozen_xid, revision = row
-    return XMinState.from_storage(
+    state: XMinState = object.__new__(XMinState)  # as ``XMinState.from_storage``, unvalidated
+    state.__dict__.update(
         xmin_value=xmin_value,
         timestamp=loaded_at,
         is_initial=bool(is_initial),
@@ -273,6 +280,7 @@ def xmin_state_from_row(row: Sequence[Any]) -> XMinState:
         frozen_xid=frozen_xid,
         revision=revision,
     )
+    return state
 
 
 class XMinStateStorage(_Storage):
@@ -529,6 +537,9 @@ class RunStateStorage(_Storage):
         boundary_date = bindparam("p_boundary_date", type_=t.c.execution_date.type)
         self._prune_batch = delete(t).where(
             older,
+            # Redundant with the next condition, but a range the index scan can stop at: without
+            # it the scan reads the whole remaining backlog and filters it (a growing cost).
+            t.c.execution_date <= boundary_date,
             (t.c.execution_date < boundary_date)
             | ((t.c.execution_date == boundary_date) & (t.c.dag_id <= self._param("dag_id"))),
         )
