@@ -153,8 +153,12 @@ class _Plan:
             for bind, name in compiled.bind_names.items()
         ]
         positions = compiled.positiontup if compiled.positional else None
-        self.positions: list[str] | None = (
-            [escaped.get(name, name) for name in positions] if positions is not None else None
+        by_name = {name: (key, bind, process) for name, key, bind, process in self.binds}
+        #: Positional drivers: each placeholder's (key, placeholder, processor), in order.
+        self.positions: list[tuple[str, Any, Callable[[Any], Any] | None]] | None = (
+            [by_name[escaped.get(name, name)] for name in positions]
+            if positions is not None
+            else None
         )
         self.result_types = [column[3] for column in compiled._result_columns]
         #: Result processors, found from the first cursor description (as Core does).
@@ -162,20 +166,24 @@ class _Plan:
 
     def parameters(self, params: Mapping[str, Any]) -> Any:
         """The DBAPI parameters for the caller's ``params`` (bind-processed, in driver order)."""
+        if self.positions is not None:
+            ordered = []
+            for key, bind, process in self.positions:
+                value = params[key] if key in params else self._default(bind, params)
+                ordered.append(value if process is None else process(value))
+            return tuple(ordered)
         values: dict[str, Any] = {}
         for name, key, bind, process in self.binds:
-            if key in params:
-                value = params[key]
-            elif bind.required:
-                raise StatementError(
-                    f"A value is required for bind parameter {key!r}", self.sql, dict(params), None
-                )
-            else:
-                value = bind.effective_value
+            value = params[key] if key in params else self._default(bind, params)
             values[name] = value if process is None else process(value)
-        if self.positions is None:
-            return values
-        return tuple(values[name] for name in self.positions)
+        return values
+
+    def _default(self, bind: Any, params: Mapping[str, Any]) -> Any:
+        if bind.required:
+            raise StatementError(
+                f"A value is required for bind parameter {bind.key!r}", self.sql, dict(params), None
+            )
+        return bind.effective_value
 
 
 def _plannable(compiled: SQLCompiler) -> bool:
@@ -235,6 +243,41 @@ class StatementRunner:
             return _Written(cursor.rowcount, cursor.lastrowid)
         finally:
             self._release(cursor, fairy)
+
+    @property
+    def transactional(self) -> bool:
+        """Whether ``write_together`` can put several writes in one transaction for free."""
+        return not self._sticky
+
+    def write_together(self, writes: Sequence[tuple[_Plan, Mapping[str, Any]]]) -> None:
+        """Run write plans in one transaction (one commit), on one pooled connection."""
+        engine = self.engine
+        try:
+            fairy = engine.pool.connect()
+        except DBAPIError as error:
+            raise cannot_connect(engine, error) from error
+        except engine.dialect.loaded_dbapi.Error as error:
+            wrapped = DBAPIError.instance(
+                None, None, error, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect
+            )
+            raise cannot_connect(engine, wrapped) from wrapped
+        dbapi_connection: Any = fairy.dbapi_connection
+        cursor = None
+        plan: _Plan | None = None
+        parameters: Any = None
+        try:
+            cursor = dbapi_connection.cursor()
+            for plan, params in writes:
+                parameters = plan.parameters(params)
+                cursor.execute(plan.sql, parameters)
+            dbapi_connection.commit()
+        except BaseException as error:
+            try:  # the pool's reset on return rolls the transaction back
+                self._raise_wrapped(error, plan, parameters, cursor, fairy)
+            finally:
+                self._release(cursor, fairy)
+            raise
+        self._release(cursor, fairy)
 
     def read(self, plan: _Plan, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         """Run a read plan: its rows (sequences by position), values processed as Core would."""

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from itertools import chain
 from typing import Any, ClassVar, Final
 
 from sqlalchemy import BindParameter, Integer, Select, Table, bindparam, delete, select, update
@@ -240,6 +241,33 @@ class _Storage:
                 time.sleep(0.005 * 2**attempt * (1 + random.random()))  # noqa: S311 - jitter
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _write_together(self, writes: Sequence[tuple[Any, Mapping[str, Any]]]) -> None:
+        """Run writes in one transaction where the direct path can (one commit instead of one per
+        statement), retried whole after a deadlock; elsewhere each alone through ``_write``."""
+        runner = self._runner
+        plans = (
+            [runner.plan(statement) for statement, _ in writes]
+            if runner.transactional and runner.usable()
+            else []
+        )
+        if not plans or None in plans:
+            for statement, params in writes:
+                self._write(statement, params)
+            return
+        together = [(plan, params) for plan, (_, params) in zip(plans, writes, strict=True)]
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                runner.write_together(together)  # type: ignore[arg-type]
+                return
+            except DBAPIError as error:
+                if attempt + 1 == WRITE_ATTEMPTS or not is_transient_conflict(
+                    error, self.engine.dialect.name
+                ):
+                    with self._translated_errors():
+                        raise
+                log.info("retrying writes on %s after %s", self.qualified_name, error.orig)
+                time.sleep(0.005 * 2**attempt * (1 + random.random()))  # noqa: S311 - jitter
+
     def _read(self, statement: Any, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         """Run a read (rows unpack by position); a read is idempotent, so a lost connection is
         retried once."""
@@ -325,6 +353,7 @@ class XMinStateStorage(_Storage):
         ).where(key)
         self._delete = delete(t).where(key)
         self._bulk_statements: dict[int, Upsert] = {}
+        self._bulk_names: dict[int, list[str]] = {}  # their parameter names, row by row
 
     def _build_table(self) -> Table:
         return xmin_state_table(new_metadata(), self.schema, self.table_name)
@@ -387,45 +416,48 @@ class XMinStateStorage(_Storage):
         database limits parameters per statement); the count.
 
         The bulk path for backends with DML quotas (BigQuery): last writer wins per key, as in
-        ``save_state`` without ``expected_revision``. Each statement is atomic on its own.
+        ``save_state`` without ``expected_revision``. Each statement is atomic on its own; where
+        calls take the direct path (PostgreSQL, SQLite) the whole call is one transaction.
         """
-        params: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []  # values in the order of ``_BULK_COLUMNS``
         now = utc_now()
         for key, state in states.items():
             if not isinstance(key, tuple) or len(key) != 2:
                 raise InvalidStateError("states", "keys must be (source_schema, source_table)")
             if not isinstance(state, XMinState):
                 raise InvalidStateError("states", f"{key!r}: expected an XMinState")
-            params.append(
-                {
-                    "source_schema": check_key_name("source_schema", key[0]),
-                    "source_table": check_key_name("source_table", key[1]),
-                    "xmin_value": state.xmin_value,
-                    "is_initial": state.is_initial,
-                    "wraparound_detected": state.wraparound_detected,
-                    "frozen_xid": state.frozen_xid,
-                    UPDATED_AT: now,
-                    LOADED_AT: state.timestamp,
-                }
+            rows.append(
+                (
+                    check_key_name("source_schema", key[0]),
+                    check_key_name("source_table", key[1]),
+                    state.xmin_value,
+                    state.is_initial,
+                    state.wraparound_detected,
+                    state.frozen_xid,
+                    now,
+                    state.timestamp,
+                )
             )
         per_statement = BULK_ROWS
         limit = _MAX_PARAMETERS.get(self.engine.dialect.name)
-        if limit is not None and params:  # a row binds its values and its first revision
-            per_statement = min(BULK_ROWS, (limit - 10) // (len(params[0]) + 1))
-        for start in range(0, len(params), per_statement):
-            batch = params[start : start + per_statement]
-            bound = {
-                f"p_{name}_{i}": value for i, row in enumerate(batch) for name, value in row.items()
-            }
-            self._write(self._bulk_statement(len(batch)), bound)
-        return len(params)
+        if limit is not None:  # a row binds its values and its first revision
+            per_statement = min(BULK_ROWS, (limit - 10) // (len(_BULK_COLUMNS) + 1))
+        writes: list[tuple[Upsert, dict[str, Any]]] = []
+        for start in range(0, len(rows), per_statement):
+            batch = rows[start : start + per_statement]
+            statement = self._bulk_statement(len(batch))
+            names = self._bulk_names[len(batch)]
+            writes.append((statement, dict(zip(names, chain.from_iterable(batch), strict=True))))
+        self._write_together(writes)
+        return len(rows)
 
     def _bulk_statement(self, rows: int) -> Upsert:
         """The multi-row upsert for ``rows`` checkpoints, built (and compiled) once per size."""
         statement = self._bulk_statements.get(rows)
         if statement is None:
             t = self.table
-            names = (*_XMIN_KEY, *_XMIN_VALUES, LOADED_AT)
+            names = _BULK_COLUMNS
+            self._bulk_names[rows] = [f"p_{n}_{i}" for i in range(rows) for n in names]
             statement = Upsert(
                 t,
                 [
@@ -457,6 +489,8 @@ class XMinStateStorage(_Storage):
 _XMIN_KEY: Final = ("source_schema", "source_table")
 #: XMin columns every save writes.
 _XMIN_VALUES: Final = ("xmin_value", "is_initial", "wraparound_detected", "frozen_xid", UPDATED_AT)
+#: Columns of each row of a bulk save, in order.
+_BULK_COLUMNS: Final = (*_XMIN_KEY, *_XMIN_VALUES, LOADED_AT)
 
 #: Run-row columns an upsert of an existing run changes (the rest keep their first values).
 _RUN_UPDATED_COLUMNS: Final = (

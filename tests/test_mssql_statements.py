@@ -222,7 +222,8 @@ CASES: dict[str, Case] = {
         (
             "Batched retention, step 2 (own transaction): delete the old rows up to and including "
             "the boundary row. A row that became old in between is only deleted earlier; none is "
-            "deleted that is not older than the cutoff.",
+            "deleted that is not older than the cutoff. The redundant execution_date <= boundary "
+            "gives the index seek an upper end, so a batch reads its own rows, not the backlog.",
         ),
     ),
 }

@@ -4,11 +4,13 @@
 --
 -- Batched retention, step 2 (own transaction): delete the old rows up to and including the
 --   boundary row. A row that became old in between is only deleted earlier; none is deleted
---   that is not older than the cutoff.
+--   that is not older than the cutoff. The redundant execution_date <= boundary gives the index
+--   seek an upper end, so a batch reads its own rows, not the backlog.
 --
 -- Parameters, in order (name: type it is bound with = value in this call):
 --   1. p_cutoff: DATETIME2 = 2026-05-06T07:08:09.654321+00:00
 --   2. p_boundary_date: DATETIME2 = 2026-05-06T07:08:09.654321+00:00
 --   3. p_boundary_date: DATETIME2 = 2026-05-06T07:08:09.654321+00:00
---   4. p_dag_id: NVARCHAR(400) COLLATE Latin1_General_100_BIN2 = 'dag_q7'
-DELETE FROM etl_state.etl_run_state WHERE etl_state.etl_run_state.execution_date < ? AND (etl_state.etl_run_state.execution_date < ? OR etl_state.etl_run_state.execution_date = ? AND etl_state.etl_run_state.dag_id <= ?)
+--   4. p_boundary_date: DATETIME2 = 2026-05-06T07:08:09.654321+00:00
+--   5. p_dag_id: NVARCHAR(400) COLLATE Latin1_General_100_BIN2 = 'dag_q7'
+DELETE FROM etl_state.etl_run_state WHERE etl_state.etl_run_state.execution_date < ? AND etl_state.etl_run_state.execution_date <= ? AND (etl_state.etl_run_state.execution_date < ? OR etl_state.etl_run_state.execution_date = ? AND etl_state.etl_run_state.dag_id <= ?)
