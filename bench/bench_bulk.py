@@ -44,74 +44,77 @@ def main() -> None:
     print(f"{'backend':<12}{'save_states':>12}{'raw bulk':>10}{'ratio':>7}{'loop':>9}"
           f"{'statements':>12}")  # fmt: skip
     for name, url in targets.items():
-        engine = create_state_engine(url)
-        schema = "dpone_bench_bulk" if name == "postgresql" else None
-        if schema:
-            with engine.begin() as conn:
-                conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        xmin = XMinStateStorage(engine, schema=schema)
-        xmin.create_tables()
-        table = xmin.qualified_name
-        if name == "postgresql":
-            raw: object = psycopg2.connect(host="127.0.0.1", user="postgres",
-                                           dbname=sa.make_url(url).database)  # fmt: skip
-            sql = f"INSERT INTO {table} ({COLUMNS}) VALUES %s" + ON_CONFLICT.format(t=table)
+        bench_backend(name, url, args)
 
-            def raw_bulk(rows: list[tuple[object, ...]]) -> None:
-                with raw.cursor() as cur:  # type: ignore[attr-defined]
-                    psycopg2.extras.execute_values(cur, sql, rows, page_size=500)
-                raw.commit()  # type: ignore[attr-defined]
 
-        else:
-            raw = sqlite3.connect(sa.make_url(url).database, timeout=30)
-            sql = f"INSERT INTO {table} ({COLUMNS}) VALUES ({', '.join('?' * 9)})" + (
-                ON_CONFLICT.format(t=table)
-            )
+def bench_backend(name: str, url: str, args: argparse.Namespace) -> None:
+    """One backend: alternated rounds of the three approaches, one line of figures."""
+    engine = create_state_engine(url)
+    schema = "dpone_bench_bulk" if name == "postgresql" else None
+    if schema:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    xmin = XMinStateStorage(engine, schema=schema)
+    xmin.create_tables()
+    table = xmin.qualified_name
+    if name == "postgresql":
+        raw: object = psycopg2.connect(host="127.0.0.1", user="postgres",
+                                       dbname=sa.make_url(url).database)  # fmt: skip
+        sql = f"INSERT INTO {table} ({COLUMNS}) VALUES %s" + ON_CONFLICT.format(t=table)
 
-            def raw_bulk(rows: list[tuple[object, ...]]) -> None:
-                with raw:  # type: ignore[attr-defined]  # one transaction
-                    raw.executemany(sql, rows)  # type: ignore[attr-defined]
+        def raw_bulk(rows: list[tuple[object, ...]]) -> None:
+            with raw.cursor() as cur:  # type: ignore[attr-defined]
+                psycopg2.extras.execute_values(cur, sql, rows, page_size=500)
+            raw.commit()  # type: ignore[attr-defined]
 
-        counted: list[str] = []
-        timings: dict[str, list[float]] = {"lib": [], "raw": [], "loop": []}
-        for r in range(args.rounds):
-            states = {
-                ("public", f"t{i}"): XMinState(r * 100_000 + i) for i in range(args.checkpoints)
-            }
+    else:
+        raw = sqlite3.connect(sa.make_url(url).database, timeout=30)
+        sql = f"INSERT INTO {table} ({COLUMNS}) VALUES ({', '.join('?' * 9)})" + (
+            ON_CONFLICT.format(t=table)
+        )
 
-            def raw_call(states: dict[tuple[str, str], XMinState] = states) -> None:
-                now = datetime.now(timezone.utc).replace(tzinfo=None)
-                raw_bulk([
-                    (s, t, st.xmin_value, st.is_initial, st.wraparound_detected, st.frozen_xid,
-                     now, st.timestamp.replace(tzinfo=None), 1)
-                    for (s, t), st in states.items()
-                ])  # fmt: skip
+        def raw_bulk(rows: list[tuple[object, ...]]) -> None:
+            with raw:  # type: ignore[attr-defined]  # one transaction
+                raw.executemany(sql, rows)  # type: ignore[attr-defined]
 
-            def loop_call(states: dict[tuple[str, str], XMinState] = states) -> None:
-                for (schema_name, table_name), state in list(states.items())[: args.loop]:
-                    xmin.save_state(schema_name, table_name, state)
+    counted: list[str] = []
+    timings: dict[str, list[float]] = {"lib": [], "raw": [], "loop": []}
+    for r in range(args.rounds):
+        states = {("public", f"t{i}"): XMinState(r * 100_000 + i) for i in range(args.checkpoints)}
 
-            calls: dict[str, Callable[[], object]] = {
-                "lib": lambda states=states: xmin.save_states(states),
-                "raw": raw_call,
-                "loop": loop_call,
-            }
-            order = list(calls) if r % 2 == 0 else list(reversed(calls))
-            for key in order:
-                start = time.perf_counter()
-                calls[key]()
-                took = time.perf_counter() - start
-                timings[key].append(took * (args.checkpoints / args.loop if key == "loop" else 1))
-        sa.event.listen(engine, "before_cursor_execute", lambda *a, c=counted: c.append(a[2]))
-        xmin.save_states(states)
-        lib, rawb, loop = (statistics.median(timings[k]) for k in ("lib", "raw", "loop"))
-        print(f"{name:<12}{lib:>12.3f}{rawb:>10.3f}{lib / rawb:>6.2f}x{loop:>9.2f}"
-              f"{len(counted):>12}")  # fmt: skip
-        raw.close()  # type: ignore[attr-defined]
-        if schema:
-            with engine.begin() as conn:
-                conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        engine.dispose()
+        def raw_call(states: dict[tuple[str, str], XMinState] = states) -> None:
+            now = datetime.now(timezone.utc).replace(tzinfo=None)
+            raw_bulk([
+                (s, t, st.xmin_value, st.is_initial, st.wraparound_detected, st.frozen_xid,
+                 now, st.timestamp.replace(tzinfo=None), 1)
+                for (s, t), st in states.items()
+            ])  # fmt: skip
+
+        def loop_call(states: dict[tuple[str, str], XMinState] = states) -> None:
+            for (schema_name, table_name), state in list(states.items())[: args.loop]:
+                xmin.save_state(schema_name, table_name, state)
+
+        calls: dict[str, Callable[[], object]] = {
+            "lib": lambda states=states: xmin.save_states(states),
+            "raw": raw_call,
+            "loop": loop_call,
+        }
+        order = list(calls) if r % 2 == 0 else list(reversed(calls))
+        for key in order:
+            start = time.perf_counter()
+            calls[key]()
+            took = time.perf_counter() - start
+            timings[key].append(took * (args.checkpoints / args.loop if key == "loop" else 1))
+    sa.event.listen(engine, "before_cursor_execute", lambda *a, c=counted: c.append(a[2]))
+    xmin.save_states(states)
+    lib, rawb, loop = (statistics.median(timings[k]) for k in ("lib", "raw", "loop"))
+    print(f"{name:<12}{lib:>12.3f}{rawb:>10.3f}{lib / rawb:>6.2f}x{loop:>9.2f}"
+          f"{len(counted):>12}")  # fmt: skip
+    raw.close()  # type: ignore[attr-defined]
+    if schema:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    engine.dispose()
 
 
 if __name__ == "__main__":
