@@ -5,6 +5,7 @@ of `save_state`; alternated in one run, the same 10k keys for every approach, me
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import statistics
 import tempfile
@@ -18,7 +19,9 @@ import sqlalchemy as sa
 
 from dpone_state import XMinState, XMinStateStorage, create_state_engine
 
-PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+PG_URL = os.environ.get(
+    "DPONE_STATE_BENCH_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
 COLUMNS = (
     "source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid,"
     " __dpone__updated_at, __dpone__loaded_at, revision"

@@ -14,6 +14,7 @@ effects of a growing table never favour one of them. Run with ``make bench``.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sqlite3
 import statistics
@@ -28,7 +29,9 @@ import sqlalchemy as sa
 
 from dpone_state import RunState, RunStateStorage, XMinState, XMinStateStorage, create_state_engine
 
-PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+PG_URL = os.environ.get(
+    "DPONE_STATE_BENCH_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
 SCHEMA = "dpone_bench"
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 PAGE = 20

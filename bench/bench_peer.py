@@ -15,6 +15,7 @@ builds it (`.venv-peer`: meltano, psycopg2-binary, this package) and runs this f
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import time
@@ -31,7 +32,9 @@ from sqlalchemy.pool import NullPool
 
 from dpone_state import XMinState, XMinStateStorage, create_state_engine
 
-PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+PG_URL = os.environ.get(
+    "DPONE_STATE_BENCH_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
 SCHEMA = "dpone_bench_peer"
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

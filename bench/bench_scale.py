@@ -9,6 +9,7 @@ loop on the raw driver (`ctid` on PostgreSQL, `rowid` on SQLite), alternated and
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import statistics
 import tempfile
@@ -21,7 +22,9 @@ import sqlalchemy as sa
 
 from dpone_state import RunStateStorage, create_state_engine
 
-PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+PG_URL = os.environ.get(
+    "DPONE_STATE_BENCH_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
 SCHEMA = "dpone_bench_scale"
 DAGS = 100
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests): each prints figures measured side by side in one run.
+# PostgreSQL: DPONE_STATE_BENCH_PG_URL (default postgresql+psycopg2://postgres@127.0.0.1:5432/test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${VENV:-.venv}/bin/python
