@@ -4,6 +4,16 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
+# Meltano's state store, the peer of the benchmark, in a virtual environment of its own (it pins
+# its own dependencies), with psycopg2 and this package beside it.
+PEER_VENV  ?= .venv-peer
+PEER_STAMP := $(PEER_VENV)/.installed
+
+# The storages' direct execution path uses SQLAlchemy internals: the storage suite also runs on
+# the oldest supported SQLAlchemy series (the main venv has the newest).
+SA20_VENV  ?= .venv-sqlalchemy-2.0
+SA20_STAMP := $(SA20_VENV)/.installed
+
 .PHONY: demo test lint bench bench-peer test-sqlalchemy-2.0 install clean sql
 
 install: $(STAMP)
@@ -31,11 +41,6 @@ test: $(STAMP)  ## lint, then the whole suite with its services started and stop
 bench: $(STAMP) $(PEER_STAMP)  ## benchmarks (not tests), the peer included; results in bench/README.md
 	PEER_VENV=$(PEER_VENV) bash scripts/bench.sh
 
-# Meltano's state store, the peer of the benchmark, in a virtual environment of its own (it pins
-# its own dependencies), with psycopg2 and this package beside it.
-PEER_VENV  ?= .venv-peer
-PEER_STAMP := $(PEER_VENV)/.installed
-
 $(PEER_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(PEER_VENV)
 	$(PEER_VENV)/bin/python -m pip install --quiet --upgrade pip
@@ -44,11 +49,6 @@ $(PEER_STAMP): pyproject.toml
 
 bench-peer: $(PEER_STAMP)  ## only the peer benchmark (Meltano's state store beside dpone-state)
 	$(PEER_VENV)/bin/python bench/bench_peer.py
-
-# The storages' direct execution path uses SQLAlchemy internals: the storage suite also runs on
-# the oldest supported SQLAlchemy series (the main venv has the newest).
-SA20_VENV  ?= .venv-sqlalchemy-2.0
-SA20_STAMP := $(SA20_VENV)/.installed
 
 $(SA20_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(SA20_VENV)

@@ -156,7 +156,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         utc = timezone.utc
 
         def process(value: Any) -> Any:
-            if value.__class__ is datetime and value.utcoffset() is not None:
+            if value.__class__ is datetime and value.tzinfo is utc:  # what utc_now() returns
+                value = value.replace(tzinfo=None)
+            elif value.__class__ is datetime and value.utcoffset() is not None:
                 value = value.astimezone(utc).replace(tzinfo=None)
             else:
                 value = self.process_bind_param(value, dialect)  # None, naive, errors

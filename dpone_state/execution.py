@@ -68,16 +68,20 @@ def _pymysql_autocommit(dbapi_connection: Any, on: bool) -> None:
     dbapi_connection.autocommit(on)  # a round trip only when the mode changes
 
 
+def _pymysql_in_autocommit(dbapi_connection: Any) -> bool:
+    return bool(dbapi_connection.get_autocommit())  # the server's status flag, kept client-side
+
+
 #: Drivers whose autocommit switch is a statement at the server: a connection a storage used
-#: stays in autocommit (see ``keep_autocommit``). Drivers that switch for free are listed in
-#: ``dpone_state.engine`` (``autocommit_switch``).
+#: stays in autocommit (see ``keep_autocommit``); with how to read the mode without a round
+#: trip. Drivers that switch for free are listed in ``dpone_state.engine`` (``autocommit_switch``).
 SERVER_SIDE_AUTOCOMMIT: Final[Mapping[str, Callable[[Any, bool], None]]] = {
     "pymysql": _pymysql_autocommit,
 }
+_IN_AUTOCOMMIT: Final[Mapping[str, Callable[[Any], bool]]] = {
+    "pymysql": _pymysql_in_autocommit,
+}
 
-
-#: ``record.info`` key: the pooled connection is in autocommit, left so by a storage.
-_IN_AUTOCOMMIT: Final = "dpone_state_autocommit"
 #: Set while a storage checks a connection out: the checkout guard leaves autocommit on.
 _STORAGE_CHECKOUT: ContextVar[bool] = ContextVar("dpone_state_storage_checkout", default=False)
 _KEEPING_POOLS: WeakSet[Any] = WeakSet()
@@ -91,15 +95,15 @@ def keep_autocommit(engine: Engine) -> None:
     The engine must be created with ``pool_reset_on_return=None``: the reset happens here.
     """
     switch = SERVER_SIDE_AUTOCOMMIT.get(engine.dialect.driver)
-    if switch is None:
+    in_autocommit = _IN_AUTOCOMMIT.get(engine.dialect.driver)
+    if switch is None or in_autocommit is None:
         return
     _KEEPING_POOLS.add(engine.pool)
 
     @event.listens_for(engine.pool, "checkout")
     def _transactional_for_others(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        if record.info.get(_IN_AUTOCOMMIT) and not _STORAGE_CHECKOUT.get():
+        if not _STORAGE_CHECKOUT.get() and in_autocommit(dbapi_connection):
             switch(dbapi_connection, False)
-            record.info[_IN_AUTOCOMMIT] = False
 
     @event.listens_for(engine.pool, "reset")
     def _rollback_unless_autocommit(
@@ -107,7 +111,7 @@ def keep_autocommit(engine: Engine) -> None:
     ) -> None:
         if not reset_state.asyncio_safe or reset_state.transaction_was_reset:
             return
-        if record is not None and record.info.get(_IN_AUTOCOMMIT):
+        if in_autocommit(dbapi_connection):  # each statement committed itself
             return
         dbapi_connection.rollback()
 
@@ -342,12 +346,7 @@ class StatementRunner:
         dbapi_connection: Any = fairy.dbapi_connection
         cursor = None
         try:
-            if self._sticky:
-                if not fairy.info.get(_IN_AUTOCOMMIT):
-                    self._switch(dbapi_connection, True)  # type: ignore[misc]
-                    fairy.info[_IN_AUTOCOMMIT] = True
-            else:
-                self._switch(dbapi_connection, True)  # type: ignore[misc]
+            self._switch(dbapi_connection, True)  # type: ignore[misc]  # free if already on
             cursor = dbapi_connection.cursor()
             cursor.execute(plan.sql, parameters)
         except BaseException as error:

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dpone_state import XMinState, XMinStateStorage, create_state_engine
+from dpone_state import StateUnavailableError, XMinState, XMinStateStorage, create_state_engine
 from tests.backends import recorded
 from tests.conftest import StateDB
 from tests.test_statements import CALLS
@@ -98,6 +98,32 @@ def test_a_transaction_on_the_same_engine_is_still_a_transaction(
     xmin.save_state("s", "kept", XMinState(2))  # and the storage's next call still works
     loaded = xmin.load_state("s", "kept")
     assert loaded is not None and loaded.xmin_value == 2
+
+
+def test_a_replaced_connection_commits_its_writes(
+    one_connection: tuple[StateDB, _ServerCount],
+) -> None:
+    """A connection the server dropped is replaced by a new one, in its default mode: the
+    storage must switch that one to autocommit too, or its writes would never commit."""
+    db, counter = one_connection
+    if db.backend.name != "mariadb":
+        pytest.skip("the server-side switch is MariaDB's")
+    xmin = db.xmin()
+    xmin.save_state("s", "t", XMinState(1))
+    killer = create_state_engine(db.url)
+    try:
+        with killer.connect() as conn:
+            conn.exec_driver_sql(f"KILL {counter.connection.thread_id()}")
+        with pytest.raises(StateUnavailableError):
+            xmin.save_state("s", "t", XMinState(2))  # on the dropped connection: typed failure
+        xmin.save_state("s", "t", XMinState(3))  # on its replacement
+        with killer.connect() as conn:  # another session sees it: it was committed
+            value = conn.execute(
+                sa.select(xmin.table.c.xmin_value).where(xmin.table.c.source_table == "t")
+            ).scalar_one()
+        assert value == 3
+    finally:
+        killer.dispose()
 
 
 @pytest.mark.parametrize("call", list(CALLS))
