@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the main job on the embedded SQLite default, through the dpone-state command
 	VENV=$(VENV) bash examples/demo.sh
 
-sql: $(STAMP)  ## regenerate the shipped offline migration scripts (dpone_state/migrations/sql/)
+sql: $(STAMP)  ## regenerate the shipped offline migration scripts (migrations/sql/)
 	$(PY) -c 'from dpone_state.migrate import write_offline_scripts as w; print(*w(), sep="\n")'
 
 lint: $(STAMP)  ## ruff + mypy (strict)

@@ -1,11 +1,47 @@
 """dpone-state: dpone's runtime state (XMin checkpoints, run rows) on any SQL backend.
 
-Importing this package imports no database driver; an engine's driver loads when it is made.
+Everything a caller needs is importable from here: the storages (generic and per backend), the
+engines, the one door from configuration (``open_state`` / ``open_stores``), the registry of
+backend facts, the XMin API and every error. The Alembic API is the submodule
+``dpone_state.migrate`` (``from dpone_state import migrate``), loaded on demand because Alembic
+costs start-up time. Importing this package imports no database driver.
 """
 
-from dpone_state.config import StateSettings, TableRef, load_state_settings
-from dpone_state.connections import connection_env_var
-from dpone_state.engine import DEFAULT_URL, create_state_engine, default_url, safe_url
+from dpone_state.bigquery import (
+    BigQueryRunStateStorage,
+    BigQueryXMinStateStorage,
+    bigquery_client,
+    create_bigquery_engine,
+)
+from dpone_state.config import (
+    SinkConnection,
+    StateSettings,
+    TableRef,
+    load_state_settings,
+    settings_from_url,
+    with_tables,
+)
+from dpone_state.connections import (
+    connection_env_var,
+)
+from dpone_state.dialects import (
+    BACKENDS,
+    DEFAULT,
+    DEFAULT_SCHEMA,
+    DEFAULT_URL,
+    Backend,
+    BackendHooks,
+    RetryPolicy,
+    SchemaOption,
+    StateType,
+    by_dialect,
+    by_state_type,
+    safe_url,
+)
+from dpone_state.engine import (
+    create_state_engine,
+    default_url,
+)
 from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
@@ -18,54 +54,95 @@ from dpone_state.errors import (
     RevisionConflictError,
     SecretKeyMissingError,
     SecretNotFoundError,
+    SourceColumnError,
+    SourceNotATableError,
+    SourcePermissionError,
+    SourceTableNotFoundError,
     StateConfigError,
     StateCredentialsError,
     StateError,
     StateNotProvisionedError,
     StateUnavailableError,
+    StrategyConfigurationError,
     UnknownConfigKeyError,
     UnknownStateTypeError,
     UnsupportedBackendError,
     VaultAccessDeniedError,
     VaultUnavailableError,
+    XMinError,
+    first_line,
 )
-from dpone_state.models import RunState, RunStateStatus, XMinState
-from dpone_state.storage import RunStateStorage, XMinStateStorage
-from dpone_state.stores import StateStores, open_state
+from dpone_state.models import (
+    Checkpoint,
+    RunState,
+    RunStateStatus,
+    XMinState,
+    prune_cutoff,
+)
+from dpone_state.mssql import (
+    MssqlRunStateStorage,
+    MssqlXMinStateStorage,
+)
+from dpone_state.mysql import (
+    MysqlRunStateStorage,
+    MysqlXMinStateStorage,
+)
+from dpone_state.opener import (
+    StateStores,
+    open_engine,
+    open_state,
+    open_stores,
+)
+from dpone_state.postgres import (
+    PostgresRunStateStorage,
+    PostgresXMinStateStorage,
+)
+from dpone_state.sqlite import (
+    SqliteRunStateStorage,
+    SqliteXMinStateStorage,
+)
+from dpone_state.storage import (
+    RunStateStorage,
+    XMinStateStorage,
+)
 from dpone_state.strategy import (
     ExtractionMode,
     ExtractionStrategy,
-    StrategyConfigurationError,
     select_strategy,
 )
 from dpone_state.tables import (
     DEFAULT_RUN_TABLE,
-    DEFAULT_SCHEMA,
     DEFAULT_XMIN_TABLE,
     StateTables,
     build_tables,
 )
 from dpone_state.xmin import (
-    SourceColumnError,
-    SourceNotATableError,
-    SourcePermissionError,
-    SourceTableNotFoundError,
-    XMinError,
     XMinExtraction,
     XMinExtractor,
     XMinSnapshot,
 )
-from dpone_state.xmin_window import WindowKind, XMinWindow, compute_window
+from dpone_state.xmin_window import (
+    WindowKind,
+    XMinWindow,
+    compute_window,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BACKENDS",
+    "DEFAULT",
     "DEFAULT_RUN_TABLE",
     "DEFAULT_SCHEMA",
     "DEFAULT_URL",
     "DEFAULT_XMIN_TABLE",
+    "Backend",
+    "BackendHooks",
     "BackendMismatchError",
     "BackendNotInstalledError",
+    "BigQueryRunStateStorage",
+    "BigQueryXMinStateStorage",
+    "Checkpoint",
     "DowngradeRefusedError",
     "ExtractionMode",
     "ExtractionStrategy",
@@ -74,16 +151,27 @@ __all__ = [
     "InvalidStateError",
     "MissingConnectionError",
     "MissingEnvironmentVariableError",
+    "MssqlRunStateStorage",
+    "MssqlXMinStateStorage",
+    "MysqlRunStateStorage",
+    "MysqlXMinStateStorage",
+    "PostgresRunStateStorage",
+    "PostgresXMinStateStorage",
+    "RetryPolicy",
     "RevisionConflictError",
     "RunState",
     "RunStateStatus",
     "RunStateStorage",
+    "SchemaOption",
     "SecretKeyMissingError",
     "SecretNotFoundError",
+    "SinkConnection",
     "SourceColumnError",
     "SourceNotATableError",
     "SourcePermissionError",
     "SourceTableNotFoundError",
+    "SqliteRunStateStorage",
+    "SqliteXMinStateStorage",
     "StateConfigError",
     "StateCredentialsError",
     "StateError",
@@ -91,6 +179,7 @@ __all__ = [
     "StateSettings",
     "StateStores",
     "StateTables",
+    "StateType",
     "StateUnavailableError",
     "StrategyConfigurationError",
     "TableRef",
@@ -108,13 +197,23 @@ __all__ = [
     "XMinStateStorage",
     "XMinWindow",
     "__version__",
+    "bigquery_client",
     "build_tables",
+    "by_dialect",
+    "by_state_type",
     "compute_window",
     "connection_env_var",
+    "create_bigquery_engine",
     "create_state_engine",
     "default_url",
+    "first_line",
     "load_state_settings",
+    "open_engine",
     "open_state",
+    "open_stores",
+    "prune_cutoff",
     "safe_url",
     "select_strategy",
+    "settings_from_url",
+    "with_tables",
 ]

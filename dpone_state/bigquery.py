@@ -1,31 +1,28 @@
-"""BigQuery (``bigquery://PROJECT``): schema = dataset ``etl_state``, upsert = one ``MERGE``.
+"""BigQuery (``bigquery://PROJECT[/DATASET]``): schema = dataset ``etl_state``, one ``MERGE``.
 
-dpone-state builds the ``google.cloud.bigquery.Client`` itself (credentials from a
-service-account file or dict, or application default credentials), so missing credentials
-are a ``StateCredentialsError`` instead of a google-auth traceback. A caller-built client is
-passed with ``bigquery://PROJECT?user_supplied_client=true`` and
-``connect_args={"client": client}`` (or ``create_bigquery_engine(client=…)``).
-Google's libraries are imported inside the functions, never when this module is imported.
+The client, credentials and engine options live in the hook module
+(``dpone_state.backends.bigquery``); this module holds the storage classes and
+``create_bigquery_engine``. A caller-built client is passed with
+``bigquery://PROJECT?user_supplied_client=true`` and ``connect_args={"client": client}`` (or
+``create_bigquery_engine(client=…)``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import URL, Engine, ExceptionContext
+from sqlalchemy.engine import URL, Engine
 
-from dpone_state.engine import create_state_engine, safe_url
-from dpone_state.errors import (
-    StateConfigError,
-    StateCredentialsError,
-    StateUnavailableError,
+from dpone_state.backends.bigquery import (
+    EMULATOR_HOST_ENV,
+    ServiceAccount,
+    bigquery_client,
+    engine_options,
+    engine_url,
+    prepare_engine,
 )
+from dpone_state.engine import create_state_engine
+from dpone_state.errors import StateConfigError
 from dpone_state.storage import RunStateStorage, XMinStateStorage
 
 if TYPE_CHECKING:
@@ -41,107 +38,6 @@ __all__ = [
     "engine_url",
     "prepare_engine",
 ]
-
-#: Set (as google-cloud-bigquery reads it) to use a local emulator with anonymous credentials.
-EMULATOR_HOST_ENV = "BIGQUERY_EMULATOR_HOST"
-#: OAuth scopes of the credentials dpone-state loads (those sqlalchemy-bigquery asks for).
-SCOPES = (
-    "https://www.googleapis.com/auth/bigquery",
-    "https://www.googleapis.com/auth/cloud-platform",
-    "https://www.googleapis.com/auth/drive",
-)
-#: URL query keys that describe the credentials: consumed here, never left in ``engine.url``.
-_CREDENTIAL_KEYS = ("credentials_path", "credentials_base64")
-
-#: A service-account key: the JSON file's path, or its parsed content.
-ServiceAccount = Union[str, "os.PathLike[str]", Mapping[str, Any]]
-
-
-def _service_account(source: ServiceAccount) -> Any:
-    from google.auth.exceptions import GoogleAuthError
-    from google.oauth2 import service_account
-
-    factory: Any = service_account.Credentials  # google-auth's factories are untyped
-    try:
-        if isinstance(source, Mapping):
-            credentials = factory.from_service_account_info(dict(source))
-        else:
-            credentials = factory.from_service_account_file(os.fspath(source))
-    except FileNotFoundError:
-        raise StateCredentialsError(
-            "credentials",
-            f"the service-account key file {os.fspath(source)!r} does not exist",  # type: ignore[arg-type]
-        ) from None
-    except (OSError, ValueError, KeyError, GoogleAuthError) as error:
-        # The message names the problem (missing fields, bad JSON), never the key's content.
-        where = "dict" if isinstance(source, Mapping) else repr(os.fspath(source))
-        raise StateCredentialsError(
-            "credentials",
-            f"the service-account key ({where}) is not a usable service-account JSON: "
-            f"{type(error).__name__}: {_short(error)}",
-        ) from None
-    return credentials.with_scopes(list(SCOPES))
-
-
-def _short(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else ""
-
-
-def _default_credentials() -> tuple[Any, str | None]:
-    import google.auth
-    from google.auth.exceptions import GoogleAuthError
-
-    try:
-        credentials, project = google.auth.default(scopes=list(SCOPES))
-    except GoogleAuthError as error:
-        raise StateCredentialsError(
-            "credentials",
-            "no Google credentials for BigQuery: set GOOGLE_APPLICATION_CREDENTIALS to a "
-            "service-account key file, run `gcloud auth application-default login`, or pass "
-            f"credentials= / a client ({type(error).__name__}: {_short(error)})",
-        ) from None
-    return credentials, project
-
-
-def bigquery_client(
-    project: str | None = None,
-    *,
-    credentials: ServiceAccount | None = None,
-    location: str | None = None,
-    api_endpoint: str | None = None,
-    default_query_job_config: Any = None,
-) -> Client:
-    """A BigQuery client: service-account key (file or dict), else application default
-    credentials; anonymous against an emulator (``api_endpoint`` or ``BIGQUERY_EMULATOR_HOST``).
-
-    Raises ``StateCredentialsError`` when no usable credentials (or no project) are found.
-    """
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import bigquery
-
-    found_project: str | None = None
-    if credentials is not None:
-        creds = _service_account(credentials)
-        found_project = creds.project_id
-    elif api_endpoint or os.environ.get(EMULATOR_HOST_ENV):
-        creds = AnonymousCredentials()  # type: ignore[no-untyped-call]
-    else:
-        creds, found_project = _default_credentials()
-    project = project or found_project
-    if not project:
-        raise StateCredentialsError(
-            "credentials",
-            "no BigQuery project: put it in the URL (bigquery://PROJECT) or pass project=",
-        )
-    options = {"api_endpoint": api_endpoint} if api_endpoint else None
-    return bigquery.Client(
-        project=project,
-        credentials=creds,
-        location=location,
-        default_query_job_config=default_query_job_config,
-        client_options=options,
-    )
 
 
 def create_bigquery_engine(
@@ -174,87 +70,13 @@ def create_bigquery_engine(
     return create_state_engine(url, connect_args=connect_args, **options)
 
 
-def _user_supplied(url: URL) -> bool:
-    return str(url.query.get("user_supplied_client", "")).lower() == "true"
-
-
-def engine_options(url: URL) -> dict[str, Any]:
-    """Build the client from the URL's credentials (or ADC) unless the caller supplies one."""
-    if _user_supplied(url):
-        return {}
-    from sqlalchemy_bigquery.parse_url import parse_url
-
-    try:
-        project, location, _, _, path, encoded, job_config, _, _ = parse_url(url)
-    except ValueError as error:
-        raise StateConfigError("url", f"invalid BigQuery URL: {error}") from None
-    source: ServiceAccount | None = path
-    if encoded:
-        try:
-            source = json.loads(base64.b64decode(encoded, validate=True))
-        except (binascii.Error, ValueError):
-            raise StateCredentialsError(
-                "credentials", "credentials_base64 in the URL is not base64-encoded JSON"
-            ) from None
-    client = bigquery_client(
-        project, credentials=source, location=location, default_query_job_config=job_config
-    )
-    return {"connect_args": {"client": client}}
-
-
-def engine_url(url: URL) -> URL:
-    """The URL the dialect gets: the client is ours, so no credentials stay in it."""
-    if _user_supplied(url):
-        return url
-    return url.difference_update_query(_CREDENTIAL_KEYS).update_query_dict(
-        {"user_supplied_client": "true"}
-    )
-
-
-def prepare_engine(engine: Engine) -> None:
-    """Every connection: the REST API for results (no BigQuery Storage client), a client given."""
-
-    @event.listens_for(engine, "do_connect")
-    def _on_connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> None:
-        cparams.setdefault("prefer_bqstorage_client", False)
-        if cparams.get("client") is None:
-            raise StateConfigError(
-                "client",
-                "bigquery URL with user_supplied_client=true but no client: pass "
-                "connect_args={'client': google.cloud.bigquery.Client(...)}",
-            )
-
-    @event.listens_for(engine, "handle_error")
-    def _on_error(context: ExceptionContext) -> None:
-        _raise_typed(context.original_exception, engine)
-
-
-def _raise_typed(error: BaseException, engine: Engine) -> None:
-    """Google errors the DB-API does not wrap (token refresh, exhausted retries) → typed."""
-    import requests
-    from google.api_core.exceptions import RetryError
-    from google.auth.exceptions import GoogleAuthError, TransportError
-
-    where = safe_url(engine.url)
-    if isinstance(error, (TransportError, RetryError, requests.ConnectionError)):
-        raise StateUnavailableError(
-            f"cannot reach BigQuery for {where}: {type(error).__name__}; the call can be retried"
-        ) from error
-    if isinstance(error, GoogleAuthError):
-        raise StateCredentialsError(
-            "credentials",
-            f"the Google credentials of {where} were refused or cannot be refreshed: "
-            f"{type(error).__name__}: {_short(error)}",
-        ) from error
-
-
 class BigQueryXMinStateStorage(XMinStateStorage):
     """XMin checkpoints in BigQuery (dataset ``etl_state`` by default)."""
 
-    dialects = ("bigquery",)
+    backend = "bigquery"
 
 
 class BigQueryRunStateStorage(RunStateStorage):
     """Run-state rows in BigQuery (dataset ``etl_state`` by default)."""
 
-    dialects = ("bigquery",)
+    backend = "bigquery"

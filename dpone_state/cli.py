@@ -17,31 +17,34 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any, NoReturn
 
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from dpone_state import admin
-from dpone_state.engine import DEFAULT_URL, create_state_engine, safe_url
+from dpone_state.config import load_state_settings, settings_from_url, with_tables
+from dpone_state.dialects import DEFAULT, DEFAULT_URL, OFFLINE_DIALECTS
+from dpone_state.engine import default_url
 from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
     DowngradeRefusedError,
     InvalidStateError,
+    Problem,
     RevisionConflictError,
     StateConfigError,
     StateUnavailableError,
     UnsupportedBackendError,
+    UsageError,
     VaultUnavailableError,
+    first_line,
 )
-from dpone_state.models import MAX_BIGINT, RunState, XMinState, to_utc
-from dpone_state.storage import DEFAULT, MAX_LIMIT, RunStateStorage, XMinStateStorage
-from dpone_state.stores import open_state
+from dpone_state.models import MAX_BIGINT, RunState, XMinState, prune_cutoff, to_utc
+from dpone_state.opener import StateStores, open_stores
+from dpone_state.storage import MAX_LIMIT
 from dpone_state.tables import DEFAULT_RUN_TABLE, DEFAULT_XMIN_TABLE
 
 __all__ = ["EXIT_OK", "EXIT_PROBLEM", "EXIT_USAGE", "main", "split_qualified"]
@@ -50,15 +53,6 @@ EXIT_OK = 0
 EXIT_PROBLEM = 1
 EXIT_USAGE = 2
 PROG = "dpone-state"
-OFFLINE_DIALECTS = ("postgresql", "mssql", "mysql", "sqlite")
-
-
-class UsageError(Exception):
-    """The command line or the configuration is wrong: exit 2."""
-
-
-class Problem(Exception):
-    """The command ran and found a problem (not found, conflict, unhealthy): exit 1."""
 
 
 # --------------------------------------------------------------------------- arguments
@@ -167,7 +161,7 @@ def _common_options() -> argparse.ArgumentParser:
     """Options accepted before or after the subcommand (defaults applied after parsing)."""
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     where = common.add_argument_group(
-        "state database (default: $DPONE_STATE_URL, else ./dpone_state.db)"
+        f"state database (default: $DPONE_STATE_URL, else {DEFAULT_URL})"
     )
     where.add_argument("--url", metavar="URL", help="SQLAlchemy URL of the state database")
     where.add_argument(
@@ -389,27 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- the target
 
 
-@dataclass
-class Target:
-    """Where the command works: an engine, the two storages and how to show them."""
-
-    engine: Engine
-    xmin: XMinStateStorage
-    runs: RunStateStorage
-
-    @property
-    def url(self) -> str:
-        return safe_url(self.engine.url)
-
-    @property
-    def schema(self) -> str | None:
-        """The one schema of both tables (the migrations keep them together)."""
-        if self.xmin.schema != self.runs.schema:
-            raise UsageError(
-                f"the migrations keep both tables in one schema, but the XMin table is in "
-                f"{self.xmin.schema!r} and the run table in {self.runs.schema!r}; pass --schema"
-            )
-        return self.xmin.schema
+#: Where a command works: the engine, both storages, the masked URL and the one schema.
+Target = StateStores
 
 
 def _schema_option(args: argparse.Namespace) -> Any:
@@ -421,7 +396,7 @@ def _schema_option(args: argparse.Namespace) -> Any:
 
 
 def _url_option(args: argparse.Namespace) -> str:
-    url = args.url or os.environ.get("DPONE_STATE_URL") or DEFAULT_URL
+    url = args.url or default_url()
     try:
         make_url(url)
     except ArgumentError:
@@ -432,40 +407,28 @@ def _url_option(args: argparse.Namespace) -> str:
 
 
 def open_target(args: argparse.Namespace) -> Target:
-    """Storages from ``--config`` or the URL, with the table options applied.
-
-    The engine is disposed when ``main`` returns.
-    """
+    """State from ``--config`` or the URL, with the table options applied, through the one
+    door (``open_stores``). The engine is disposed when ``main`` returns."""
     schema = _schema_option(args)
     if args.config is not None:
         if args.url is not None:
             raise UsageError("use either --url or --config, not both")
-        target = _target_from_config(args, schema)
-    else:
-        engine = create_state_engine(_url_option(args))
-        target = Target(
-            engine,
-            XMinStateStorage(engine, schema, args.xmin_table or DEFAULT_XMIN_TABLE),
-            RunStateStorage(engine, schema, args.run_table or DEFAULT_RUN_TABLE),
+        manifest = Path(args.config)
+        if not manifest.is_file():
+            raise UsageError(f"manifest {manifest} does not exist")
+        settings = with_tables(
+            load_state_settings(manifest),
+            schema=schema,
+            xmin_table=args.xmin_table,
+            run_table=args.run_table,
         )
+    else:
+        settings = settings_from_url(
+            _url_option(args), schema=schema, xmin_table=args.xmin_table, run_table=args.run_table
+        )
+    target = open_stores(settings)
     args.engines.append(target.engine)
     return target
-
-
-def _target_from_config(args: argparse.Namespace, schema: Any) -> Target:
-    manifest = Path(args.config)
-    if not manifest.is_file():
-        raise UsageError(f"manifest {manifest} does not exist")
-    stores = open_state(manifest)
-    if schema is DEFAULT and args.xmin_table is None and args.run_table is None:
-        return Target(stores.engine, stores.xmin, stores.runs)
-    xmin_schema = stores.xmin.schema if schema is DEFAULT else schema
-    run_schema = stores.runs.schema if schema is DEFAULT else schema
-    return Target(
-        stores.engine,
-        XMinStateStorage(stores.engine, xmin_schema, args.xmin_table or stores.xmin.table_name),
-        RunStateStorage(stores.engine, run_schema, args.run_table or stores.runs.table_name),
-    )
 
 
 # --------------------------------------------------------------------------- output
@@ -604,11 +567,11 @@ def cmd_downgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_current(args: argparse.Namespace) -> int:
-    from dpone_state import history, migrate  # noqa: PLC0415
+    from dpone_state import migrate  # noqa: PLC0415
 
     target = open_target(args)
     current = migrate.current(target.engine, schema=target.schema)
-    head = history.head_revision()
+    head = migrate.head_revision()
     state = "not provisioned" if current is None else "at head" if current == head else "behind"
     _say(
         args,
@@ -619,9 +582,9 @@ def cmd_current(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from dpone_state import history  # noqa: PLC0415
+    from dpone_state import migrate  # noqa: PLC0415
 
-    revisions = history.revisions()
+    revisions = migrate.revisions()
     if args.json:
         print_json([revision.__dict__ for revision in revisions])
     else:
@@ -645,7 +608,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     script = migrate.offline_sql(
         dialect,
         args.revision,
-        schema="" if schema is DEFAULT else schema,
+        schema=schema,
         xmin_table=args.xmin_table or DEFAULT_XMIN_TABLE,
         run_table=args.run_table or DEFAULT_RUN_TABLE,
     )
@@ -668,7 +631,7 @@ def _key(args: argparse.Namespace, target: str | None) -> tuple[str, str]:
 
 def cmd_xmin_list(args: argparse.Namespace) -> int:
     target = open_target(args)
-    checkpoints = admin.list_checkpoints(target.xmin)
+    checkpoints = target.xmin.list_checkpoints()
     records = [
         checkpoint_record(c.source_schema, c.source_table, c.state, c.updated_at)
         for c in checkpoints
@@ -810,9 +773,9 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 def cmd_runs_prune(args: argparse.Namespace) -> int:
     target = open_target(args)
-    cutoff = admin.prune_cutoff(args.days)
+    cutoff = prune_cutoff(args.days)
     if args.dry_run:
-        count = admin.count_runs_before(target.runs, cutoff)
+        count = target.runs.count_runs_before(cutoff)
         _say(
             args,
             {"dry_run": True, "cutoff": cutoff, "would_delete": count},
@@ -889,13 +852,9 @@ def _message(error: BaseException) -> str:
             f"a driver is missing ({error.name}): install the backend's extra, "
             "e.g. pip install 'dpone-state[postgres]'"
         )
-    if isinstance(error, DBAPIError):
-        text = str(error.orig).strip() or type(error.orig).__name__
-        return f"database error: {text.splitlines()[0]}"
     if isinstance(error, SQLAlchemyError):
-        return f"database error: {str(error).strip().splitlines()[0]}"
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        return f"database error: {first_line(error)}"
+    return first_line(error)
 
 
 def _secrets(args: argparse.Namespace) -> list[str]:

@@ -10,19 +10,29 @@ import difflib
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal, Union, cast, get_args
 
 from sqlalchemy.engine import URL, make_url
 
+from dpone_state.dialects import (
+    DEFAULT,
+    STATE_TYPES,
+    DefaultSchema,
+    SchemaOption,
+    StateType,
+    by_dialect,
+    by_state_type,
+    for_sink,
+)
 from dpone_state.errors import (
     MissingConnectionError,
     StateConfigError,
     UnknownConfigKeyError,
     UnknownStateTypeError,
 )
-from dpone_state.identifiers import check_identifier
+from dpone_state.models import check_identifier
 from dpone_state.tables import DEFAULT_RUN_TABLE, DEFAULT_XMIN_TABLE
 
 __all__ = [
@@ -37,34 +47,19 @@ __all__ = [
     "TableRef",
     "VaultLocation",
     "load_state_settings",
+    "settings_from_url",
+    "with_tables",
 ]
 
 log = logging.getLogger("dpone_state")
 
-StateType = Literal["sqlite", "postgres", "mssql", "bigquery", "mysql"]
 ConnectionType = Literal["vault", "env", "url"]
-STATE_TYPES: Final[tuple[StateType, ...]] = get_args(StateType)
 CONNECTION_TYPES: Final[tuple[ConnectionType, ...]] = get_args(ConnectionType)
 #: The seed: state lives in BigQuery unless ``state.type`` says otherwise.
 DEFAULT_STATE_TYPE: Final[StateType] = "bigquery"
 #: A connection id without ``connection_type`` is a Vault secret, as in the seed's blocks.
 DEFAULT_CONNECTION_TYPE: Final[ConnectionType] = "vault"
 DEFAULT_VAULT_MOUNT: Final = "secret"
-#: Sink types whose connection the state may reuse (with the same ``state.type``).
-_SINK_TYPES: Final[dict[str, StateType]] = {
-    "mssql": "mssql",
-    "postgres": "postgres",
-    "postgresql": "postgres",
-}
-#: SQLAlchemy backend names a ``state.url`` may have for each ``state.type``.
-URL_BACKENDS: Final[dict[StateType, frozenset[str]]] = {
-    "sqlite": frozenset({"sqlite"}),
-    "postgres": frozenset({"postgresql"}),
-    "mssql": frozenset({"mssql"}),
-    "bigquery": frozenset({"bigquery"}),
-    "mysql": frozenset({"mysql", "mariadb"}),
-}
-
 _BLOCK_KEYS = ("type", "connection_id", "connection_type", "table", "run_table", "url", "vault")
 _TABLE_KEYS = ("schema", "name")
 _VAULT_KEYS = ("mount_point", "path")
@@ -75,9 +70,11 @@ _MANIFEST_KEYS = frozenset({"state", "sink", "source"})
 
 @dataclass(frozen=True)
 class TableRef:
-    """A table of the state: ``schema`` ``None`` means the backend default (none on SQLite)."""
+    """A table of the state: ``schema`` is a name, ``None`` (no schema: the connection's own)
+    or ``DEFAULT`` (the backend's default: ``etl_state``, BigQuery's URL dataset, none on
+    SQLite). A manifest says "no schema" with ``schema: null``."""
 
-    schema: str | None
+    schema: SchemaOption
     name: str
 
 
@@ -168,15 +165,40 @@ def _connection_type(where: str, value: object) -> ConnectionType | None:
     return value
 
 
-def _table(where: str, value: object, default_schema: str | None, default_name: str) -> TableRef:
+def _table(where: str, value: object, default_schema: SchemaOption, default_name: str) -> TableRef:
     block = _mapping(where, value)
     _check_keys(where, block, _TABLE_KEYS)
     schema = block.get("schema", default_schema)
     name = block.get("name", default_name)
     return TableRef(
-        schema=None if schema is None else check_identifier(f"{where}.schema", schema),
+        schema=_schema(f"{where}.schema", schema),
         name=check_identifier(f"{where}.name", name),
     )
+
+
+def _schema(where: str, schema: object) -> SchemaOption:
+    if schema is None or isinstance(schema, DefaultSchema):
+        return schema
+    return check_identifier(where, schema)
+
+
+def _one_schema(table: TableRef, run_table: TableRef) -> None:
+    """Both tables in one schema: the layout the migrations (and their version table) keep."""
+    if table.schema != run_table.schema:
+        raise StateConfigError(
+            "state.run_table.schema",
+            f"is {run_table.schema!r} but state.table.schema is {table.schema!r}: the migrations "
+            "keep both tables (and their version table) in one schema; set one schema for both",
+        )
+
+
+def _parse_url(where: str, value: str | URL) -> URL:
+    try:
+        return make_url(value)
+    except Exception:  # the message would echo the URL, password included
+        raise StateConfigError(
+            where, "is not a SQLAlchemy URL (dialect+driver://user:password@host/database)"
+        ) from None
 
 
 def _url(state_type: StateType, value: object, type_defaulted: bool) -> URL | None:
@@ -184,13 +206,8 @@ def _url(state_type: StateType, value: object, type_defaulted: bool) -> URL | No
         return None
     if not isinstance(value, str):
         raise StateConfigError("state.url", "must be a SQLAlchemy URL string")
-    try:
-        url = make_url(value)
-    except Exception:  # the message would echo the URL, password included
-        raise StateConfigError(
-            "state.url", "is not a SQLAlchemy URL (dialect+driver://user:password@host/database)"
-        ) from None
-    if url.get_backend_name() not in URL_BACKENDS[state_type]:
+    url = _parse_url("state.url", value)
+    if url.get_backend_name() not in by_state_type(state_type).dialects:
         because = " (state.type is omitted, so BigQuery)" if type_defaulted else ""
         raise StateConfigError(
             "state.url",
@@ -217,29 +234,40 @@ def _sink(value: object) -> SinkConnection | None:
 
 
 def _read(config: str | os.PathLike[str] | Mapping[str, Any]) -> Mapping[str, Any]:
+    """The document: a mapping as is; a ``str`` is a file path unless it is clearly YAML text
+    (it has a newline, or no file is there and it parses as a mapping), so Windows paths
+    (``C:\\etl\\manifest.yaml``) work."""
     if isinstance(config, Mapping):
         return config
-    if isinstance(config, os.PathLike) or (
-        "\n" not in config and ":" not in config and not config.lstrip().startswith("{")
-    ):
-        path = Path(config)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise StateConfigError(
-                "state", f"cannot read the manifest file {str(path)!r}: {error.strerror}"
-            ) from None
-    else:
-        text = config
+    if isinstance(config, str) and "\n" in config:
+        return _mapping("state", _yaml(config))
+    path = Path(config)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError) as error:
+        if isinstance(config, str):
+            try:
+                inline = _yaml(config)
+            except StateConfigError:
+                inline = None
+            if isinstance(inline, Mapping):
+                return inline
+        reason = error.strerror if isinstance(error, OSError) else str(error)
+        raise StateConfigError(
+            "state", f"cannot read the manifest file {str(path)!r}: {reason}"
+        ) from None
+    return _mapping("state", _yaml(text))
+
+
+def _yaml(text: str) -> object:
     import yaml  # noqa: PLC0415 - only manifests given as text need PyYAML (~40 ms)
 
     try:
-        loaded = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise StateConfigError("state", f"the manifest is not valid YAML{where}") from None
-    return _mapping("state", loaded)
 
 
 def load_state_settings(
@@ -272,8 +300,9 @@ def load_state_settings(
     connection_id = _text("state.connection_id", block.get("connection_id"))
     connection_type = _connection_type("state.connection_type", block.get("connection_type"))
     url = _url(state_type, block.get("url"), type_defaulted)
-    table = _table("state.table", block.get("table"), None, DEFAULT_XMIN_TABLE)
+    table = _table("state.table", block.get("table"), DEFAULT, DEFAULT_XMIN_TABLE)
     run_table = _table("state.run_table", block.get("run_table"), table.schema, DEFAULT_RUN_TABLE)
+    _one_schema(table, run_table)
     vault_block = _mapping("state.vault", block.get("vault"))
     _check_keys("state.vault", vault_block, _VAULT_KEYS)
     vault = VaultLocation(
@@ -294,7 +323,7 @@ def load_state_settings(
         raise MissingConnectionError(
             "state.url", "connection_type is 'url': set state.url to a SQLAlchemy URL"
         )
-    elif connection_id is None and state_type != "sqlite":
+    elif connection_id is None and by_state_type(state_type).default_url is None:
         reused = _sink(sink)
         if reused is None or not _reusable(state_type, type_defaulted, reused):
             raise MissingConnectionError(
@@ -324,15 +353,20 @@ def _reusable(state_type: StateType, type_defaulted: bool, sink: SinkConnection)
     return (
         not type_defaulted
         and sink.connection_id is not None
-        and _SINK_TYPES.get(sink.type) == state_type
+        and _sink_state_type(sink) == state_type
     )
+
+
+def _sink_state_type(sink: SinkConnection) -> StateType | None:
+    row = for_sink(sink.type)
+    return row.state_type if row is not None else None
 
 
 def _missing_connection_hint(
     state_type: StateType, type_defaulted: bool, sink: SinkConnection | None
 ) -> str:
     what = "set state.connection_id (with state.connection_type vault or env) or state.url"
-    sink_type = _SINK_TYPES.get(sink.type) if sink else None
+    sink_type = _sink_state_type(sink) if sink else None
     if sink is not None and sink_type is not None and sink.connection_id is not None:
         if type_defaulted:
             return (
@@ -348,3 +382,41 @@ def _missing_connection_hint(
         " (the sink's connection is reused only for an mssql or postgres sink with a "
         "connection_id and the same state.type)"
     )
+
+
+def settings_from_url(
+    url: str | URL,
+    *,
+    schema: SchemaOption = DEFAULT,
+    xmin_table: str | None = None,
+    run_table: str | None = None,
+) -> StateSettings:
+    """Settings for a state database given by URL alone (``--url``, ``DPONE_STATE_URL``): the
+    ``state.type`` is the URL's backend; the same settings a manifest's ``state.url`` gives."""
+    parsed = _parse_url("url", url)
+    state_type = by_dialect(parsed.get_backend_name()).state_type
+    settings = StateSettings(
+        type=state_type,
+        connection_id=None,
+        connection_type="url",
+        table=TableRef(DEFAULT, DEFAULT_XMIN_TABLE),
+        run_table=TableRef(DEFAULT, DEFAULT_RUN_TABLE),
+        url=parsed,
+    )
+    return with_tables(settings, schema=schema, xmin_table=xmin_table, run_table=run_table)
+
+
+def with_tables(
+    settings: StateSettings,
+    *,
+    schema: SchemaOption = DEFAULT,
+    xmin_table: str | None = None,
+    run_table: str | None = None,
+) -> StateSettings:
+    """``settings`` with the tables moved (a schema given for both, other names), as the
+    command line's ``--schema`` / ``--no-schema`` / ``--xmin-table`` / ``--run-table`` say."""
+    both = settings.table.schema if isinstance(schema, DefaultSchema) else schema
+    both = _schema("schema", both)
+    xmin_name = check_identifier("xmin_table", xmin_table or settings.table.name)
+    run_name = check_identifier("run_table", run_table or settings.run_table.name)
+    return replace(settings, table=TableRef(both, xmin_name), run_table=TableRef(both, run_name))

@@ -1,11 +1,15 @@
 """Connections of the ``state:`` block: ``url``, ``env`` and ``vault`` -> a per-dialect target.
 
-A connection becomes a SQLAlchemy ``URL`` built with ``URL.create`` (never by formatting a
-string, so any password works), or BigQuery parameters. Secret values never reach a message.
+Every connection becomes one SQLAlchemy ``URL`` built with ``URL.create`` (never by
+formatting a string, so any password works); BigQuery's too (``bigquery://PROJECT/DATASET``
+with its credentials and location in the query), so one engine factory and one parser (the
+backend's hooks) serve a manifest, a URL and the CLI alike. Secret values never reach a
+message.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -16,7 +20,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.engine import URL, make_url
 
-from dpone_state.config import URL_BACKENDS, StateSettings, StateType
+from dpone_state.config import StateSettings
+from dpone_state.dialects import StateType, by_state_type
 from dpone_state.errors import (
     BackendNotInstalledError,
     InvalidSecretError,
@@ -27,11 +32,9 @@ from dpone_state.errors import (
     VaultAccessDeniedError,
     VaultUnavailableError,
 )
-from dpone_state.tables import DEFAULT_SCHEMA
 
 __all__ = [
     "DEFAULT_MSSQL_DRIVER",
-    "BigQueryConnection",
     "ResolvedConnection",
     "connection_env_var",
     "read_vault_secret",
@@ -39,14 +42,7 @@ __all__ = [
 ]
 
 #: The ODBC driver of an ``mssql`` connection unless the secret names another (``driver``).
-DEFAULT_MSSQL_DRIVER: Final = "ODBC Driver 18 for SQL Server"
-#: SQLAlchemy ``drivername`` per state type.
-DRIVERNAMES: Final[dict[StateType, str]] = {
-    "postgres": "postgresql+psycopg2",
-    "mysql": "mysql+pymysql",
-    "mssql": "mssql+pyodbc",
-    "sqlite": "sqlite",
-}
+DEFAULT_MSSQL_DRIVER: Final = by_state_type("mssql").odbc_driver
 #: Seconds a Vault request may take (``VAULT_CLIENT_TIMEOUT`` overrides, as for the CLI).
 VAULT_TIMEOUT_SECONDS: Final = 10
 
@@ -69,23 +65,12 @@ CREDENTIALS_PATH_KEYS = ("credentials_path", "keyfile", "key_path")
 
 
 @dataclass(frozen=True)
-class BigQueryConnection:
-    """BigQuery target: project, default dataset and credentials (never shown in a repr)."""
-
-    project: str
-    dataset: str
-    credentials_info: Mapping[str, Any] | None = field(default=None, repr=False)
-    credentials_path: str | None = None
-    location: str | None = None
-
-
-@dataclass(frozen=True)
 class ResolvedConnection:
-    """Where the state lives: a SQLAlchemy ``url`` or a ``bigquery`` target, and its origin."""
+    """Where the state lives (the engine URL; BigQuery's carries its credentials, so it is
+    never shown) and where that came from."""
 
     origin: str
-    url: URL | None = None
-    bigquery: BigQueryConnection | None = None
+    url: URL = field(repr=False)
 
 
 def connection_env_var(connection_id: str) -> str:
@@ -220,7 +205,7 @@ def _options(secret: Mapping[str, Any], origin: str) -> dict[str, str]:
 
 
 def _checked_url(state_type: StateType, url: URL, origin: str) -> URL:
-    if url.get_backend_name() not in URL_BACKENDS[state_type]:
+    if url.get_backend_name() not in by_state_type(state_type).dialects:
         raise InvalidSecretError(
             origin,
             f"holds a {url.get_backend_name()!r} URL but state.type is {state_type!r}",
@@ -243,17 +228,20 @@ def url_from_secret(state_type: StateType, secret: Mapping[str, Any], origin: st
     whole = _pick(secret, URL_KEYS)
     if whole is not None:
         return _parse_url(state_type, whole, origin)
-    if state_type == "sqlite":
+    backend = by_state_type(state_type)
+    if backend.connection_kind == "project":
+        return bigquery_from_secret(secret, origin)
+    if backend.connection_kind == "file":
         path = _string(_need(secret, PATH_KEYS, origin, "database file"), origin, "path")
-        return URL.create("sqlite", database=path)
+        return URL.create(backend.drivername, database=path)
     query = _options(secret, origin)
-    if state_type == "mssql":
-        driver = _pick(secret, DRIVER_KEYS) or DEFAULT_MSSQL_DRIVER
+    if backend.odbc_driver is not None:
+        driver = _pick(secret, DRIVER_KEYS) or backend.odbc_driver
         query = {"driver": _string(driver, origin, "driver"), **query}
     user = _pick(secret, USER_KEYS)
     password = _pick(secret, PASSWORD_KEYS)
     return URL.create(
-        DRIVERNAMES[state_type],
+        backend.drivername,
         username=None if user is None else _string(user, origin, "username"),
         password=None if password is None else _string(password, origin, "password"),
         host=_string(_need(secret, HOST_KEYS, origin, "database host"), origin, "host"),
@@ -279,40 +267,32 @@ def _service_account(secret: Mapping[str, Any], origin: str) -> dict[str, Any] |
     return dict(value)
 
 
-def bigquery_from_secret(
-    secret: Mapping[str, Any], origin: str, default_dataset: str | None
-) -> BigQueryConnection:
-    """BigQuery project, dataset and credentials from a connection secret's keys."""
+def bigquery_from_secret(secret: Mapping[str, Any], origin: str) -> URL:
+    """``bigquery://PROJECT[/DATASET]`` from a connection secret's keys, its credentials (a
+    service-account key as ``credentials_base64``, or a key file as ``credentials_path``) and
+    location in the query: the URL a ``state.url`` or ``--url`` would give."""
     whole = _pick(secret, URL_KEYS)
     if whole is not None:
-        return bigquery_from_url(_parse_url("bigquery", whole, origin), default_dataset)
+        return _parse_url("bigquery", whole, origin)
     info = _service_account(secret, origin)
     project = _pick(secret, PROJECT_KEYS) or (info or {}).get("project_id")
     if project is None:
         _need(secret, PROJECT_KEYS, origin, "BigQuery project (nor a service account's)")
+    dataset = _pick(secret, DATASET_KEYS)
+    query: dict[str, str] = {}
+    if info is not None:
+        query["credentials_base64"] = base64.b64encode(json.dumps(info).encode()).decode()
     path = _pick(secret, CREDENTIALS_PATH_KEYS)
+    if path is not None:
+        query["credentials_path"] = _string(path, origin, "credentials_path")
     location = _pick(secret, LOCATION_KEYS)
-    return BigQueryConnection(
-        project=_string(project, origin, "project"),
-        dataset=_string(
-            _pick(secret, DATASET_KEYS) or default_dataset or DEFAULT_SCHEMA, origin, "dataset"
-        ),
-        credentials_info=info,
-        credentials_path=None if path is None else _string(path, origin, "credentials_path"),
-        location=None if location is None else _string(location, origin, "location"),
-    )
-
-
-def bigquery_from_url(url: URL, default_dataset: str | None) -> BigQueryConnection:
-    """``bigquery://PROJECT/DATASET?credentials_path=…&location=…`` as BigQuery parameters."""
-    if not url.host:
-        raise StateConfigError("state.url", "a BigQuery URL is bigquery://PROJECT/DATASET")
-    query = {key: str(value) for key, value in url.query.items()}
-    return BigQueryConnection(
-        project=url.host,
-        dataset=url.database or default_dataset or DEFAULT_SCHEMA,
-        credentials_path=query.get("credentials_path"),
-        location=query.get("location"),
+    if location is not None:
+        query["location"] = _string(location, origin, "location")
+    return URL.create(
+        "bigquery",
+        host=_string(project, origin, "project"),
+        database=None if dataset is None else _string(dataset, origin, "dataset"),
+        query=query,
     )
 
 
@@ -335,16 +315,11 @@ def resolve_connection(
     """Read the connection the settings name (env var, Vault secret or URL); connect nothing."""
     env = os.environ if environ is None else environ
     state_type = settings.type
-    default_dataset = settings.table.schema
-    secret: Mapping[str, Any] | str
+    secret: Mapping[str, Any] | str | URL
     if settings.url is not None:
-        if state_type == "bigquery":
-            return ResolvedConnection(
-                "state.url", bigquery=bigquery_from_url(settings.url, default_dataset)
-            )
-        return ResolvedConnection("state.url", url=settings.url)
-    if settings.connection_id is None:  # sqlite with no connection: the embedded default
-        origin, secret = "state (embedded default)", {"path": "dpone_state.db"}
+        origin, secret = "state.url", settings.url
+    elif settings.connection_id is None:  # no connection: the embedded default (SQLite's file)
+        origin, secret = "state (embedded default)", by_state_type(state_type).default_url or ""
     elif settings.connection_type == "env":
         name = connection_env_var(settings.connection_id)
         value = _required_env(
@@ -358,13 +333,8 @@ def resolve_connection(
         path = settings.vault_path or settings.connection_id
         origin = f"Vault secret {settings.vault.mount_point}/{path}"
         secret = read_vault_secret(settings.vault.mount_point, path, env)
+    if isinstance(secret, URL):
+        return ResolvedConnection(origin, secret)
     if isinstance(secret, str):
-        url = _parse_url(state_type, secret, origin)
-        if state_type == "bigquery":
-            return ResolvedConnection(origin, bigquery=bigquery_from_url(url, default_dataset))
-        return ResolvedConnection(origin, url=url)
-    if state_type == "bigquery":
-        return ResolvedConnection(
-            origin, bigquery=bigquery_from_secret(secret, origin, default_dataset)
-        )
-    return ResolvedConnection(origin, url=url_from_secret(state_type, secret, origin))
+        return ResolvedConnection(origin, _parse_url(state_type, secret, origin))
+    return ResolvedConnection(origin, url_from_secret(state_type, secret, origin))

@@ -20,6 +20,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable, ExecutableDDLElement
 from sqlalchemy.sql.compiler import DDLCompiler
 
+from dpone_state.dialects import BACKENDS
+
 __all__ = [
     "NO_SCHEMA_DIALECTS",
     "AddColumnIfMissing",
@@ -32,7 +34,9 @@ __all__ = [
 ]
 
 #: Dialects without schemas (a schema there would be an attached database, never created).
-NO_SCHEMA_DIALECTS = frozenset({"sqlite"})
+NO_SCHEMA_DIALECTS = frozenset(
+    name for row in BACKENDS if not row.has_schemas for name in row.dialects
+)
 
 
 def default_constraint_name(table_name: str, column_name: str) -> str:

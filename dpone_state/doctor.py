@@ -12,8 +12,9 @@ from sqlalchemy import Table, func, inspect, select
 from sqlalchemy.engine import Connection, Engine, Inspector
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from dpone_state import history, migrate
-from dpone_state.engine import safe_url
+from dpone_state import migrate
+from dpone_state.dialects import by_dialect, safe_url
+from dpone_state.errors import first_line
 from dpone_state.tables import build_tables
 
 __all__ = ["Finding", "Report", "diagnose"]
@@ -52,16 +53,10 @@ class Report:
         self.findings.append(Finding(check, status, detail, fix))
 
 
-def _first_line(error: BaseException) -> str:
-    orig = getattr(error, "orig", None) or error
-    lines = str(orig).strip().splitlines()
-    return lines[0] if lines else type(orig).__name__
-
-
 def diagnose(engine: Engine, schema: str | None, xmin_table: str, run_table: str) -> Report:
     """Connect, then check the migration revision and both tables' shapes against tables.py."""
     report = Report(
-        url=safe_url(engine.url), backend=engine.dialect.name, head=history.head_revision()
+        url=safe_url(engine.url), backend=engine.dialect.name, head=migrate.head_revision()
     )
     try:
         conn = engine.connect()
@@ -69,7 +64,7 @@ def diagnose(engine: Engine, schema: str | None, xmin_table: str, run_table: str
         report.add(
             "connect",
             "problem",
-            f"cannot connect to {report.url}: {_first_line(error)}",
+            f"cannot connect to {report.url}: {first_line(error)}",
             "check that the server runs and the URL's host, port, database and credentials",
         )
         return report
@@ -80,7 +75,7 @@ def diagnose(engine: Engine, schema: str | None, xmin_table: str, run_table: str
         _check_revision(report, conn, schema)
         expected = build_tables(schema, xmin_table, run_table, dialect_name=engine.dialect.name)
         inspector = inspect(conn)
-        if schema is not None and engine.dialect.name != "sqlite":
+        if schema is not None and by_dialect(engine.dialect.name).has_schemas:
             if not inspector.has_schema(schema):
                 report.add("schema", "problem", f"schema {schema} does not exist", UPGRADE_FIX)
                 return report
@@ -95,7 +90,7 @@ def _check_revision(report: Report, conn: Connection, schema: str | None) -> Non
         report.revision = migrate.current(conn.engine, schema=schema)
     except SQLAlchemyError as error:
         report.add(
-            "revision", "problem", f"cannot read the migration revision: {_first_line(error)}"
+            "revision", "problem", f"cannot read the migration revision: {first_line(error)}"
         )
         return
     if report.revision is None:
@@ -107,7 +102,7 @@ def _check_revision(report: Report, conn: Connection, schema: str | None) -> Non
         )
     elif report.revision == report.head:
         report.add("revision", "ok", f"at head {report.head}")
-    elif history.is_known_revision(report.revision):
+    elif migrate.is_known_revision(report.revision):
         report.add(
             "revision",
             "problem",

@@ -1,23 +1,21 @@
-"""Engines for state databases: a URL plus each backend's engine options, and safe URL display."""
+"""Engines for state databases: a URL plus its backend's hooks (engine options, connect-time
+setup), asked of the registry in ``dpone_state.dialects``."""
 
 from __future__ import annotations
 
-import importlib
 import os
-import time
-import weakref
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any
 
 import sqlalchemy
-from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import DisconnectionError
 
-from dpone_state.errors import UnsupportedBackendError
+from dpone_state.backends import PING_AFTER_IDLE_SECONDS, ping_when_idle, pings_when_idle
+from dpone_state.dialects import DEFAULT_URL, SUPPORTED_DIALECTS, by_dialect, safe_url
 
 __all__ = [
     "DEFAULT_URL",
+    "PING_AFTER_IDLE_SECONDS",
     "SUPPORTED_DIALECTS",
     "autocommit_switch",
     "create_state_engine",
@@ -27,113 +25,16 @@ __all__ = [
     "safe_url",
 ]
 
-#: The embedded default: an SQLite file in the working directory.
-DEFAULT_URL = "sqlite:///dpone_state.db"
-
-#: SQLAlchemy dialect name -> the dpone_state module that holds that backend's options.
-_BACKEND_MODULES: dict[str, str] = {
-    "sqlite": "dpone_state.sqlite",
-    "postgresql": "dpone_state.postgres",
-    "mysql": "dpone_state.mysql",
-    "mariadb": "dpone_state.mysql",
-    "mssql": "dpone_state.mssql",
-    "bigquery": "dpone_state.bigquery",
-}
-SUPPORTED_DIALECTS = frozenset(_BACKEND_MODULES)
-
-
-class _Backend(Protocol):
-    def engine_options(self, url: URL) -> dict[str, Any]: ...
-
-    def prepare_engine(self, engine: Engine) -> None: ...
-
 
 def default_url() -> str:
     """``DPONE_STATE_URL`` if set, else the embedded SQLite file."""
     return os.environ.get("DPONE_STATE_URL") or DEFAULT_URL
 
 
-def safe_url(url: str | URL) -> str:
-    """The URL with its password masked, for logs and messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL may itself contain a secret
-        return "<unparsable URL>"
-
-
-def backend_module(dialect_name: str) -> _Backend:
-    """The module with a dialect's engine options; unknown dialects get a typed error."""
-    try:
-        module_name = _BACKEND_MODULES[dialect_name]
-    except KeyError:
-        valid = ", ".join(sorted(SUPPORTED_DIALECTS))
-        raise UnsupportedBackendError(
-            f"dialect {dialect_name!r} is not supported by dpone-state; use one of: {valid}"
-        ) from None
-    return cast(_Backend, importlib.import_module(module_name))
-
-
-#: A pooled connection unused for longer than this is pinged before it is handed out.
-PING_AFTER_IDLE_SECONDS = 10.0
-_LAST_CHECKIN = "dpone_state_last_checkin"
-_PINGING_POOLS: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def ping_when_idle(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS) -> None:
-    """Ping a pooled connection before use only if it sat idle (SQLAlchemy's pre-ping, lazily).
-
-    ``pool_pre_ping`` costs a round trip on every call; idle connections are the ones a server
-    restart, a failover or an idle timeout has closed. A connection that dies while in steady
-    use fails its call with ``StateUnavailableError`` (reads are retried once), and the pool
-    then replaces every connection opened before the failure.
-    """
-    _PINGING_POOLS.add(engine.pool)
-
-    @event.listens_for(engine.pool, "checkin")
-    def _checked_in(dbapi_connection: Any, record: Any) -> None:
-        if record is not None:
-            record.info[_LAST_CHECKIN] = time.monotonic()
-
-    @event.listens_for(engine.pool, "checkout")
-    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        last = record.info.get(_LAST_CHECKIN)
-        if last is None or time.monotonic() - last < idle_seconds:
-            return
-        try:
-            alive = engine.dialect.do_ping(dbapi_connection)
-        except Exception as error:  # any failure: the pool must not hand this one out
-            raise DisconnectionError(f"idle connection failed its ping: {error}") from error
-        if not alive:
-            raise DisconnectionError("idle connection failed its ping")
-
-
-def _psycopg_autocommit(dbapi_connection: Any, on: bool) -> None:
-    dbapi_connection.autocommit = on
-
-
-def _sqlite3_autocommit(dbapi_connection: Any, on: bool) -> None:
-    dbapi_connection.isolation_level = None if on else ""
-
-
-#: Drivers whose connections switch to autocommit without talking to the server: the storages
-#: send each call's single statement in autocommit there (one round trip, not BEGIN + statement
-#: + COMMIT). PyMySQL and ODBC send the switch to the server, so they keep a transaction.
-_CLIENT_SIDE_AUTOCOMMIT: dict[str, Callable[[Any, bool], None]] = {
-    "psycopg2": _psycopg_autocommit,
-    "psycopg": _psycopg_autocommit,
-    "pysqlite": _sqlite3_autocommit,
-}
-
-
 def autocommit_switch(engine: Engine) -> Callable[[Any, bool], None] | None:
     """How to put a DBAPI connection of ``engine`` in (and out of) autocommit for free, if the
-    driver can; ``None`` where switching costs a round trip."""
-    return _CLIENT_SIDE_AUTOCOMMIT.get(engine.dialect.driver)
-
-
-def pings_when_idle(engine: Engine) -> bool:
-    """Whether ``ping_when_idle`` guards the engine's pool."""
-    return engine.pool in _PINGING_POOLS
+    driver can; ``None`` where switching costs a round trip (PyMySQL, ODBC)."""
+    return by_dialect(engine.dialect.name).autocommit_switch(engine.dialect.driver)
 
 
 def create_state_engine(url: str | URL, **options: Any) -> Engine:
@@ -142,11 +43,8 @@ def create_state_engine(url: str | URL, **options: Any) -> Engine:
     The driver is imported here, not when ``dpone_state`` is imported.
     """
     parsed = make_url(url)
-    backend = backend_module(parsed.get_backend_name())
-    merged = {**backend.engine_options(parsed), **options}
-    # Optional hook: a backend may hand the dialect another URL (BigQuery moves the
-    # credentials out of it into the client that ``engine_options`` built).
-    engine_url: Callable[[URL], URL] | None = getattr(backend, "engine_url", None)
-    engine = sqlalchemy.create_engine(engine_url(parsed) if engine_url else parsed, **merged)
-    backend.prepare_engine(engine)
+    hooks = by_dialect(parsed.get_backend_name()).hooks()
+    merged = {**hooks.engine_options(parsed), **options}
+    engine = sqlalchemy.create_engine(hooks.engine_url(parsed), **merged)
+    hooks.prepare_engine(engine)
     return engine

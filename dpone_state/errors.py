@@ -1,4 +1,41 @@
-"""Typed errors: each one says what went wrong and what to change, and never carries a secret."""
+"""Every error dpone-state raises on purpose, in one module.
+
+Each one says what went wrong and what to change, and never carries a secret. The hierarchy
+(``ValueError`` / ``TypeError`` mixins let callers that catch the builtin keep working)::
+
+    StateError
+    ├── InvalidStateError (ValueError)            a value cannot be stored; nothing was written
+    │   └── InvalidIdentifierError                an unusable schema or table name
+    ├── StateNotProvisionedError                  the state tables do not exist
+    ├── RevisionConflictError                     a compare-and-set save lost
+    ├── StateUnavailableError                     the database is unreachable; safe to retry
+    │   └── VaultUnavailableError                 Vault is unreachable; safe to retry
+    ├── UnsupportedBackendError (ValueError)      a dialect dpone-state does not support
+    ├── BackendMismatchError (TypeError)          a backend's storage class got another engine
+    ├── StateConfigError (ValueError)             the ``state:`` block or its connection
+    │   ├── UnknownConfigKeyError
+    │   ├── UnknownStateTypeError (+ UnsupportedBackendError)
+    │   ├── MissingConnectionError
+    │   ├── MissingEnvironmentVariableError
+    │   ├── InvalidSecretError
+    │   ├── SecretNotFoundError
+    │   ├── SecretKeyMissingError
+    │   ├── VaultAccessDeniedError
+    │   └── StateCredentialsError                 BigQuery credentials missing or unreadable
+    ├── BackendNotInstalledError                  a backend's driver (or hvac) is not installed
+    ├── DowngradeRefusedError                     a downgrade would delete rows, unconfirmed
+    ├── StrategyConfigurationError (ValueError)   a source's options select no one strategy
+    └── XMinError                                 an XMin extraction cannot run or commit
+        ├── SourceTableNotFoundError
+        ├── SourceNotATableError
+        ├── SourcePermissionError
+        └── SourceColumnError (ValueError)
+
+    UsageError (Exception)                        the command line is wrong (CLI exit 2)
+    Problem (Exception)                           a command found a problem (CLI exit 1)
+
+``first_line(error)`` is the one short form of an error used in messages and logs.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +48,37 @@ __all__ = [
     "InvalidStateError",
     "MissingConnectionError",
     "MissingEnvironmentVariableError",
+    "Problem",
     "RevisionConflictError",
     "SecretKeyMissingError",
     "SecretNotFoundError",
+    "SourceColumnError",
+    "SourceNotATableError",
+    "SourcePermissionError",
+    "SourceTableNotFoundError",
     "StateConfigError",
     "StateCredentialsError",
     "StateError",
     "StateNotProvisionedError",
     "StateUnavailableError",
+    "StrategyConfigurationError",
     "UnknownConfigKeyError",
     "UnknownStateTypeError",
     "UnsupportedBackendError",
+    "UsageError",
     "VaultAccessDeniedError",
     "VaultUnavailableError",
+    "XMinError",
+    "first_line",
 ]
+
+
+def first_line(error: BaseException | None) -> str:
+    """The first line of an error's message (of the driver's error for a wrapped DBAPI error),
+    else the error's class name: what messages and logs show of an underlying failure."""
+    inner = getattr(error, "orig", None) or error
+    text = str(inner).strip()
+    return text.splitlines()[0] if text else type(inner).__name__
 
 
 class StateError(Exception):
@@ -143,3 +197,41 @@ class DowngradeRefusedError(StateError):
 
 class StateCredentialsError(StateConfigError):
     """The cloud credentials are missing or unreadable (BigQuery); the message says which."""
+
+
+# --- Extraction and strategy (xmin.py, strategy.py) -----------------------------------------
+
+
+class StrategyConfigurationError(StateError, ValueError):
+    """A source's options do not select one incremental strategy; says which option to change."""
+
+
+class XMinError(StateError):
+    """An XMin extraction cannot run or cannot commit; the message says why."""
+
+
+class SourceTableNotFoundError(XMinError):
+    """The source schema or table does not exist (or is not visible to the source user)."""
+
+
+class SourceNotATableError(XMinError):
+    """The source relation has no ``xmin`` (a view, foreign table, sequence, …)."""
+
+
+class SourcePermissionError(XMinError):
+    """The source user may not read the table (no SELECT on it, or no USAGE on its schema)."""
+
+
+class SourceColumnError(XMinError, ValueError):
+    """A requested column does not exist in the source table."""
+
+
+# --- The command line (cli.py) ----------------------------------------------------------------
+
+
+class UsageError(Exception):
+    """The command line or the configuration is wrong: exit 2."""
+
+
+class Problem(Exception):
+    """The command ran and found a problem (not found, conflict, unhealthy): exit 1."""

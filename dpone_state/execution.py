@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 from weakref import WeakSet
 
 from sqlalchemy import event
@@ -36,11 +36,11 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.pool import PoolResetState
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from dpone_state.dialects import by_dialect
 from dpone_state.engine import autocommit_switch, safe_url
-from dpone_state.errors import StateUnavailableError
+from dpone_state.errors import StateUnavailableError, first_line
 
 __all__ = [
-    "SERVER_SIDE_AUTOCOMMIT",
     "StatementRunner",
     "WriteResult",
     "keep_autocommit",
@@ -64,24 +64,6 @@ class _Written:
     lastrowid: Any
 
 
-def _pymysql_autocommit(dbapi_connection: Any, on: bool) -> None:
-    dbapi_connection.autocommit(on)  # a round trip only when the mode changes
-
-
-def _pymysql_in_autocommit(dbapi_connection: Any) -> bool:
-    return bool(dbapi_connection.get_autocommit())  # the server's status flag, kept client-side
-
-
-#: Drivers whose autocommit switch is a statement at the server: a connection a storage used
-#: stays in autocommit (see ``keep_autocommit``); with how to read the mode without a round
-#: trip. Drivers that switch for free are listed in ``dpone_state.engine`` (``autocommit_switch``).
-SERVER_SIDE_AUTOCOMMIT: Final[Mapping[str, Callable[[Any, bool], None]]] = {
-    "pymysql": _pymysql_autocommit,
-}
-_IN_AUTOCOMMIT: Final[Mapping[str, Callable[[Any], bool]]] = {
-    "pymysql": _pymysql_in_autocommit,
-}
-
 #: Set while a storage checks a connection out: the checkout guard leaves autocommit on.
 _STORAGE_CHECKOUT: ContextVar[bool] = ContextVar("dpone_state_storage_checkout", default=False)
 _KEEPING_POOLS: WeakSet[Any] = WeakSet()
@@ -94,10 +76,10 @@ def keep_autocommit(engine: Engine) -> None:
 
     The engine must be created with ``pool_reset_on_return=None``: the reset happens here.
     """
-    switch = SERVER_SIDE_AUTOCOMMIT.get(engine.dialect.driver)
-    in_autocommit = _IN_AUTOCOMMIT.get(engine.dialect.driver)
-    if switch is None or in_autocommit is None:
+    kept = by_dialect(engine.dialect.name).kept_autocommit(engine.dialect.driver)
+    if kept is None:
         return
+    switch, in_autocommit = kept
     _KEEPING_POOLS.add(engine.pool)
 
     @event.listens_for(engine.pool, "checkout")
@@ -121,16 +103,11 @@ def keeps_autocommit(engine: Engine) -> bool:
     return engine.pool in _KEEPING_POOLS
 
 
-def _first_line(error: BaseException | None) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def cannot_connect(engine: Engine, error: Exception) -> StateUnavailableError:
     """The error of a storage call that found no connection to the state database."""
     orig = error.orig if isinstance(error, DBAPIError) else error
     return StateUnavailableError(
-        f"cannot connect to the state database {safe_url(engine.url)}: {_first_line(orig)}"
+        f"cannot connect to the state database {safe_url(engine.url)}: {first_line(orig)}"
     )
 
 
@@ -213,9 +190,9 @@ class StatementRunner:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        driver = engine.dialect.driver
-        self._sticky = driver in SERVER_SIDE_AUTOCOMMIT
-        self._switch = autocommit_switch(engine) or SERVER_SIDE_AUTOCOMMIT.get(driver)
+        kept = by_dialect(engine.dialect.name).kept_autocommit(engine.dialect.driver)
+        self._sticky = kept is not None
+        self._switch = autocommit_switch(engine) or (kept[0] if kept is not None else None)
         self._plans: dict[Any, _Plan | None] = {}
 
     def usable(self) -> bool:

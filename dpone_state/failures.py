@@ -1,51 +1,22 @@
-"""Reading driver errors, per dialect: which mean "table missing" and which "connection lost".
+"""Reading driver errors: which mean "table missing", "conflict, retry" or "connection lost".
 
-The only place that knows driver error codes; storages turn these into typed errors.
+The driver error codes themselves belong to each backend's hooks (``dpone_state.backends``);
+storages turn these answers into typed errors.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["is_connection_failure", "is_missing_table", "is_transient_conflict"]
+from dpone_state.dialects import find_dialect
 
-#: SQLSTATEs / error codes that mean the table or its schema does not exist.
-_POSTGRES_MISSING = frozenset({"42P01", "3F000"})  # undefined_table, invalid_schema_name
-_MYSQL_MISSING = frozenset({1146, 1049})  # ER_NO_SUCH_TABLE, ER_BAD_DB_ERROR
-#: SQL Server error 208 "Invalid object name" (missing table or schema): pyodbc puts the ODBC
-#: SQLSTATE 42S02 in ``args[0]`` and the native number, as ``(208)``, in the message.
-_MSSQL_MISSING = frozenset({"42S02"})
-_MSSQL_MISSING_NATIVE = re.compile(r"\(208\) \(SQL\w+\)\s*$")
+__all__ = ["is_connection_failure", "is_missing_table", "is_transient_conflict"]
 
 
 def is_missing_table(error: DBAPIError, dialect_name: str) -> bool:
     """Whether ``error`` says the state table (or the schema holding it) does not exist."""
-    orig = error.orig
-    args: tuple[Any, ...] = getattr(orig, "args", ())
-    if dialect_name == "postgresql":
-        return getattr(orig, "pgcode", None) in _POSTGRES_MISSING
-    if dialect_name in ("mysql", "mariadb"):
-        return bool(args) and args[0] in _MYSQL_MISSING
-    if dialect_name == "sqlite":
-        text = str(orig)
-        return text.startswith("no such table") or text.startswith("unknown database")
-    if dialect_name == "mssql":
-        return bool(args) and (
-            args[0] in _MSSQL_MISSING or _MSSQL_MISSING_NATIVE.search(str(args[-1])) is not None
-        )
-    if dialect_name == "bigquery":
-        text = str(orig)
-        return "Not found: Table" in text or "Not found: Dataset" in text
-    return False
-
-
-#: Deadlock victims and serialization failures: the server rolled the transaction back.
-_POSTGRES_TRANSIENT = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
-_MYSQL_TRANSIENT = frozenset({1213, 1205})  # ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT
-_MSSQL_TRANSIENT_NATIVE = re.compile(r"\((1205|3960)\) \(SQL\w+\)\s*$")  # deadlock victim, snapshot
+    row = find_dialect(dialect_name)
+    return row is not None and error.orig is not None and row.hooks().is_missing_table(error.orig)
 
 
 def is_transient_conflict(error: DBAPIError, dialect_name: str) -> bool:
@@ -54,19 +25,10 @@ def is_transient_conflict(error: DBAPIError, dialect_name: str) -> bool:
     A storage write is one statement in its own transaction, so such a write changed nothing
     and may be sent again.
     """
-    orig = error.orig
-    args: tuple[Any, ...] = getattr(orig, "args", ())
-    if dialect_name == "postgresql":
-        return getattr(orig, "pgcode", None) in _POSTGRES_TRANSIENT
-    if dialect_name in ("mysql", "mariadb"):
-        return bool(args) and args[0] in _MYSQL_TRANSIENT
-    if dialect_name == "mssql":
-        return bool(args) and (
-            args[0] == "40001" or _MSSQL_TRANSIENT_NATIVE.search(str(args[-1])) is not None
-        )
-    if dialect_name == "bigquery":
-        return "due to concurrent update" in str(orig)
-    return False
+    row = find_dialect(dialect_name)
+    return (
+        row is not None and error.orig is not None and row.hooks().is_transient_conflict(error.orig)
+    )
 
 
 def is_connection_failure(error: DBAPIError) -> bool:

@@ -1,8 +1,9 @@
 """Provisioning through the packaged Alembic migrations, from Python (the CLI wraps this).
 
-The migrations ship inside the package (``dpone_state/migrations``), so a pip install can
-provision without a clone. Settings come from arguments here, or for the ``alembic`` command
-from ``-x name=value`` options, else ``DPONE_STATE_*`` environment variables, else defaults.
+The migrations ship inside the package (``dpone_state.migrations``, from the top-level
+``migrations/``), so a pip install can provision without a clone. Settings come from arguments
+here, or for the ``alembic`` command from ``-x name=value`` options,
+else ``DPONE_STATE_*`` environment variables, else defaults.
 """
 
 from __future__ import annotations
@@ -11,18 +12,29 @@ import io
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from importlib import import_module as _import_module
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Engine
 
-from dpone_state.ddl import NO_SCHEMA_DIALECTS
+from dpone_state.dialects import (
+    DEFAULT,
+    DEFAULT_SCHEMA,
+    SHIPPED_OFFLINE_DIALECTS,
+    DefaultSchema,
+    SchemaOption,
+    find_dialect,
+)
 from dpone_state.engine import create_state_engine, default_url
 from dpone_state.errors import DowngradeRefusedError, InvalidIdentifierError
-from dpone_state.tables import DEFAULT_RUN_TABLE, DEFAULT_SCHEMA, DEFAULT_XMIN_TABLE
+from dpone_state.models import check_identifier
+from dpone_state.tables import DEFAULT_RUN_TABLE, DEFAULT_XMIN_TABLE
 
 __all__ = [
     "OFFLINE_DIALECTS",
@@ -30,10 +42,14 @@ __all__ = [
     "VERSION_TABLE",
     "DowngradeRefusedError",
     "MigrationSettings",
+    "Revision",
     "alembic_config",
     "current",
     "downgrade",
+    "head_revision",
+    "is_known_revision",
     "offline_sql",
+    "revisions",
     "upgrade",
 ]
 
@@ -41,57 +57,58 @@ __all__ = [
 #: collide with an application's own ``alembic_version``.
 VERSION_TABLE = "dpone_state_alembic_version"
 #: The packaged migration scripts (what ``script_location`` points at).
-SCRIPT_LOCATION = str(Path(__file__).parent / "migrations")
+SCRIPT_LOCATION = str(Path(_import_module("dpone_state.migrations").__file__ or "").parent)
 #: Dialects whose offline (``--sql``) scripts are shipped under ``migrations/sql/``.
-OFFLINE_DIALECTS = ("postgresql", "mssql")
+OFFLINE_DIALECTS = SHIPPED_OFFLINE_DIALECTS
 #: Key of the settings in ``Config.attributes`` (read by ``migrations/env.py``).
 SETTINGS_KEY = "dpone_state_settings"
 
 _ENV_PREFIX = "DPONE_STATE_"
-_IDENTIFIER_MAX = 128
 _TRUE = frozenset({"1", "true", "yes", "on"})
-
-
-def _identifier(field: str, value: str) -> str:
-    if not value or value != value.strip() or "\x00" in value or len(value) > _IDENTIFIER_MAX:
-        raise InvalidIdentifierError(
-            field,
-            f"{value!r} is not a usable name: use 1..{_IDENTIFIER_MAX} characters, no NUL, "
-            "no edge spaces",
-        )
-    return value
 
 
 @dataclass(frozen=True)
 class MigrationSettings:
     """Where the migrations put the state tables.
 
-    ``schema=""`` means the dialect's default: ``etl_state``, or none on SQLite.
+    ``schema`` follows the one convention (``dpone_state.dialects.DEFAULT``): ``DEFAULT`` is
+    the dialect's default (``etl_state``, none on SQLite), ``None`` no schema; ``""`` is read
+    as ``DEFAULT`` too.
     ``drop_data`` confirms a downgrade to base that would delete stored rows.
     """
 
-    schema: str | None = ""
+    schema: SchemaOption = DEFAULT
     xmin_table: str = DEFAULT_XMIN_TABLE
     run_table: str = DEFAULT_RUN_TABLE
     version_table: str = VERSION_TABLE
     drop_data: bool = False
 
     def __post_init__(self) -> None:
-        if self.schema:
-            _identifier("schema", self.schema)
+        if self.schema == "":
+            object.__setattr__(self, "schema", DEFAULT)
+        if isinstance(self.schema, str):
+            check_identifier("schema", self.schema)
         for field in ("xmin_table", "run_table", "version_table"):
-            _identifier(field, getattr(self, field))
+            check_identifier(field, getattr(self, field))
 
     def for_dialect(self, dialect_name: str) -> MigrationSettings:
         """The settings with the default schema resolved for ``dialect_name``."""
-        if self.schema != "":
+        row = find_dialect(dialect_name)
+        if not isinstance(self.schema, DefaultSchema):
             return self
-        return replace(self, schema=None if dialect_name in NO_SCHEMA_DIALECTS else DEFAULT_SCHEMA)
+        return replace(self, schema=row.default_schema() if row is not None else DEFAULT_SCHEMA)
+
+    @property
+    def schema_name(self) -> str | None:
+        """The schema once ``for_dialect`` resolved ``DEFAULT`` (``None``: no schema)."""
+        if isinstance(self.schema, DefaultSchema):
+            raise ValueError("the default schema is resolved per dialect: call for_dialect()")
+        return self.schema
 
     @property
     def lock_name(self) -> str:
         """The name of the migration lock: one per version table."""
-        return f"{self.schema or ''}.{self.version_table}"
+        return f"{self.schema_name or ''}.{self.version_table}"
 
     @classmethod
     def from_options(
@@ -155,7 +172,7 @@ def alembic_config(
 
 
 def _settings(
-    schema: str | None, xmin_table: str, run_table: str, version_table: str, drop_data: bool
+    schema: SchemaOption, xmin_table: str, run_table: str, version_table: str, drop_data: bool
 ) -> MigrationSettings:
     return MigrationSettings(
         schema=schema,
@@ -170,15 +187,15 @@ def upgrade(
     url: str | Engine | None = None,
     revision: str = "head",
     *,
-    schema: str | None = "",
+    schema: SchemaOption = DEFAULT,
     xmin_table: str = DEFAULT_XMIN_TABLE,
     run_table: str = DEFAULT_RUN_TABLE,
     version_table: str = VERSION_TABLE,
 ) -> None:
     """Provision or adopt the state tables up to ``revision`` (under a database lock).
 
-    ``url`` defaults to ``DPONE_STATE_URL``, else the embedded SQLite file; ``schema=""``
-    means ``etl_state`` (none on SQLite).
+    ``url`` defaults to ``DPONE_STATE_URL``, else the embedded SQLite file; ``schema``
+    ``DEFAULT`` means ``etl_state`` (none on SQLite), ``None`` no schema.
     """
     settings = _settings(schema, xmin_table, run_table, version_table, False)
     command.upgrade(alembic_config(url or default_url(), settings), revision)
@@ -188,7 +205,7 @@ def downgrade(
     url: str | Engine | None = None,
     revision: str = "-1",
     *,
-    schema: str | None = "",
+    schema: SchemaOption = DEFAULT,
     xmin_table: str = DEFAULT_XMIN_TABLE,
     run_table: str = DEFAULT_RUN_TABLE,
     version_table: str = VERSION_TABLE,
@@ -203,7 +220,7 @@ def downgrade(
 def current(
     url: str | Engine | None = None,
     *,
-    schema: str | None = "",
+    schema: SchemaOption = DEFAULT,
     version_table: str = VERSION_TABLE,
 ) -> str | None:
     """The revision the state tables are at, or ``None`` when not provisioned by migrations."""
@@ -230,7 +247,7 @@ def offline_sql(
     dialect: str,
     revision: str = "head",
     *,
-    schema: str | None = "",
+    schema: SchemaOption = DEFAULT,
     xmin_table: str = DEFAULT_XMIN_TABLE,
     run_table: str = DEFAULT_RUN_TABLE,
     version_table: str = VERSION_TABLE,
@@ -258,3 +275,53 @@ def write_offline_scripts(directory: str | Path | None = None) -> list[Path]:
         path.write_text(offline_sql(dialect), encoding="utf-8")
         written.append(path)
     return written
+
+
+# --------------------------------------------------------------------------- history
+# The packaged scripts' revisions (head, known ids, the chain) without a database, for
+# ``dpone-state history`` and ``doctor``.
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One migration script: its id, its parent, its message and whether it is the head."""
+
+    revision: str
+    down_revision: str | None
+    message: str
+    is_head: bool
+
+
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory(SCRIPT_LOCATION)
+
+
+def head_revision() -> str | None:
+    """The newest revision of the packaged migrations."""
+    return _scripts().get_current_head()
+
+
+def is_known_revision(revision: str) -> bool:
+    """Whether ``revision`` is one of the packaged migrations (else a newer package wrote it)."""
+    try:
+        return _scripts().get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def revisions() -> list[Revision]:
+    """Every packaged revision, newest first."""
+    scripts = _scripts()
+    heads = set(scripts.get_heads())
+    result = []
+    for script in scripts.walk_revisions():
+        down = script.down_revision
+        result.append(
+            Revision(
+                revision=script.revision,
+                down_revision=down if isinstance(down, str) or down is None else ",".join(down),
+                message=(script.doc or "").strip(),
+                is_head=script.revision in heads,
+            )
+        )
+    return result

@@ -5,25 +5,29 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, TypeVar
 
-from dpone_state.errors import InvalidStateError
+from dpone_state.errors import InvalidIdentifierError, InvalidStateError
 
 __all__ = [
     "ERROR_MESSAGE_MAX",
+    "IDENTIFIER_MAX",
     "KEY_NAME_MAX",
     "MAX_BIGINT",
     "MAX_DAG_ID",
     "MAX_TIMESTAMP",
     "MIN_TIMESTAMP",
     "NAME_MAX",
+    "Checkpoint",
     "RunState",
     "RunStateStatus",
     "XMinState",
+    "check_identifier",
     "check_key_name",
     "check_name",
+    "prune_cutoff",
     "to_utc",
     "utc_now",
 ]
@@ -120,6 +124,26 @@ def check_name(field_name: str, value: object, max_len: int = NAME_MAX) -> str:
     if text != text.strip():
         raise InvalidStateError(field_name, "must not start or end with whitespace")
     return text
+
+
+#: Longest schema or table name accepted (SQL Server's and BigQuery's limits are larger).
+IDENTIFIER_MAX = 128
+
+
+def check_identifier(field: str, value: object) -> str:
+    """``value`` if it can be used as a schema or table name, else ``InvalidIdentifierError``.
+
+    The one check of configured names: storages, the manifest and the migrations use it.
+    """
+    if not isinstance(value, str) or not value or value != value.strip():
+        raise InvalidIdentifierError(
+            field, f"{value!r} is not a usable name: use a non-empty string without edge spaces"
+        )
+    if "\x00" in value or len(value) > IDENTIFIER_MAX:
+        raise InvalidIdentifierError(
+            field, f"must be at most {IDENTIFIER_MAX} characters and contain no NUL"
+        )
+    return value
 
 
 def check_key_name(field_name: str, value: object) -> str:
@@ -280,3 +304,23 @@ _RUN_DEFAULTS: dict[str, Any] = {
         "rows_updated", "rows_deleted", "process_name",
     )
 }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One stored checkpoint with its key and last update time (``list_checkpoints``)."""
+
+    source_schema: str
+    source_table: str
+    state: XMinState
+    updated_at: datetime
+
+
+def prune_cutoff(days_to_keep: int, now: datetime | None = None) -> datetime:
+    """The ``execution_date`` before which ``delete_old_states(days_to_keep)`` deletes runs."""
+    if isinstance(days_to_keep, bool) or not isinstance(days_to_keep, int) or days_to_keep < 0:
+        raise InvalidStateError("days_to_keep", "must be an integer >= 0")
+    try:
+        return (now or utc_now()) - timedelta(days=days_to_keep)
+    except OverflowError:
+        raise InvalidStateError("days_to_keep", f"{days_to_keep} days is too far back") from None

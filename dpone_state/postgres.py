@@ -1,34 +1,23 @@
-"""PostgreSQL (``postgresql+psycopg2``): schema ``etl_state``, ``INSERT … ON CONFLICT``."""
+"""PostgreSQL (``postgresql+psycopg2``): schema ``etl_state``, ``INSERT … ON CONFLICT``.
+
+Its facts are the ``postgres`` row of ``dpone_state.dialects``; its hooks are in
+``dpone_state.backends.postgres``; this module holds its storage classes.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy.engine import URL, Engine
-
-from dpone_state.engine import ping_when_idle
 from dpone_state.storage import RunStateStorage, XMinStateStorage
 
 __all__ = ["PostgresRunStateStorage", "PostgresXMinStateStorage"]
 
 
-def engine_options(url: URL) -> dict[str, Any]:
-    """No options beyond SQLAlchemy's defaults."""
-    return {}
-
-
-def prepare_engine(engine: Engine) -> None:
-    """Ping pooled connections that sat idle before handing them out."""
-    ping_when_idle(engine)
-
-
 class PostgresXMinStateStorage(XMinStateStorage):
     """XMin checkpoints in PostgreSQL (schema ``etl_state`` by default)."""
 
-    dialects = ("postgresql",)
+    backend = "postgres"
 
 
 class PostgresRunStateStorage(RunStateStorage):
     """Run-state rows in PostgreSQL (schema ``etl_state`` by default)."""
 
-    dialects = ("postgresql",)
+    backend = "postgres"

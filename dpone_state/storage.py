@@ -11,46 +11,60 @@ import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from itertools import chain
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import BindParameter, Integer, Select, Table, bindparam, delete, select, update
+from sqlalchemy import (
+    BindParameter,
+    Integer,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError
 
 from dpone_state.ddl import create_schema_if_missing
-from dpone_state.engine import (
-    SUPPORTED_DIALECTS,
-    autocommit_switch,
-    create_state_engine,
-    safe_url,
+from dpone_state.dialects import (
+    DEFAULT,
+    RetryPolicy,
+    SchemaOption,
+    StateType,
+    by_dialect,
+    by_state_type,
 )
+from dpone_state.engine import autocommit_switch, create_state_engine, safe_url
 from dpone_state.errors import (
     BackendMismatchError,
     InvalidStateError,
     RevisionConflictError,
     StateNotProvisionedError,
     StateUnavailableError,
-    UnsupportedBackendError,
+    first_line,
 )
-from dpone_state.execution import StatementRunner, WriteResult, cannot_connect
+from dpone_state.execution import StatementRunner, WriteResult
 from dpone_state.failures import is_connection_failure, is_missing_table, is_transient_conflict
-from dpone_state.identifiers import check_identifier as _identifier
 from dpone_state.models import (
     MAX_BIGINT,
     MAX_DAG_ID,
+    Checkpoint,
     RunState,
     XMinState,
+    check_identifier,
     check_key_name,
     check_name,
+    prune_cutoff,
     runs_from_rows,
     to_utc,
     utc_now,
 )
 from dpone_state.tables import (
     DEFAULT_RUN_TABLE,
-    DEFAULT_SCHEMA,
     DEFAULT_XMIN_TABLE,
     LOADED_AT,
     UPDATED_AT,
@@ -66,43 +80,28 @@ __all__ = ["DEFAULT", "RunStateStorage", "XMinStateStorage"]
 log = logging.getLogger("dpone_state")
 
 
-class _Default:
-    """The per-dialect default schema: ``etl_state``, or none on SQLite (no schemas there)."""
-
-    def __repr__(self) -> str:
-        return "DEFAULT"
-
-
-DEFAULT: Final = _Default()
-
-#: Attempts of a write that lost a deadlock or serialization conflict (it changed nothing).
-WRITE_ATTEMPTS = 5
-#: Attempts of an idempotent read when the connection is lost (writes are never retried).
-READ_ATTEMPTS = 2
+#: The default retry policy's attempts (each backend's row may carry its own ``retry``).
+WRITE_ATTEMPTS: Final = RetryPolicy.write_attempts
+READ_ATTEMPTS: Final = RetryPolicy.read_attempts
 #: Checkpoints per statement in ``save_states``.
 BULK_ROWS = 500
-#: Most bound parameters one statement may carry where the database limits it (SQL Server
-#: refuses more than 2100); ``save_states`` puts fewer rows in a statement there.
-_MAX_PARAMETERS: Final = {"mssql": 2100}
 #: Largest page ``get_run_states_by_dag`` returns in one call.
 MAX_LIMIT = 10_000
 #: Page statements (one per distinct ``limit``) a run storage keeps.
 _MAX_PAGES = 64
-#: Dialects without schemas: a ``schema`` there is an attached database.
-_NO_SCHEMA_DIALECTS = frozenset({"sqlite"})
 
 
 class _Storage:
     """Shared plumbing: engine, dialect check, table, error translation."""
 
-    #: Dialects a backend-specific subclass accepts (empty: every supported dialect).
-    dialects: ClassVar[tuple[str, ...]] = ()
+    #: The backend a backend-specific subclass accepts (``None``: every supported one).
+    backend: ClassVar[StateType | None] = None
     default_table: ClassVar[str]
 
     def __init__(
         self,
         connector: Engine | str,
-        schema: str | _Default | None = DEFAULT,
+        schema: SchemaOption = DEFAULT,
         table: str | None = None,
     ) -> None:
         if isinstance(connector, Engine):
@@ -114,23 +113,22 @@ class _Storage:
                 f"connector must be a SQLAlchemy Engine or a URL string, not "
                 f"{type(connector).__name__}"
             )
-        dialect = engine.dialect.name
-        if self.dialects and dialect not in self.dialects:
+        row = by_dialect(engine.dialect.name)
+        if self.backend is not None and row is not by_state_type(self.backend):
+            wanted = by_state_type(self.backend).dialects
             raise BackendMismatchError(
-                f"{type(self).__name__} needs a {' or '.join(self.dialects)} engine, "
-                f"got {dialect!r} ({safe_url(engine.url)}); use the storage class of that "
-                "backend, or the generic XMinStateStorage / RunStateStorage"
+                f"{type(self).__name__} needs a {' or '.join(wanted)} engine, "
+                f"got {engine.dialect.name!r} ({safe_url(engine.url)}); use the storage class "
+                "of that backend, or the generic XMinStateStorage / RunStateStorage"
             )
-        if dialect not in SUPPORTED_DIALECTS:
-            valid = ", ".join(sorted(SUPPORTED_DIALECTS))
-            raise UnsupportedBackendError(f"dialect {dialect!r} is not supported; use: {valid}")
-        if isinstance(schema, _Default):
-            schema = None if dialect in _NO_SCHEMA_DIALECTS else DEFAULT_SCHEMA
+        schema = row.resolve_schema(schema, engine.url)
+        #: The backend's row in the registry (its facts: limits, retry policy, …).
+        self.backend_row = row
         self.engine: Engine = engine
         self._autocommit = autocommit_switch(engine)
         self._runner = StatementRunner(engine)
-        self.schema: str | None = None if schema is None else _identifier("schema", schema)
-        self.table_name: str = _identifier("table", table or self.default_table)
+        self.schema: str | None = None if schema is None else check_identifier("schema", schema)
+        self.table_name: str = check_identifier("table", table or self.default_table)
         self.table: Table = self._build_table()
 
     def _build_table(self) -> Table:
@@ -173,7 +171,10 @@ class _Storage:
             try:
                 conn = self.engine.connect()
             except DBAPIError as error:
-                raise cannot_connect(self.engine, error) from error
+                raise StateUnavailableError(
+                    f"cannot connect to the state database {safe_url(self.engine.url)}: "
+                    f"{first_line(error.orig)}"
+                ) from error
             with conn:
                 switch = self._autocommit
                 if switch is None:
@@ -229,12 +230,13 @@ class _Storage:
         The server rolled the victim's whole transaction - this one statement - back, so a
         retry cannot apply it twice.
         """
-        for attempt in range(WRITE_ATTEMPTS):
+        for attempt in range(self.backend_row.retry.write_attempts):
             try:
                 return self._execute_write(statement, params)
             except DBAPIError as error:
-                if attempt + 1 == WRITE_ATTEMPTS or not is_transient_conflict(
-                    error, self.engine.dialect.name
+                if (
+                    attempt + 1 == self.backend_row.retry.write_attempts
+                    or not is_transient_conflict(error, self.engine.dialect.name)
                 ):
                     raise
                 log.info("retrying a write on %s after %s", self.qualified_name, error.orig)
@@ -255,13 +257,14 @@ class _Storage:
                 self._write(statement, params)
             return
         together = [(plan, params) for plan, (_, params) in zip(plans, writes, strict=True)]
-        for attempt in range(WRITE_ATTEMPTS):
+        for attempt in range(self.backend_row.retry.write_attempts):
             try:
                 runner.write_together(together)  # type: ignore[arg-type]
                 return
             except DBAPIError as error:
-                if attempt + 1 == WRITE_ATTEMPTS or not is_transient_conflict(
-                    error, self.engine.dialect.name
+                if (
+                    attempt + 1 == self.backend_row.retry.write_attempts
+                    or not is_transient_conflict(error, self.engine.dialect.name)
                 ):
                     with self._translated_errors():
                         raise
@@ -271,11 +274,11 @@ class _Storage:
     def _read(self, statement: Any, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         """Run a read (rows unpack by position); a read is idempotent, so a lost connection is
         retried once."""
-        for attempt in range(READ_ATTEMPTS):
+        for attempt in range(self.backend_row.retry.read_attempts):
             try:
                 return self._execute_read(statement, params)
             except StateUnavailableError:
-                if attempt + 1 == READ_ATTEMPTS:
+                if attempt + 1 == self.backend_row.retry.read_attempts:
                     raise
                 log.info("retrying a read on %s after a lost connection", self.qualified_name)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -319,7 +322,7 @@ class XMinStateStorage(_Storage):
     def __init__(
         self,
         connector: Engine | str,
-        schema: str | _Default | None = DEFAULT,
+        schema: SchemaOption = DEFAULT,
         table: str = DEFAULT_XMIN_TABLE,
     ) -> None:
         super().__init__(connector, schema, table)
@@ -439,7 +442,7 @@ class XMinStateStorage(_Storage):
                 )
             )
         per_statement = BULK_ROWS
-        limit = _MAX_PARAMETERS.get(self.engine.dialect.name)
+        limit = self.backend_row.max_parameters  # SQL Server refuses more than 2100
         if limit is not None:  # a row binds its values and its first revision
             per_statement = min(BULK_ROWS, (limit - 10) // (len(_BULK_COLUMNS) + 1))
         writes: list[tuple[Upsert, dict[str, Any]]] = []
@@ -479,6 +482,30 @@ class XMinStateStorage(_Storage):
         if not rows:
             return None
         return xmin_state_from_row(rows[0])
+
+    def list_checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint of the table, ordered by source schema and table (operator reads)."""
+        t = self.table
+        statement = select(
+            t.c.source_schema,
+            t.c.source_table,
+            t.c.xmin_value,
+            t.c[LOADED_AT],
+            t.c.is_initial,
+            t.c.wraparound_detected,
+            t.c.frozen_xid,
+            t.c.revision,
+            t.c[UPDATED_AT],
+        ).order_by(t.c.source_schema, t.c.source_table)
+        return [
+            Checkpoint(
+                source_schema=row[0],
+                source_table=row[1],
+                state=xmin_state_from_row(row[2:8]),
+                updated_at=to_utc(UPDATED_AT, row[8]),
+            )
+            for row in self._read(statement, {})
+        ]
 
     def delete_state(self, source_schema: str, source_table: str) -> bool:
         """Forget the checkpoint (the next run is a full refresh); whether one existed."""
@@ -534,7 +561,7 @@ class RunStateStorage(_Storage):
     def __init__(
         self,
         connector: Engine | str,
-        schema: str | _Default | None = DEFAULT,
+        schema: SchemaOption = DEFAULT,
         table: str = DEFAULT_RUN_TABLE,
     ) -> None:
         super().__init__(connector, schema, table)
@@ -647,24 +674,25 @@ class RunStateStorage(_Storage):
             page = pages[(statement, limit)] = statement.limit(limit)
         return page
 
+    def count_runs_before(self, cutoff: datetime) -> int:
+        """How many runs have an ``execution_date`` before ``cutoff`` (what a prune deletes)."""
+        t = self.table
+        statement = (
+            select(func.count()).select_from(t).where(t.c.execution_date < to_utc("cutoff", cutoff))
+        )
+        return int(self._read(statement, {})[0][0])
+
     def delete_old_states(self, days_to_keep: int = 30, *, batch_size: int | None = None) -> int:
         """Delete runs whose ``execution_date`` is older than ``days_to_keep`` days; the count.
 
         One statement by default. With ``batch_size``, deletes in transactions of at most
         ``batch_size`` rows (two statements each), so a large backlog never holds a long lock.
         """
-        if isinstance(days_to_keep, bool) or not isinstance(days_to_keep, int) or days_to_keep < 0:
-            raise InvalidStateError("days_to_keep", "must be an integer >= 0")
+        cutoff = prune_cutoff(days_to_keep)
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
             raise InvalidStateError("batch_size", "must be an integer >= 1 or None")
-        try:
-            cutoff = utc_now() - timedelta(days=days_to_keep)
-        except OverflowError:
-            raise InvalidStateError(
-                "days_to_keep", f"{days_to_keep} days is too far back"
-            ) from None
         if batch_size is None:
             return int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
         deleted = 0

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from dpone_state.errors import StateError
+from dpone_state.errors import StrategyConfigurationError
 
 __all__ = [
     "INCREMENTAL_LOAD_STRATEGIES",
@@ -21,10 +21,6 @@ __all__ = [
 
 #: Load strategies that extract incrementally; every other load strategy reads the source whole.
 INCREMENTAL_LOAD_STRATEGIES = frozenset({"incremental_merge", "incremental_append"})
-
-
-class StrategyConfigurationError(StateError, ValueError):
-    """A source's options do not select one incremental strategy; says which option to change."""
 
 
 class ExtractionMode(str, Enum):

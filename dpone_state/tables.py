@@ -8,7 +8,7 @@ on the run table's ``execution_date`` (retention prunes by it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -31,6 +31,7 @@ from dpone_state.coltypes import (
     name_text,
     sql_utc_now,
 )
+from dpone_state.dialects import DEFAULT_SCHEMA, RunIdKind, find_dialect
 from dpone_state.models import KEY_NAME_MAX, LOAD_STRATEGY_MAX, MAX_DAG_ID, NAME_MAX
 
 __all__ = [
@@ -47,7 +48,6 @@ __all__ = [
     "xmin_state_table",
 ]
 
-DEFAULT_SCHEMA = "etl_state"
 DEFAULT_XMIN_TABLE = "etl_xmin_state"
 DEFAULT_RUN_TABLE = "etl_run_state"
 LOADED_AT = "__dpone__loaded_at"
@@ -63,24 +63,11 @@ NAMING_CONVENTION: dict[str, str] = {
     "pk": "pk_%(table_name)s",
 }
 
-RunIdKind = Literal["identity", "plain", "none"]
-
-#: How each dialect keeps the run table's ``id``: an identity where the legacy table has one,
-#: a plain nullable column where the dialect cannot auto-number outside the key (SQLite,
-#: MySQL), and no column where the legacy table has none (BigQuery).
-_RUN_ID_KIND: dict[str, RunIdKind] = {
-    "postgresql": "identity",
-    "mssql": "identity",
-    "sqlite": "plain",
-    "mysql": "plain",
-    "mariadb": "plain",
-    "bigquery": "none",
-}
-
 
 def run_id_kind(dialect_name: str | None) -> RunIdKind:
     """The ``id`` column a dialect's run table has (identity when the dialect is unknown)."""
-    return _RUN_ID_KIND.get(dialect_name or "", "identity")
+    row = find_dialect(dialect_name)
+    return row.run_id_kind if row is not None else "identity"
 
 
 def new_metadata() -> MetaData:
@@ -154,8 +141,9 @@ def run_state_table(
 
 
 def _has_indexes(*args: Any, dialect: Any, **kw: Any) -> bool:
-    """BigQuery has no ``CREATE INDEX``: the index is skipped there (a scan prunes)."""
-    return bool(dialect.name != "bigquery")
+    """Skipped where the backend has no ``CREATE INDEX`` (BigQuery: a scan prunes)."""
+    row = find_dialect(dialect.name)
+    return row is None or row.has_indexes
 
 
 @dataclass(frozen=True)

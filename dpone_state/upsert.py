@@ -13,7 +13,7 @@ The compilations are registered here, when ``Upsert`` is defined, so an Engine m
 ``create_state_engine`` (no backend module imported) still compiles it.
 
 An optional ``where`` guard (compare-and-set) makes the UPDATE conditional; whether the
-statement wrote anything is read back with ``upsert_applied(result)``.
+statement wrote anything is read back with ``upsert_applied(result, dialect_name)``.
 """
 
 from __future__ import annotations

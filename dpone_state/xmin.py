@@ -21,7 +21,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
 from dpone_state.engine import safe_url
-from dpone_state.errors import BackendMismatchError, InvalidStateError, StateError
+from dpone_state.errors import (
+    BackendMismatchError,
+    InvalidStateError,
+    SourceColumnError,
+    SourceNotATableError,
+    SourcePermissionError,
+    SourceTableNotFoundError,
+    XMinError,
+)
 from dpone_state.models import XMinState, check_key_name
 from dpone_state.storage import XMinStateStorage
 from dpone_state.xmin_window import XMinWindow, compute_window, epoch_extend, xmin_number
@@ -78,26 +86,6 @@ _pg_attribute = sa.table(
     sa.column("attisdropped"),
     schema="pg_catalog",
 )
-
-
-class XMinError(StateError):
-    """An XMin extraction cannot run or cannot commit; the message says why."""
-
-
-class SourceTableNotFoundError(XMinError):
-    """The source schema or table does not exist (or is not visible to the source user)."""
-
-
-class SourceNotATableError(XMinError):
-    """The source relation has no ``xmin`` (a view, foreign table, sequence, …)."""
-
-
-class SourcePermissionError(XMinError):
-    """The source user may not read the table (no SELECT on it, or no USAGE on its schema)."""
-
-
-class SourceColumnError(XMinError, ValueError):
-    """A requested column does not exist in the source table."""
 
 
 def _as_int(value: object) -> int:

@@ -6,8 +6,14 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, timezone
 
-from dpone_state import RunState, RunStateStatus, XMinState, default_url
-from dpone_state.sqlite import SqliteRunStateStorage, SqliteXMinStateStorage
+from dpone_state import (
+    RunState,
+    RunStateStatus,
+    SqliteRunStateStorage,
+    SqliteXMinStateStorage,
+    XMinState,
+    default_url,
+)
 
 
 def main() -> None:

@@ -22,18 +22,16 @@ from google.cloud import bigquery
 
 from dpone_state import (
     BackendMismatchError,
+    BigQueryRunStateStorage,
+    BigQueryXMinStateStorage,
     StateConfigError,
     StateCredentialsError,
     XMinState,
     XMinStateStorage,
+    create_bigquery_engine,
     create_state_engine,
 )
-from dpone_state.bigquery import (
-    EMULATOR_HOST_ENV,
-    BigQueryRunStateStorage,
-    BigQueryXMinStateStorage,
-    create_bigquery_engine,
-)
+from dpone_state.bigquery import EMULATOR_HOST_ENV
 from tests.backends import BACKENDS, BIGQUERY_EMULATOR, BIGQUERY_PROJECT, IN_CI
 from tests.conftest import StateDB
 

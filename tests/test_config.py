@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from pathlib import Path
@@ -9,8 +10,10 @@ from urllib.parse import quote
 
 import pytest
 from sqlalchemy.dialects.mssql.pyodbc import MSDialect_pyodbc
+from sqlalchemy.engine import URL
 
 from dpone_state import (
+    DEFAULT,
     InvalidIdentifierError,
     InvalidSecretError,
     MissingConnectionError,
@@ -24,6 +27,7 @@ from dpone_state import (
     UnsupportedBackendError,
     connection_env_var,
     load_state_settings,
+    safe_url,
 )
 from dpone_state.connections import (
     DEFAULT_MSSQL_DRIVER,
@@ -105,8 +109,8 @@ def test_invalid_yaml_is_a_config_error() -> None:
 
 def test_tables_default_and_run_table_follows_the_xmin_schema() -> None:
     settings = load_state_settings({"type": "postgres", "connection_id": "c"})
-    assert settings.table == TableRef(None, "etl_xmin_state")  # None: the backend default
-    assert settings.run_table == TableRef(None, "etl_run_state")
+    assert settings.table == TableRef(DEFAULT, "etl_xmin_state")  # the backend default
+    assert settings.run_table == TableRef(DEFAULT, "etl_run_state")
     settings = load_state_settings(
         {
             "type": "postgres",
@@ -376,33 +380,32 @@ SERVICE_ACCOUNT = {
 }
 
 
+def _credentials(url: URL) -> dict[str, object] | None:
+    encoded = url.query.get("credentials_base64")
+    return None if encoded is None else json.loads(base64.b64decode(str(encoded)))
+
+
 @pytest.mark.parametrize("as_text", [True, False])
 def test_bigquery_secret_service_account_as_json_text_or_object(as_text: bool) -> None:
     key = json.dumps(SERVICE_ACCOUNT) if as_text else SERVICE_ACCOUNT
-    target = bigquery_from_secret({"service_account_json": key, "location": "EU"}, "t", "etl_state")
-    assert target.project == "acme-data"  # from the key's project_id
-    assert target.dataset == "etl_state"  # the state table's schema
-    assert target.credentials_info == SERVICE_ACCOUNT
-    assert target.location == "EU"
-    assert "SECRETKEY" not in repr(target)
-    target = bigquery_from_secret(
-        {"credentials": key, "project": "other", "dataset": "meta"}, "t", None
-    )
-    assert (target.project, target.dataset) == ("other", "meta")
+    url = bigquery_from_secret({"service_account_json": key, "location": "EU"}, "t")
+    assert url.host == "acme-data"  # from the key's project_id
+    assert url.database is None  # no dataset: the state table's schema (or etl_state) applies
+    assert _credentials(url) == SERVICE_ACCOUNT
+    assert url.query["location"] == "EU"
+    assert "SECRETKEY" not in safe_url(url)
+    url = bigquery_from_secret({"credentials": key, "project": "other", "dataset": "meta"}, "t")
+    assert (url.host, url.database) == ("other", "meta")
 
 
 def test_bigquery_secret_with_a_key_file_or_no_project() -> None:
-    target = bigquery_from_secret({"project": "p", "keyfile": "/etc/sa.json"}, "t", None)
-    assert (target.project, target.dataset, target.credentials_path) == (
-        "p",
-        "etl_state",
-        "/etc/sa.json",
-    )
-    assert target.credentials_info is None
+    url = bigquery_from_secret({"project": "p", "keyfile": "/etc/sa.json"}, "t")
+    assert (url.host, url.database, url.query["credentials_path"]) == ("p", None, "/etc/sa.json")
+    assert _credentials(url) is None
     with pytest.raises(SecretKeyMissingError, match="project"):
-        bigquery_from_secret({"dataset": "d"}, "t", None)
+        bigquery_from_secret({"dataset": "d"}, "t")
     with pytest.raises(InvalidSecretError, match="service-account key as JSON") as caught:
-        bigquery_from_secret({"project": "p", "keyfile_json": "{not json SECRETKEY"}, "t", None)
+        bigquery_from_secret({"project": "p", "keyfile_json": "{not json SECRETKEY"}, "t")
     assert "SECRETKEY" not in str(caught.value)
 
 
@@ -416,15 +419,13 @@ def test_bigquery_from_env_json_and_from_url() -> None:
         }
     )
     env = {"DPONE_CONN_BQ": json.dumps({"project": "p", "service_account_json": SERVICE_ACCOUNT})}
-    target = resolve_connection(settings, env).bigquery
-    assert target is not None
-    assert (target.project, target.dataset, target.credentials_info) == ("p", "st", SERVICE_ACCOUNT)
+    url = resolve_connection(settings, env).url
+    assert (url.host, _credentials(url)) == ("p", SERVICE_ACCOUNT)
     settings = load_state_settings(
         {"type": "bigquery", "url": "bigquery://proj/ds?location=US&credentials_path=/k.json"}
     )
-    target = resolve_connection(settings, {}).bigquery
-    assert target is not None
-    assert (target.project, target.dataset, target.location, target.credentials_path) == (
+    url = resolve_connection(settings, {}).url
+    assert (url.host, url.database, url.query["location"], url.query["credentials_path"]) == (
         "proj",
         "ds",
         "US",

@@ -18,6 +18,8 @@ from dpone_state import (
     create_state_engine,
     safe_url,
 )
+
+# The per-backend modules stay importable as before (the package exports the same classes).
 from dpone_state.mysql import MysqlXMinStateStorage
 from dpone_state.postgres import PostgresRunStateStorage, PostgresXMinStateStorage
 from dpone_state.sqlite import SqliteRunStateStorage, SqliteXMinStateStorage

@@ -18,12 +18,12 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
 from dpone_state.ddl import (
-    NO_SCHEMA_DIALECTS,
     CreateSchemaIfMissing,
     create_schema_if_missing,
     install_alembic_hooks,
 )
-from dpone_state.engine import create_state_engine, default_url, safe_url
+from dpone_state.dialects import find_dialect, safe_url
+from dpone_state.engine import create_state_engine, default_url
 from dpone_state.errors import StateUnavailableError
 from dpone_state.locks import migration_lock
 from dpone_state.migrate import SETTINGS_KEY, MigrationSettings
@@ -41,6 +41,11 @@ requested: MigrationSettings = config.attributes.get(
 ) or MigrationSettings.from_options(x_args)
 
 
+def _has_schemas(dialect: str) -> bool:
+    row = find_dialect(dialect)
+    return row is None or row.has_schemas
+
+
 def _url() -> str:
     return str(config.attributes.get("url") or x_args.get("url") or default_url())
 
@@ -48,21 +53,21 @@ def _url() -> str:
 def _configure(settings: MigrationSettings, dialect: str, **options: Any) -> None:
     config.attributes[RESOLVED_KEY] = settings
     tables = build_tables(
-        settings.schema, settings.xmin_table, settings.run_table, dialect_name=dialect
+        settings.schema_name, settings.xmin_table, settings.run_table, dialect_name=dialect
     )
     ours = {settings.xmin_table, settings.run_table}
 
     def include_name(name: str | None, type_: Any, parent_names: Any) -> bool:
         if type_ == "schema":
-            return name == settings.schema
+            return name == settings.schema_name
         if type_ == "table":
-            return name in ours and parent_names.get("schema_name") == settings.schema
+            return name in ours and parent_names.get("schema_name") == settings.schema_name
         return True
 
     context.configure(
         target_metadata=tables.metadata,
         version_table=settings.version_table,
-        version_table_schema=settings.schema,
+        version_table_schema=settings.schema_name,
         include_schemas=True,
         include_name=include_name,
         compare_type=True,
@@ -83,8 +88,8 @@ def run_migrations_offline() -> None:
     )
     settings = requested.for_dialect(dialect)
     _configure(settings, dialect, dialect_name=dialect, literal_binds=True)
-    if settings.schema is not None and dialect not in NO_SCHEMA_DIALECTS:
-        context.execute(CreateSchemaIfMissing(settings.schema))
+    if settings.schema_name is not None and _has_schemas(dialect):
+        context.execute(CreateSchemaIfMissing(settings.schema_name))
     with context.begin_transaction():
         context.run_migrations()
 
@@ -93,7 +98,7 @@ def _migrate(connection: Connection) -> None:
     dialect = connection.dialect.name
     settings = requested.for_dialect(dialect)
     with migration_lock(connection, settings.lock_name):
-        create_schema_if_missing(connection, settings.schema)
+        create_schema_if_missing(connection, settings.schema_name)
         # Hand Alembic a connection outside a transaction, so it runs its own: the whole upgrade
         # in one transaction where DDL is transactional (PostgreSQL, SQL Server), else one per
         # revision, committed with its version-table update.

@@ -1,0 +1,337 @@
+"""The registry of backend facts: one frozen row per backend, and the typed hooks it names.
+
+Every other module asks this one (``by_dialect``, ``by_state_type``, ``for_sink``) instead of
+keeping its own dict of dialect names. A row holds facts as data; the code a backend needs
+beyond facts (engine options, connect-time setup, reading its driver's errors) is a
+``BackendHooks`` subclass in the backend's hook module under ``dpone_state.backends``, loaded
+by name the first time it is needed, so importing ``dpone_state`` imports no driver.
+
+The per-concern SQL spellings stay where they are: column type variants in ``coltypes.py``,
+the one ``Upsert`` construct compiled per dialect in ``upsert.py``, DDL guards in ``ddl.py``.
+
+Adding a backend is one ``Backend`` row in ``BACKENDS`` plus its hook module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Final, Literal, get_args
+
+from sqlalchemy.engine import URL, Engine, make_url
+
+from dpone_state.errors import UnsupportedBackendError
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT",
+    "DEFAULT_SCHEMA",
+    "DEFAULT_URL",
+    "OFFLINE_DIALECTS",
+    "SHIPPED_OFFLINE_DIALECTS",
+    "STATE_TYPES",
+    "SUPPORTED_DIALECTS",
+    "Backend",
+    "BackendHooks",
+    "ConnectionKind",
+    "DefaultSchema",
+    "RetryPolicy",
+    "RunIdKind",
+    "SchemaOption",
+    "StateType",
+    "by_dialect",
+    "by_state_type",
+    "find_dialect",
+    "for_sink",
+    "safe_url",
+]
+
+StateType = Literal["sqlite", "postgres", "mssql", "bigquery", "mysql"]
+#: How a backend keeps the run table's ``id``: an identity where the legacy table has one, a
+#: plain nullable column where the dialect cannot auto-number outside the key, or none.
+RunIdKind = Literal["identity", "plain", "none"]
+#: What a connection secret describes: a file (``path``), a server (host, port, database, …)
+#: or a cloud project (BigQuery: project, dataset, credentials).
+ConnectionKind = Literal["file", "server", "project"]
+
+#: The schema (MySQL: database; BigQuery: dataset) of the state tables where there are schemas.
+DEFAULT_SCHEMA: Final = "etl_state"
+#: The embedded default: an SQLite file in the working directory (the one place that knows it).
+DEFAULT_URL: Final = "sqlite:///dpone_state.db"
+
+
+class DefaultSchema:
+    """The backend's default schema: ``etl_state``; the URL's dataset on BigQuery; none on
+    SQLite. The one convention everywhere (storages, manifest, migrations, CLI): ``DEFAULT``
+    is this default, ``None`` is "no schema" (the connection's own), a string is that schema.
+    """
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Final = DefaultSchema()
+#: A configured schema: a name, ``None`` (no schema) or ``DEFAULT`` (the backend's default).
+SchemaOption = str | None | DefaultSchema
+
+
+#: URL query keys whose values are secrets (a service-account key), masked like a password.
+SECRET_QUERY_KEYS: Final = frozenset({"credentials_base64"})
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL with its password (and any credentials in its query) masked, for messages."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # an unparsable URL may itself contain a secret
+        return "<unparsable URL>"
+    hidden = {key: "***" for key in parsed.query if key in SECRET_QUERY_KEYS}
+    return parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+
+
+class BackendHooks:
+    """The code of one backend beyond its facts; each backend's hook module subclasses it.
+
+    The defaults are "nothing special": no engine options, the URL as given, no connect-time
+    setup, no driver error recognised.
+    """
+
+    def engine_options(self, url: URL) -> dict[str, Any]:
+        """Keyword arguments for ``sqlalchemy.create_engine`` (the caller's options win)."""
+        return {}
+
+    def engine_url(self, url: URL) -> URL:
+        """The URL the dialect gets (BigQuery moves the credentials out of it)."""
+        return url
+
+    def prepare_engine(self, engine: Engine) -> None:
+        """Connect-time setup (event listeners) on a new engine."""
+
+    def set_autocommit(self, dbapi_connection: Any, on: bool) -> None:
+        """Switch a DBAPI connection in or out of autocommit (without a round trip for the row's
+        ``client_autocommit_drivers``; one, only when the mode changes, for its
+        ``server_autocommit_drivers``)."""
+        raise NotImplementedError(type(self).__name__)
+
+    def in_autocommit(self, dbapi_connection: Any) -> bool:
+        """Whether a DBAPI connection is in autocommit, read without a round trip (the row's
+        ``server_autocommit_drivers``)."""
+        raise NotImplementedError(type(self).__name__)
+
+    def url_schema(self, url: URL) -> str | None:
+        """The default schema a URL names, if the backend's URLs can (BigQuery's dataset)."""
+        return None
+
+    def is_missing_table(self, orig: BaseException) -> bool:
+        """Whether the driver's error says the state table (or its schema) does not exist."""
+        return False
+
+    def is_transient_conflict(self, orig: BaseException) -> bool:
+        """Whether the driver's error is a deadlock or serialization failure (rolled back)."""
+        return False
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a storage call is sent again: a write that lost a deadlock or serialization
+    conflict (it changed nothing), an idempotent read whose connection was lost."""
+
+    write_attempts: int = 5
+    read_attempts: int = 2
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Everything dpone-state knows about one backend, as data."""
+
+    #: ``state.type`` in a manifest.
+    state_type: StateType
+    #: SQLAlchemy dialect names (``engine.dialect.name``); the first is the canonical one.
+    dialects: tuple[str, ...]
+    #: SQLAlchemy ``drivername`` of a URL built from a connection secret.
+    drivername: str
+    #: The pip extra that installs the driver (``None``: in the standard library).
+    extra: str | None
+    #: What a schema is there (``None``: no schemas; a schema would be an attached database).
+    schema_meaning: str | None
+    run_id_kind: RunIdKind
+    connection_kind: ConnectionKind
+    #: Most bound parameters one statement may carry (``None``: no limit that matters).
+    max_parameters: int | None = None
+    #: ``sink.type`` values whose connection the state may reuse (with this ``state.type``).
+    sink_types: tuple[str, ...] = ()
+    #: Alembic can write an offline (``--sql``) script for it.
+    offline_sql: bool = True
+    #: A generated offline script is shipped under ``migrations/sql/<dialect>.sql``.
+    shipped_offline_script: bool = False
+    #: Drivers whose connections switch to autocommit without talking to the server: there
+    #: each call's single statement runs in autocommit (one round trip, not BEGIN + COMMIT).
+    client_autocommit_drivers: frozenset[str] = frozenset()
+    #: Drivers whose autocommit switch is a statement at the server: a connection a storage
+    #: used stays in autocommit, switched back for anyone else (``execution.keep_autocommit``).
+    server_autocommit_drivers: frozenset[str] = frozenset()
+    #: The URL of a state with no connection configured (SQLite's embedded file), if any.
+    default_url: str | None = None
+    #: The ODBC driver a connection secret gets unless it names another (``driver``).
+    odbc_driver: str | None = None
+    #: Whether the tables carry indexes beyond the key (BigQuery has none).
+    has_indexes: bool = True
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: ``module:Class`` of the backend's ``BackendHooks``, imported when first needed.
+    hooks_path: str = ""
+
+    @property
+    def dialect(self) -> str:
+        """The canonical SQLAlchemy dialect name."""
+        return self.dialects[0]
+
+    @property
+    def has_schemas(self) -> bool:
+        """Whether tables live in schemas (else the schema is ``None``)."""
+        return self.schema_meaning is not None
+
+    def hooks(self) -> BackendHooks:
+        """The backend's hooks (the module is imported on first use)."""
+        return _load_hooks(self.hooks_path)
+
+    def default_schema(self, url: URL | None = None) -> str | None:
+        """The schema of the state tables when none is configured: none where the backend has
+        no schemas, else the one the URL names (BigQuery's dataset), else ``etl_state``."""
+        if not self.has_schemas:
+            return None
+        named = self.hooks().url_schema(url) if url is not None else None
+        return named or DEFAULT_SCHEMA
+
+    def resolve_schema(self, schema: SchemaOption, url: URL | None = None) -> str | None:
+        """``schema`` with ``DEFAULT`` replaced by this backend's default (see ``default_schema``)."""
+        return self.default_schema(url) if isinstance(schema, DefaultSchema) else schema
+
+    def autocommit_switch(self, driver: str) -> Callable[[Any, bool], None] | None:
+        """How to put a DBAPI connection of ``driver`` in autocommit for free, if it can."""
+        if driver not in self.client_autocommit_drivers:
+            return None
+        return self.hooks().set_autocommit
+
+    def kept_autocommit(
+        self, driver: str
+    ) -> tuple[Callable[[Any, bool], None], Callable[[Any], bool]] | None:
+        """For a driver whose switch is a round trip: how to switch it and how to read the mode."""
+        if driver not in self.server_autocommit_drivers:
+            return None
+        hooks = self.hooks()
+        return hooks.set_autocommit, hooks.in_autocommit
+
+
+@cache
+def _load_hooks(path: str) -> BackendHooks:
+    module_name, _, class_name = path.partition(":")
+    hooks = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(hooks, type) and issubclass(hooks, BackendHooks)):
+        raise TypeError(f"{path} is not a BackendHooks class")
+    return hooks()
+
+
+BACKENDS: Final[tuple[Backend, ...]] = (
+    Backend(
+        state_type="sqlite",
+        dialects=("sqlite",),
+        drivername="sqlite",
+        extra=None,
+        schema_meaning=None,
+        run_id_kind="plain",
+        connection_kind="file",
+        client_autocommit_drivers=frozenset({"pysqlite"}),
+        default_url=DEFAULT_URL,
+        hooks_path="dpone_state.backends.sqlite:SqliteHooks",
+    ),
+    Backend(
+        state_type="postgres",
+        dialects=("postgresql",),
+        drivername="postgresql+psycopg2",
+        extra="postgres",
+        schema_meaning="schema",
+        run_id_kind="identity",
+        connection_kind="server",
+        sink_types=("postgres", "postgresql"),
+        shipped_offline_script=True,
+        client_autocommit_drivers=frozenset({"psycopg2", "psycopg"}),
+        hooks_path="dpone_state.backends.postgres:PostgresHooks",
+    ),
+    Backend(
+        state_type="mssql",
+        dialects=("mssql",),
+        drivername="mssql+pyodbc",
+        extra="mssql",
+        schema_meaning="schema",
+        run_id_kind="identity",
+        connection_kind="server",
+        max_parameters=2100,
+        sink_types=("mssql",),
+        odbc_driver="ODBC Driver 18 for SQL Server",
+        shipped_offline_script=True,
+        hooks_path="dpone_state.backends.mssql:MssqlHooks",
+    ),
+    Backend(
+        state_type="bigquery",
+        dialects=("bigquery",),
+        drivername="bigquery",
+        extra="bigquery",
+        schema_meaning="dataset",
+        run_id_kind="none",
+        connection_kind="project",
+        offline_sql=False,
+        has_indexes=False,
+        hooks_path="dpone_state.backends.bigquery:BigQueryHooks",
+    ),
+    Backend(
+        state_type="mysql",
+        dialects=("mysql", "mariadb"),
+        drivername="mysql+pymysql",
+        extra="mysql",
+        schema_meaning="database",
+        run_id_kind="plain",
+        connection_kind="server",
+        server_autocommit_drivers=frozenset({"pymysql"}),
+        hooks_path="dpone_state.backends.mysql:MysqlHooks",
+    ),
+)
+
+_BY_DIALECT: Final = {name: row for row in BACKENDS for name in row.dialects}
+_BY_STATE_TYPE: Final = {row.state_type: row for row in BACKENDS}
+
+STATE_TYPES: Final[tuple[StateType, ...]] = get_args(StateType)
+SUPPORTED_DIALECTS: Final = frozenset(_BY_DIALECT)
+#: Dialects Alembic writes offline scripts for (``dpone-state sql --dialect``).
+OFFLINE_DIALECTS: Final = tuple(row.dialect for row in BACKENDS if row.offline_sql)
+#: Dialects whose offline script is shipped under ``migrations/sql/``.
+SHIPPED_OFFLINE_DIALECTS: Final = tuple(
+    row.dialect for row in BACKENDS if row.shipped_offline_script
+)
+
+
+def find_dialect(dialect_name: str | None) -> Backend | None:
+    """The row of a SQLAlchemy dialect name, or ``None`` for one dpone-state does not know."""
+    return _BY_DIALECT.get(dialect_name or "")
+
+
+def by_dialect(dialect_name: str) -> Backend:
+    """The row of a SQLAlchemy dialect name; an unknown one is ``UnsupportedBackendError``."""
+    row = _BY_DIALECT.get(dialect_name)
+    if row is None:
+        valid = ", ".join(sorted(SUPPORTED_DIALECTS))
+        raise UnsupportedBackendError(
+            f"dialect {dialect_name!r} is not supported by dpone-state; use one of: {valid}"
+        )
+    return row
+
+
+def by_state_type(state_type: StateType) -> Backend:
+    """The row of a manifest's ``state.type``."""
+    return _BY_STATE_TYPE[state_type]
+
+
+def for_sink(sink_type: str) -> Backend | None:
+    """The backend whose state may reuse a sink of ``sink_type``'s connection, if any."""
+    return next((row for row in BACKENDS if sink_type in row.sink_types), None)
