@@ -170,7 +170,7 @@ class Backend:
     #: each call's single statement runs in autocommit (one round trip, not BEGIN + COMMIT).
     client_autocommit_drivers: frozenset[str] = frozenset()
     #: Drivers whose autocommit switch is a statement at the server: a connection a storage
-    #: used stays in autocommit, switched back for anyone else (``execution.keep_autocommit``).
+    #: used stays in autocommit, switched back for anyone else (``backends.keep_autocommit``).
     server_autocommit_drivers: frozenset[str] = frozenset()
     #: The URL of a state with no connection configured (SQLite's embedded file), if any.
     default_url: str | None = None

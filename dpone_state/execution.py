@@ -18,34 +18,26 @@ both paths.
 
 Autocommit is switched per call where the driver does it without the server (psycopg, sqlite3).
 PyMySQL's switch is a round trip, so a connection used by a storage stays in autocommit:
-``keep_autocommit`` (applied by ``create_state_engine`` on MySQL/MariaDB) switches it back for
+``dpone_state.backends.keep_autocommit`` (applied by ``create_state_engine`` on MySQL) switches it back for
 any other user of the pool at checkout, and makes the pool's reset on return free for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
-from weakref import WeakSet
 
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, StatementError
-from sqlalchemy.pool import PoolResetState
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from dpone_state.backends import STORAGE_CHECKOUT, keeps_autocommit
 from dpone_state.dialects import by_dialect
 from dpone_state.engine import autocommit_switch, safe_url
 from dpone_state.errors import StateUnavailableError, first_line
 
-__all__ = [
-    "StatementRunner",
-    "WriteResult",
-    "keep_autocommit",
-    "keeps_autocommit",
-]
+__all__ = ["StatementRunner", "WriteResult", "cannot_connect"]
 
 
 class WriteResult(Protocol):
@@ -62,45 +54,6 @@ class WriteResult(Protocol):
 class _Written:
     rowcount: int
     lastrowid: Any
-
-
-#: Set while a storage checks a connection out: the checkout guard leaves autocommit on.
-_STORAGE_CHECKOUT: ContextVar[bool] = ContextVar("dpone_state_storage_checkout", default=False)
-_KEEPING_POOLS: WeakSet[Any] = WeakSet()
-
-
-def keep_autocommit(engine: Engine) -> None:
-    """Let storages leave pooled connections of ``engine`` in autocommit (a driver whose switch
-    is a round trip): any other checkout gets the connection back in a transaction, and the
-    pool's reset on return is skipped for a connection in autocommit (nothing to roll back).
-
-    The engine must be created with ``pool_reset_on_return=None``: the reset happens here.
-    """
-    kept = by_dialect(engine.dialect.name).kept_autocommit(engine.dialect.driver)
-    if kept is None:
-        return
-    switch, in_autocommit = kept
-    _KEEPING_POOLS.add(engine.pool)
-
-    @event.listens_for(engine.pool, "checkout")
-    def _transactional_for_others(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        if not _STORAGE_CHECKOUT.get() and in_autocommit(dbapi_connection):
-            switch(dbapi_connection, False)
-
-    @event.listens_for(engine.pool, "reset")
-    def _rollback_unless_autocommit(
-        dbapi_connection: Any, record: Any, reset_state: PoolResetState
-    ) -> None:
-        if not reset_state.asyncio_safe or reset_state.transaction_was_reset:
-            return
-        if in_autocommit(dbapi_connection):  # each statement committed itself
-            return
-        dbapi_connection.rollback()
-
-
-def keeps_autocommit(engine: Engine) -> bool:
-    """Whether ``keep_autocommit`` guards the engine's pool."""
-    return engine.pool in _KEEPING_POOLS
 
 
 def cannot_connect(engine: Engine, error: Exception) -> StateUnavailableError:
@@ -200,7 +153,7 @@ class StatementRunner:
         engine = self.engine
         if self._switch is None or engine.echo or engine._execution_options:
             return False
-        if self._sticky and engine.pool not in _KEEPING_POOLS:
+        if self._sticky and not keeps_autocommit(engine):
             return False
         return not (_has_listeners(engine) or _has_listeners(engine.dialect))
 
@@ -307,7 +260,7 @@ class StatementRunner:
             raise StatementError(
                 str(error), plan.sql, dict(params), error, hide_parameters=engine.hide_parameters
             ) from error
-        token = _STORAGE_CHECKOUT.set(True) if self._sticky else None
+        token = STORAGE_CHECKOUT.set(True) if self._sticky else None
         try:
             fairy = engine.pool.connect()
         except DBAPIError as error:  # raised by a pool event (the idle ping)
@@ -319,7 +272,7 @@ class StatementRunner:
             raise cannot_connect(engine, wrapped) from wrapped
         finally:
             if token is not None:
-                _STORAGE_CHECKOUT.reset(token)
+                STORAGE_CHECKOUT.reset(token)
         dbapi_connection: Any = fairy.dbapi_connection
         cursor = None
         try:

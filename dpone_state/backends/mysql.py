@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool.base import reset_none
 
-from dpone_state.backends import ping_when_idle
+from dpone_state.backends import keep_autocommit, ping_when_idle
 from dpone_state.dialects import BackendHooks
 
 __all__ = ["POOL_RECYCLE_SECONDS", "MysqlHooks"]
@@ -46,9 +46,7 @@ class MysqlHooks(BackendHooks):
         reset is ours (``pool_reset_on_return=None``, the default of ``engine_options``)."""
         ping_when_idle(engine)
         if engine.pool._reset_on_return is reset_none:
-            from dpone_state.execution import keep_autocommit  # noqa: PLC0415 - import cycle
-
-            keep_autocommit(engine)
+            keep_autocommit(engine, self.set_autocommit, self.in_autocommit)
 
     def set_autocommit(self, dbapi_connection: Any, on: bool) -> None:
         dbapi_connection.autocommit(on)  # PyMySQL sends SET AUTOCOMMIT only on a change
