@@ -45,7 +45,9 @@ from dpone_state.engine import (
 from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
+    CheckpointIdentityError,
     DowngradeRefusedError,
+    ForeignPartitionError,
     InvalidIdentifierError,
     InvalidSecretError,
     InvalidStateError,
@@ -121,6 +123,7 @@ from dpone_state.xmin import (
     XMinExtractor,
     XMinSnapshot,
 )
+from dpone_state.xmin_health import CheckpointHealth, HealthThresholds, xmin_health
 from dpone_state.xmin_window import (
     WindowKind,
     XMinWindow,
@@ -143,9 +146,13 @@ __all__ = [
     "BigQueryRunStateStorage",
     "BigQueryXMinStateStorage",
     "Checkpoint",
+    "CheckpointHealth",
+    "CheckpointIdentityError",
     "DowngradeRefusedError",
     "ExtractionMode",
     "ExtractionStrategy",
+    "ForeignPartitionError",
+    "HealthThresholds",
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
@@ -216,4 +223,5 @@ __all__ = [
     "select_strategy",
     "settings_from_url",
     "with_tables",
+    "xmin_health",
 ]

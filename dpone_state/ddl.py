@@ -28,6 +28,7 @@ __all__ = [
     "CreateIndexIfMissing",
     "CreateSchemaIfMissing",
     "CreateTableIfMissing",
+    "add_missing_nullable_columns",
     "create_schema_if_missing",
     "default_constraint_name",
     "install_alembic_hooks",
@@ -104,6 +105,31 @@ def _alembic_add_column(element: AddColumnIfMissing, *, if_not_exists: bool) -> 
     return AddColumn(
         element.table_name, element.column, element.schema, if_not_exists=if_not_exists
     )
+
+
+def add_missing_nullable_columns(conn: Connection, table: Table) -> list[str]:
+    """Add the nullable columns of ``table`` (no default) that the existing table lacks.
+
+    The provisioning path of backends the migrations do not run on (BigQuery), and a safety net
+    for ``create_tables()`` elsewhere: additive columns only, never a change to a row.
+    Returns the names added.
+    """
+    inspector = inspect(conn)
+    if not inspector.has_table(table.name, schema=table.schema):
+        return []
+    existing = {c["name"] for c in inspector.get_columns(table.name, schema=table.schema)}
+    added = []
+    for column in table.columns:
+        if column.name in existing or not column.nullable or column.server_default is not None:
+            continue
+        detached = Column(column.name, column.type, nullable=True)
+        Table(table.name, MetaData(), detached, schema=table.schema)
+        element = AddColumnIfMissing(table.name, detached, table.schema)
+        # BigQuery's table metadata can lag its catalog (an emulator's does): guard there too.
+        guarded = conn.dialect.name == "bigquery"
+        conn.execute(_alembic_add_column(element, if_not_exists=guarded))
+        added.append(column.name)
+    return added
 
 
 # --- Guarded creation ------------------------------------------------------------------------

@@ -28,8 +28,10 @@ Each one says what went wrong and what to change, and never carries a secret. Th
     └── XMinError                                 an XMin extraction cannot run or commit
         ├── SourceTableNotFoundError
         ├── SourceNotATableError
+        │   └── ForeignPartitionError             a partition is a foreign table (xmin = 0)
         ├── SourcePermissionError
-        └── SourceColumnError (ValueError)
+        ├── SourceColumnError (ValueError)
+        └── CheckpointIdentityError               the checkpoint belongs to another extraction
 
     UsageError (Exception)                        the command line is wrong (CLI exit 2)
     Problem (Exception)                           a command found a problem (CLI exit 1)
@@ -42,7 +44,9 @@ from __future__ import annotations
 __all__ = [
     "BackendMismatchError",
     "BackendNotInstalledError",
+    "CheckpointIdentityError",
     "DowngradeRefusedError",
+    "ForeignPartitionError",
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
@@ -224,6 +228,31 @@ class SourcePermissionError(XMinError):
 
 class SourceColumnError(XMinError, ValueError):
     """A requested column does not exist in the source table."""
+
+
+class ForeignPartitionError(SourceNotATableError):
+    """A partition (or inheritance child) of the table is a foreign table.
+
+    Its rows come from another server and report ``xmin = 0``, so no window ever contains
+    them: only a full refresh would deliver them. Extracting the parent is refused.
+    """
+
+
+class CheckpointIdentityError(XMinError):
+    """The stored checkpoint belongs to another extraction (database, columns, predicate or
+    ``checkpoint_key``); advancing it would skip that extraction's rows. Nothing was read."""
+
+    def __init__(self, source_schema: str, source_table: str, stored: str, ours: str) -> None:
+        self.source_schema = source_schema
+        self.source_table = source_table
+        self.stored = stored
+        self.ours = ours
+        super().__init__(
+            f"the checkpoint {source_schema!r}.{source_table!r} belongs to another extraction "
+            f"(stored {stored}; this one {ours}): pass checkpoint_key= to give this extraction "
+            "a checkpoint of its own, or, if the extraction itself changed (columns, where), "
+            "delete the checkpoint (delete_state) so that the next run is a full refresh"
+        )
 
 
 # --- The command line (cli.py) ----------------------------------------------------------------

@@ -20,6 +20,7 @@ __all__ = [
     "MAX_TIMESTAMP",
     "MIN_TIMESTAMP",
     "NAME_MAX",
+    "XMIN_TAG_MAX",
     "Checkpoint",
     "RunState",
     "RunStateStatus",
@@ -41,6 +42,8 @@ NAME_MAX = 256
 #: Longest ``dag_id`` (a run key part; fits SQL Server's 900-byte clustered key with the date).
 MAX_DAG_ID = 400
 LOAD_STRATEGY_MAX = 64
+#: Longest ``extraction_identity`` / ``source_fingerprint`` of a checkpoint (compact JSON).
+XMIN_TAG_MAX = 1000
 #: Longest error message kept (characters); MySQL ``MEDIUMTEXT`` holds 16 MiB of utf8mb4.
 ERROR_MESSAGE_MAX = 1_000_000
 #: Timestamps every backend stores (MySQL ``DATETIME`` starts at year 1000).
@@ -186,9 +189,19 @@ class XMinState:
     wraparound_detected: bool = False
     frozen_xid: int | None = None
     revision: int = 0
+    #: Which extraction owns the checkpoint (source database, table, columns, predicate,
+    #: ``checkpoint_key``); ``None``: not recorded (a legacy checkpoint, adopted on next save).
+    extraction_identity: str | None = None
+    #: What the source was when the checkpoint was taken (system identifier, timeline, the
+    #: table's oid and its partitions / inheritance children); a change forces a full refresh.
+    source_fingerprint: str | None = None
 
     def __post_init__(self) -> None:
         _check_int("xmin_value", self.xmin_value)
+        for name in ("extraction_identity", "source_fingerprint"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_text(name, value, XMIN_TAG_MAX)
         _check_int("frozen_xid", self.frozen_xid, optional=True)
         _check_int("revision", self.revision)
         for name in ("is_initial", "wraparound_detected"):
@@ -199,7 +212,16 @@ class XMinState:
     @classmethod
     def from_storage(cls, **fields: Any) -> XMinState:
         """A checkpoint as read from the database (no re-validation)."""
-        return _from_storage(cls, {"frozen_xid": None, "revision": 0, **fields})
+        return _from_storage(
+            cls,
+            {
+                "frozen_xid": None,
+                "revision": 0,
+                "extraction_identity": None,
+                "source_fingerprint": None,
+                **fields,
+            },
+        )
 
 
 @dataclass(frozen=True)

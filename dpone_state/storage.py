@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError
 
-from dpone_state.ddl import create_schema_if_missing
+from dpone_state.ddl import add_missing_nullable_columns, create_schema_if_missing
 from dpone_state.dialects import (
     DEFAULT,
     RetryPolicy,
@@ -288,20 +288,34 @@ class _Storage:
         return bindparam(f"p_{column}", type_=self.table.c[column].type)
 
     def create_tables(self) -> None:
-        """Create the schema (where the dialect has schemas) and the table, if missing.
+        """Create the schema (where the dialect has schemas) and the table, if missing, and
+        add the nullable columns an existing table lacks (BigQuery's provisioning path).
 
         An explicit provisioning step; production databases are provisioned by the migrations.
         """
         with self._translated_errors(), self.engine.begin() as conn:
             create_schema_if_missing(conn, self.schema)  # guarded per dialect (ddl.py)
             self.table.metadata.create_all(conn, checkfirst=True)
+            added = add_missing_nullable_columns(conn, self.table)
+        if added:
+            log.info("added the column(s) %s to %s", ", ".join(added), self.qualified_name)
         log.info("provisioned %s on %s", self.qualified_name, safe_url(self.engine.url))
 
 
 def xmin_state_from_row(row: Sequence[Any]) -> XMinState:
     """The checkpoint in a row of ``(xmin_value, __dpone__loaded_at, is_initial,
-    wraparound_detected, frozen_xid, revision)`` (the load statement's columns, in order)."""
-    xmin_value, loaded_at, is_initial, wraparound_detected, frozen_xid, revision = row
+    wraparound_detected, frozen_xid, revision, extraction_identity, source_fingerprint)`` (the
+    load statement's columns, in order)."""
+    (
+        xmin_value,
+        loaded_at,
+        is_initial,
+        wraparound_detected,
+        frozen_xid,
+        revision,
+        extraction_identity,
+        source_fingerprint,
+    ) = row
     state: XMinState = object.__new__(XMinState)  # as ``XMinState.from_storage``, unvalidated
     state.__dict__.update(
         xmin_value=xmin_value,
@@ -310,6 +324,8 @@ def xmin_state_from_row(row: Sequence[Any]) -> XMinState:
         wraparound_detected=bool(wraparound_detected),
         frozen_xid=frozen_xid,
         revision=revision,
+        extraction_identity=extraction_identity,
+        source_fingerprint=source_fingerprint,
     )
     return state
 
@@ -353,6 +369,8 @@ class XMinStateStorage(_Storage):
             t.c.wraparound_detected,
             t.c.frozen_xid,
             t.c.revision,
+            t.c.extraction_identity,
+            t.c.source_fingerprint,
         ).where(key)
         self._delete = delete(t).where(key)
         self._bulk_statements: dict[int, Upsert] = {}
@@ -398,6 +416,8 @@ class XMinStateStorage(_Storage):
             p_is_initial=xmin_state.is_initial,
             p_wraparound_detected=xmin_state.wraparound_detected,
             p_frozen_xid=xmin_state.frozen_xid,
+            p_extraction_identity=xmin_state.extraction_identity,
+            p_source_fingerprint=xmin_state.source_fingerprint,
             **{f"p_{UPDATED_AT}": utc_now(), f"p_{LOADED_AT}": xmin_state.timestamp},
         )
         if expected_revision is None:
@@ -437,6 +457,8 @@ class XMinStateStorage(_Storage):
                     state.is_initial,
                     state.wraparound_detected,
                     state.frozen_xid,
+                    state.extraction_identity,
+                    state.source_fingerprint,
                     now,
                     state.timestamp,
                 )
@@ -495,14 +517,16 @@ class XMinStateStorage(_Storage):
             t.c.wraparound_detected,
             t.c.frozen_xid,
             t.c.revision,
+            t.c.extraction_identity,
+            t.c.source_fingerprint,
             t.c[UPDATED_AT],
         ).order_by(t.c.source_schema, t.c.source_table)
         return [
             Checkpoint(
                 source_schema=row[0],
                 source_table=row[1],
-                state=xmin_state_from_row(row[2:8]),
-                updated_at=to_utc(UPDATED_AT, row[8]),
+                state=xmin_state_from_row(row[2:10]),
+                updated_at=to_utc(UPDATED_AT, row[10]),
             )
             for row in self._read(statement, {})
         ]
@@ -515,7 +539,15 @@ class XMinStateStorage(_Storage):
 
 _XMIN_KEY: Final = ("source_schema", "source_table")
 #: XMin columns every save writes.
-_XMIN_VALUES: Final = ("xmin_value", "is_initial", "wraparound_detected", "frozen_xid", UPDATED_AT)
+_XMIN_VALUES: Final = (
+    "xmin_value",
+    "is_initial",
+    "wraparound_detected",
+    "frozen_xid",
+    "extraction_identity",
+    "source_fingerprint",
+    UPDATED_AT,
+)
 #: Columns of each row of a bulk save, in order.
 _BULK_COLUMNS: Final = (*_XMIN_KEY, *_XMIN_VALUES, LOADED_AT)
 

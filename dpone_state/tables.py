@@ -1,8 +1,9 @@
 """The two state tables, defined once for every dialect, for a given schema and table names.
 
 Columns, keys and constraint names are those of dpone's existing tables (so they can be
-adopted), plus ``revision`` on the XMin table, ``process_name`` on the run table and an index
-on the run table's ``execution_date`` (retention prunes by it).
+adopted), plus ``revision``, ``extraction_identity`` and ``source_fingerprint`` on the XMin
+table, ``process_name`` on the run table and an index on the run table's ``execution_date``
+(retention prunes by it).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dpone_state.coltypes import (
     sql_utc_now,
 )
 from dpone_state.dialects import DEFAULT_SCHEMA, RunIdKind, find_dialect
-from dpone_state.models import KEY_NAME_MAX, LOAD_STRATEGY_MAX, MAX_DAG_ID, NAME_MAX
+from dpone_state.models import KEY_NAME_MAX, LOAD_STRATEGY_MAX, MAX_DAG_ID, NAME_MAX, XMIN_TAG_MAX
 
 __all__ = [
     "DEFAULT_RUN_TABLE",
@@ -45,6 +46,7 @@ __all__ = [
     "build_tables",
     "run_id_kind",
     "run_state_table",
+    "xmin_extraction_columns",
     "xmin_state_table",
 ]
 
@@ -95,10 +97,19 @@ def xmin_state_table(metadata: MetaData, schema: str | None, name: str) -> Table
         Column("frozen_xid", big_integer(), nullable=True),
         *_timestamps(),
         Column("revision", big_integer(), nullable=False, server_default=text("0")),
+        *xmin_extraction_columns(),
         PrimaryKeyConstraint("source_schema", "source_table", name=f"pk_{name}_source"),
         schema=schema,
         **MYSQL_TABLE_OPTIONS,
     )
+
+
+def xmin_extraction_columns() -> list[Column[Any]]:
+    """``extraction_identity`` and ``source_fingerprint``: additive, nullable (revision 0003)."""
+    return [
+        Column("extraction_identity", name_text(XMIN_TAG_MAX), nullable=True),
+        Column("source_fingerprint", name_text(XMIN_TAG_MAX), nullable=True),
+    ]
 
 
 def run_state_table(

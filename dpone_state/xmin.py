@@ -5,10 +5,17 @@ REPEATABLE READ transaction on the source, reads the snapshot's xmin there (the 
 64-bit), checks the table, derives the window from the stored checkpoint and streams the rows
 of that window from the same snapshot. ``commit()`` saves the anchor as the new checkpoint,
 with compare-and-set, and only when the caller says the target load committed.
+
+Around the window: every checkpoint records which extraction owns it (``extraction_identity``:
+another one is refused) and what the source was (``source_fingerprint``: system identifier,
+timeline, the table's oid and its partitions / children); when that changed in a way that
+can bring rows older than the checkpoint, the run reads the whole table.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -16,13 +23,16 @@ from types import TracebackType
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection, Engine, MappingResult, Row, RowMapping
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
 from dpone_state.engine import safe_url
 from dpone_state.errors import (
     BackendMismatchError,
+    CheckpointIdentityError,
+    ForeignPartitionError,
     InvalidStateError,
     SourceColumnError,
     SourceNotATableError,
@@ -30,14 +40,25 @@ from dpone_state.errors import (
     SourceTableNotFoundError,
     XMinError,
 )
-from dpone_state.models import XMinState, check_key_name
+from dpone_state.models import XMIN_TAG_MAX, XMinState, check_key_name
 from dpone_state.storage import XMinStateStorage
-from dpone_state.xmin_window import XMinWindow, compute_window, epoch_extend, xmin_number
+from dpone_state.xmin_window import (
+    WindowKind,
+    XMinWindow,
+    compute_window,
+    epoch_extend,
+    xmin_number,
+)
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "HISTORY_PRIVILEGES",
     "XMIN_KEY",
+    "CheckpointIdentityError",
+    "ForeignPartitionError",
     "SourceColumnError",
+    "SourceFingerprint",
+    "SourceHistory",
     "SourceNotATableError",
     "SourcePermissionError",
     "SourceTableNotFoundError",
@@ -46,6 +67,14 @@ __all__ = [
     "XMinExtractor",
     "XMinSnapshot",
     "anchor_statement",
+    "checkpoint_table_key",
+    "extraction_identity",
+    "new_children_hold_only_window_rows",
+    "read_source_history",
+    "relation_tree",
+    "source_change",
+    "tree_fingerprint",
+    "tree_frozen_xid",
 ]
 
 log = logging.getLogger("dpone_state.xmin")
@@ -65,6 +94,7 @@ _OTHER_RELKINDS = {
     "t": "TOAST table",
 }
 _INSUFFICIENT_PRIVILEGE = "42501"
+_PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 _pg_namespace = sa.table(
     "pg_namespace", sa.column("oid"), sa.column("nspname"), schema="pg_catalog"
@@ -77,6 +107,9 @@ _pg_class = sa.table(
     sa.column("relkind"),
     sa.column("relfrozenxid"),
     schema="pg_catalog",
+)
+_pg_inherits = sa.table(
+    "pg_inherits", sa.column("inhrelid"), sa.column("inhparent"), schema="pg_catalog"
 )
 _pg_attribute = sa.table(
     "pg_attribute",
@@ -101,11 +134,16 @@ def _bigint(expression: ColumnElement[Any]) -> ColumnElement[int]:
 
 @dataclass(frozen=True)
 class XMinSnapshot:
-    """What one run saw in its snapshot: 64-bit anchor (snapshot xmin), next ID, relfrozenxid."""
+    """What one run saw in its snapshot: 64-bit anchor (snapshot xmin), next ID, relfrozenxid,
+    and (when read) the source's history and the table's fingerprint."""
 
     anchor: int
     xmax: int
     frozen_xid: int | None
+    history: SourceHistory | None = None
+    fingerprint: SourceFingerprint | None = None
+    #: The relation and its partitions / children as read (``relation_tree``).
+    tree: tuple[Row[Any], ...] | None = None
 
 
 def anchor_statement(server_version: tuple[int | str, ...]) -> sa.Select[Any]:
@@ -134,7 +172,10 @@ def _relation_statement() -> sa.Select[Any]:
             c.c.relkind,
             _bigint(c.c.relfrozenxid).label("relfrozenxid"),
             sa.func.has_schema_privilege(n.c.oid, "USAGE").label("schema_usage"),
-            sa.func.has_table_privilege(c.c.oid, "SELECT").label("can_select"),
+            sa.and_(
+                sa.func.has_schema_privilege(_pg_namespace.c.oid, "USAGE"),
+                sa.func.has_table_privilege(c.c.oid, "SELECT"),
+            ).label("can_select"),
         )
         .select_from(c.join(n, n.c.oid == c.c.relnamespace))
         .where(
@@ -144,11 +185,65 @@ def _relation_statement() -> sa.Select[Any]:
     )
 
 
-def _leaf_frozen_statement() -> sa.Select[Any]:
-    """relfrozenxid of the leaf partitions of a partitioned table (PostgreSQL 12+)."""
-    tree = sa.func.pg_partition_tree(sa.bindparam("relid")).table_valued("relid", "isleaf")
-    return sa.select(_bigint(_pg_class.c.relfrozenxid)).where(
-        _pg_class.c.oid.in_(sa.select(tree.c.relid).where(tree.c.isleaf))
+def _tree_statement() -> sa.Select[Any]:
+    """The relation and every partition / inheritance child below it, at any depth.
+
+    ``pg_inherits`` holds both declarative partitions and ``INHERIT`` children: together they
+    are every relation whose rows a ``SELECT`` on the table returns.
+    """
+    inh = _pg_inherits
+    tree = (
+        sa.select(_pg_class.c.oid.label("relid"))
+        .where(_pg_class.c.oid == sa.bindparam("relid"))
+        .cte("tree", recursive=True)
+    )
+    parent = tree.alias("parent")
+    tree = tree.union_all(
+        sa.select(inh.c.inhrelid).select_from(inh.join(parent, inh.c.inhparent == parent.c.relid))
+    )
+    c = _pg_class
+    return (
+        sa.select(
+            _bigint(c.c.oid).label("oid"),
+            sa.cast(sa.cast(c.c.oid, postgresql.REGCLASS), sa.Text).label("name"),
+            _pg_namespace.c.nspname,
+            c.c.relname,
+            c.c.relkind,
+            _bigint(c.c.relfrozenxid).label("relfrozenxid"),
+            sa.and_(
+                sa.func.has_schema_privilege(_pg_namespace.c.oid, "USAGE"),
+                sa.func.has_table_privilege(c.c.oid, "SELECT"),
+            ).label("can_select"),
+        )
+        .select_from(
+            tree.join(c, c.c.oid == tree.c.relid).join(
+                _pg_namespace, _pg_namespace.c.oid == c.c.relnamespace
+            )
+        )
+        .order_by(c.c.oid)
+    )
+
+
+def _can_execute(signature: str) -> ColumnElement[bool]:
+    """Whether the function exists on this server version and the user may execute it."""
+    function = sa.func.to_regprocedure(signature)
+    return sa.case(
+        (function.is_(None), sa.false()),
+        else_=sa.func.has_function_privilege(function, "EXECUTE"),
+    )
+
+
+def _server_statement() -> sa.Select[Any]:
+    """The source database, whether it is a standby, and which control functions may be run."""
+    return sa.select(
+        sa.func.current_database().label("database"),
+        sa.func.pg_is_in_recovery().label("in_recovery"),
+        _can_execute("pg_catalog.pg_control_system()").label("can_system"),
+        _can_execute("pg_catalog.pg_control_checkpoint()").label("can_checkpoint"),
+        sa.and_(
+            _can_execute("pg_catalog.pg_current_wal_lsn()"),
+            _can_execute("pg_catalog.pg_walfile_name(pg_lsn)"),
+        ).label("can_walfile"),
     )
 
 
@@ -162,8 +257,309 @@ def _columns_statement() -> sa.Select[Any]:
 
 
 _RELATION = _relation_statement()
-_LEAF_FROZEN = _leaf_frozen_statement()
+_TREE = _tree_statement()
+_SERVER = _server_statement()
 _COLUMNS = _columns_statement()
+
+#: What reading the source's transaction-ID history needs (PUBLIC has it by default).
+HISTORY_PRIVILEGES = (
+    "EXECUTE on pg_control_system() (system identifier), and on pg_current_wal_lsn() and "
+    "pg_walfile_name(pg_lsn) (timeline of a primary) or pg_control_checkpoint() (timeline of a "
+    "standby)"
+)
+
+
+@dataclass(frozen=True)
+class SourceHistory:
+    """What identifies the source's transaction-ID history: system identifier and timeline.
+
+    A promoted standby keeps the system identifier and starts a new timeline; a restore to a
+    point in time starts a new timeline; another cluster (a dump restored, ``pg_upgrade``) has
+    another system identifier. ``None`` where the source user may not read it (``unreadable``
+    then says what is missing).
+    """
+
+    database: str
+    system_identifier: str | None
+    timeline: int | None
+    in_recovery: bool
+    unreadable: str = ""
+
+
+def read_source_history(conn: Connection) -> SourceHistory:
+    """The source's database name, system identifier and timeline, as far as they are readable.
+
+    Never fails for want of a privilege: a function the user may not execute is not called.
+    """
+    server = conn.execute(_SERVER).one()
+    columns: list[ColumnElement[Any]] = []
+    if server.can_system:
+        control = sa.func.pg_control_system().table_valued("system_identifier")
+        columns.append(
+            sa.select(sa.cast(control.c.system_identifier, sa.Text))
+            .scalar_subquery()
+            .label("system_identifier")
+        )
+    if server.in_recovery and server.can_checkpoint:
+        checkpoint = sa.func.pg_control_checkpoint().table_valued("timeline_id")
+        columns.append(
+            sa.select(sa.cast(checkpoint.c.timeline_id, sa.Text)).scalar_subquery().label("tli")
+        )
+    elif not server.in_recovery and server.can_walfile:
+        wal = sa.func.pg_walfile_name(sa.func.pg_current_wal_lsn())
+        columns.append(sa.func.substr(wal, 1, 8).label("tli"))
+    row = conn.execute(sa.select(*columns)).one()._mapping if columns else {}
+    system = row.get("system_identifier")
+    tli = row.get("tli")
+    timeline = None
+    if tli is not None:
+        timeline = int(tli) if server.in_recovery else int(tli, 16)
+    missing = []
+    if system is None:
+        missing.append("system identifier")
+    if timeline is None:
+        missing.append("timeline")
+    unreadable = ""
+    if missing:
+        unreadable = (
+            f"the source user cannot read the {' and '.join(missing)} of "
+            f"{server.database!r}: a failover or restore to a point in time is not detected "
+            f"(grant {HISTORY_PRIVILEGES})"
+        )
+    return SourceHistory(server.database, system, timeline, bool(server.in_recovery), unreadable)
+
+
+def _digest(*parts: object) -> str:
+    text = json.dumps(parts, separators=(",", ":"), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SourceFingerprint:
+    """What the source was when a checkpoint was taken; stored as compact JSON.
+
+    ``relation``: the table's oid (a rename swap, a drop and re-create, a restore change it);
+    ``sources``: a digest of the oids and kinds of its partitions and inheritance children
+    (``ATTACH`` / ``DETACH PARTITION``, ``INHERIT`` / ``NO INHERIT`` change it). Rewrites
+    (``VACUUM FULL``, ``CLUSTER``, ``ALTER TABLE … TYPE``) keep both.
+    """
+
+    system_identifier: str | None
+    timeline: int | None
+    relation: int
+    sources: str
+    #: The oids of the partitions / children, where they fit the column (else ``None``): a
+    #: later run can then tell a child that was added from one that was removed.
+    children: tuple[int, ...] | None = None
+
+    def dumps(self) -> str:
+        data: dict[str, Any] = {
+            "v": 1,
+            "system": self.system_identifier,
+            "timeline": self.timeline,
+            "relation": self.relation,
+            "sources": self.sources,
+            "children": None if self.children is None else list(self.children),
+        }
+        text = json.dumps(data, separators=(",", ":"), sort_keys=True)
+        if len(text) > XMIN_TAG_MAX:  # too many children to list: the digest alone
+            text = json.dumps({**data, "children": None}, separators=(",", ":"), sort_keys=True)
+        return text
+
+    @classmethod
+    def loads(cls, text: str | None) -> SourceFingerprint | None:
+        """The fingerprint stored in a checkpoint; ``None`` if none (or not one we can read)."""
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            children = data.get("children")
+            return cls(
+                None if data["system"] is None else str(data["system"]),
+                None if data["timeline"] is None else int(data["timeline"]),
+                int(data["relation"]),
+                str(data["sources"]),
+                None if children is None else tuple(int(oid) for oid in children),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def history_change(self, stored: SourceFingerprint) -> str:
+        """Why the transaction-ID history differs from ``stored``'s ("" if it does not, or if
+        a part was unreadable then or now)."""
+        if None not in (stored.system_identifier, self.system_identifier) and (
+            stored.system_identifier != self.system_identifier
+        ):
+            return (
+                f"the source's system identifier changed ({stored.system_identifier} -> "
+                f"{self.system_identifier}): another cluster (restore, pg_upgrade, migration); "
+                "its transaction IDs are not the checkpoint's"
+            )
+        if None not in (stored.timeline, self.timeline) and stored.timeline != self.timeline:
+            return (
+                f"the source's timeline changed ({stored.timeline} -> {self.timeline}): a "
+                "failover or a restore to a point in time may have reused transaction IDs "
+                "below the checkpoint"
+            )
+        return ""
+
+    def changes_since(self, stored: SourceFingerprint | None) -> str:
+        """Why rows may have joined the table, or the ID history changed, since ``stored``.
+
+        ``""`` when nothing changed, when children were only removed, or when nothing was
+        recorded to compare with (a legacy checkpoint, or a part unreadable then or now).
+        """
+        if stored is None:
+            return ""
+        history = self.history_change(stored)
+        if history:
+            return history
+        if stored.relation != self.relation:
+            return (
+                f"the table was replaced (oid {stored.relation} -> {self.relation}: a rename "
+                "swap, a drop and re-create, or a restore); its rows may be older than the "
+                "checkpoint"
+            )
+        if stored.sources != self.sources and self.added_children(stored) != ():
+            return (
+                "the table's partitions or inheritance children changed (ATTACH/DETACH "
+                "PARTITION, INHERIT/NO INHERIT); an attached relation's rows may be older "
+                "than the checkpoint"
+            )
+        return ""
+
+    def added_children(self, stored: SourceFingerprint) -> tuple[int, ...] | None:
+        """The children that are new since ``stored``; ``None`` if that cannot be told (the
+        children were not listed), ``()`` if children were only removed (no row joined)."""
+        if stored.children is None or self.children is None:
+            return None
+        return tuple(sorted(set(self.children) - set(stored.children)))
+
+    def only_children_added(self, stored: SourceFingerprint | None) -> tuple[int, ...] | None:
+        """The added children when they are the only change since ``stored`` (else ``None``):
+        a run may then check their rows instead of reading the whole table."""
+        if stored is None or self.history_change(stored) or self.relation != stored.relation:
+            return None
+        return self.added_children(stored) or None
+
+
+def source_change(
+    conn: Connection,
+    snapshot: XMinSnapshot,
+    stored: SourceFingerprint | None,
+    window: XMinWindow,
+) -> str:
+    """Why this run must read the whole table because the source changed ("" if it need not).
+
+    Children that were only added, and hold only rows of the window, need no full refresh.
+    """
+    fingerprint = snapshot.fingerprint
+    if fingerprint is None:
+        return ""
+    changed = fingerprint.changes_since(stored)
+    added = fingerprint.only_children_added(stored)
+    if (
+        changed
+        and added
+        and snapshot.tree is not None
+        and new_children_hold_only_window_rows(conn, snapshot.tree, added, window)
+    ):
+        log.info(
+            "xmin: %d new partition(s)/child(ren) hold only rows of this window: no full refresh",
+            len(added),
+        )
+        return ""
+    return changed
+
+
+def relation_tree(conn: Connection, relid: int) -> list[Row[Any]]:
+    """``oid``, ``relkind``, ``relfrozenxid`` of the relation and all its descendants."""
+    return list(conn.execute(_TREE, {"relid": relid}).all())
+
+
+def tree_fingerprint(
+    history: SourceHistory, relid: int, tree: Sequence[Row[Any]]
+) -> SourceFingerprint:
+    """The fingerprint of a relation whose tree (``relation_tree``) was read now."""
+    children = sorted([_as_int(row.oid), row.relkind] for row in tree if _as_int(row.oid) != relid)
+    return SourceFingerprint(
+        history.system_identifier,
+        history.timeline,
+        relid,
+        _digest(children),
+        tuple(oid for oid, _ in children),
+    )
+
+
+def new_children_hold_only_window_rows(
+    conn: Connection, tree: Sequence[Row[Any]], added: Sequence[int], window: XMinWindow
+) -> bool:
+    """Whether every row of the children ``added`` since the checkpoint lies in ``window``.
+
+    Then the window delivers them and no full refresh is needed (a partition created after
+    the checkpoint, e.g. next month's). One ``EXISTS`` per added relation that holds rows, in
+    the run's snapshot; it stops at the first row older than the window (a backfill).
+    """
+    if window.is_full:
+        return False
+    new = set(added)
+    for row in tree:
+        if _as_int(row.oid) not in new or row.relkind not in _ROW_RELKINDS or row.relkind == "p":
+            continue
+        if not row.can_select:  # a partition is read through its parent: cannot check it
+            return False
+        child = sa.table(row.relname, sa.column(XMIN_KEY), schema=row.nspname)
+        predicate = window.predicate(xmin_number(child.c[XMIN_KEY]))
+        if predicate is None:
+            return False
+        outside = sa.select(sa.literal(1)).select_from(child).where(sa.not_(predicate))
+        if conn.execute(sa.select(outside.exists())).scalar_one():
+            return False
+    return True
+
+
+def tree_frozen_xid(tree: Sequence[Row[Any]], xmax: int) -> int | None:
+    """The oldest ``relfrozenxid`` of the tree's relations that hold rows, 64-bit."""
+    raw = [_as_int(row.relfrozenxid) for row in tree if row.relkind in _ROW_RELKINDS]
+    frozen = [epoch_extend(value, xmax) for value in raw if value != 0]
+    return min(frozen) if frozen else None
+
+
+def extraction_identity(
+    database: str,
+    schema: str,
+    *,
+    table: str,
+    columns: Sequence[str] | None,
+    where: ColumnElement[bool] | None,
+    checkpoint_key: str | None,
+) -> str:
+    """Which extraction owns a checkpoint, as compact JSON (compared as a whole).
+
+    Source database and table, a digest of the columns read and the ``where`` predicate (its
+    SQL and bound values), and the caller's ``checkpoint_key``.
+    """
+    predicate = None
+    if where is not None:
+        compiled = where.compile(dialect=_PG_DIALECT)
+        predicate = [compiled.string, sorted(compiled.params.items())]
+    shape = _digest(None if columns is None else sorted(set(columns)), predicate)
+    return json.dumps(
+        {"v": 1, "db": database, "table": [schema, table], "select": shape, "key": checkpoint_key},
+        separators=(",", ":"),
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+
+
+def checkpoint_table_key(table: str, checkpoint_key: str | None) -> str:
+    """The ``source_table`` a checkpoint is stored under: the table, or ``table#key``."""
+    if checkpoint_key is None:
+        return table
+    check_key_name("checkpoint_key", checkpoint_key)
+    if "#" in checkpoint_key:
+        raise InvalidStateError("checkpoint_key", "must not contain '#'")
+    return check_key_name("source_table and checkpoint_key", f"{table}#{checkpoint_key}")
 
 
 class XMinExtraction:
@@ -184,6 +580,8 @@ class XMinExtraction:
         previous: XMinState | None,
         snapshot: XMinSnapshot,
         window: XMinWindow,
+        identity: str | None = None,
+        checkpoint_key: str | None = None,
         connection: Connection,
         transaction: sa.engine.Transaction,
         statement: sa.Select[Any],
@@ -191,16 +589,29 @@ class XMinExtraction:
     ) -> None:
         self.source_schema = source_schema
         self.source_table = source_table
+        self.checkpoint_key = checkpoint_key
+        #: The ``source_table`` the checkpoint is stored under (``table#checkpoint_key``).
+        self.checkpoint_table = checkpoint_table_key(source_table, checkpoint_key)
         #: The checkpoint this run started from (``None``: none stored).
         self.previous = previous
         self.snapshot = snapshot
         self.window = window
+        history = snapshot.history
+        #: What this run could not check, said once here and in a WARNING log line (e.g. the
+        #: source user cannot read the system identifier / timeline: failover is not detected).
+        self.warnings: tuple[str, ...] = (
+            (history.unreadable,) if history is not None and history.unreadable else ()
+        )
         #: The checkpoint ``commit()`` saves: the anchor and how this window was read.
         self.state = XMinState(
             xmin_value=snapshot.anchor,
             is_initial=window.is_full,
             wraparound_detected=window.wraparound_detected,
             frozen_xid=snapshot.frozen_xid,
+            extraction_identity=identity,
+            source_fingerprint=(
+                snapshot.fingerprint.dumps() if snapshot.fingerprint is not None else None
+            ),
         )
         #: Rows handed out so far.
         self.rows_read = 0
@@ -209,6 +620,7 @@ class XMinExtraction:
         self._transaction = transaction
         self._statement = statement
         self._batch_size = batch_size
+        self._result: MappingResult | None = None
         self._started = False
         self._exhausted = False
         self._committed = False
@@ -228,13 +640,17 @@ class XMinExtraction:
         result = self._connection.execute(
             self._statement, execution_options={"yield_per": self._batch_size}
         ).mappings()
+        self._result = result
         try:
             for batch in result.partitions(self._batch_size):
                 self.rows_read += len(batch)
                 yield batch
             self._exhausted = True
         finally:
-            result.close()
+            # An abandoned iterator is finalized by the garbage collector, possibly after
+            # close() ended the transaction: the result is closed here only if close() did not.
+            if self._result is result:
+                self._close_result()
             if self._exhausted:
                 self.close()  # release the snapshot as soon as every row is read
 
@@ -259,7 +675,7 @@ class XMinExtraction:
         self.close()
         self._storage.save_state(
             self.source_schema,
-            self.source_table,
+            self.checkpoint_table,
             self.state,
             expected_revision=self.expected_revision,
         )
@@ -267,7 +683,7 @@ class XMinExtraction:
         log.info(
             "xmin checkpoint of %r.%r moved to %d (%s window, %d rows)",
             self.source_schema,
-            self.source_table,
+            self.checkpoint_table,
             self.state.xmin_value,
             self.window.kind,
             self.rows_read,
@@ -278,12 +694,22 @@ class XMinExtraction:
 
     def close(self) -> None:
         """End the source transaction (read only: nothing to undo); the checkpoint stays."""
+        self._close_result()
         connection, self._connection = self._connection, None
         if connection is not None:
             try:
                 self._transaction.rollback()
             finally:
                 connection.close()
+
+    def _close_result(self) -> None:
+        """Close the server-side cursor of an unfinished read, quietly (its rows are unwanted)."""
+        result, self._result = self._result, None
+        if result is not None:
+            try:
+                result.close()
+            except Exception:
+                log.debug("closing the cursor of an abandoned xmin extraction", exc_info=True)
 
     def __enter__(self) -> XMinExtraction:
         return self
@@ -324,16 +750,22 @@ class XMinExtractor:
         columns: Sequence[str] | None = None,
         where: ColumnElement[bool] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        checkpoint_key: str | None = None,
     ) -> XMinExtraction:
         """Start one run over ``schema.table``: the rows written since the checkpoint.
 
         ``columns``: the columns to read (default: all); ``where``: an extra Core predicate
-        (e.g. ``sa.column("region") == "eu"``), never a string. Use the result as a context
-        manager. Raises ``SourceTableNotFoundError``, ``SourceNotATableError`` (views),
-        ``SourcePermissionError``, ``SourceColumnError`` before any row is read.
+        (e.g. ``sa.column("region") == "eu"``), never a string. ``checkpoint_key``: a name for
+        this extraction's own checkpoint (stored as ``table#key``), for two pipelines on one
+        table. Use the result as a context manager. Raises ``SourceTableNotFoundError``,
+        ``SourceNotATableError`` (views), ``ForeignPartitionError``, ``SourcePermissionError``,
+        ``SourceColumnError``, ``CheckpointIdentityError`` (the checkpoint belongs to another
+        extraction) before any row is read.
         """
         check_key_name("source_schema", schema)
         check_key_name("source_table", table)
+        key_table = checkpoint_table_key(table, checkpoint_key)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidStateError("batch_size", "must be an integer >= 1")
         if where is not None and not isinstance(where, ColumnElement):
@@ -342,16 +774,30 @@ class XMinExtractor:
             isinstance(columns, str) or not all(isinstance(c, str) for c in columns)
         ):
             raise TypeError("columns must be a sequence of column names")
-        previous = self.storage.load_state(schema, table)
+        previous = self.storage.load_state(schema, key_table)
         connection = self.source_engine.connect().execution_options(
             isolation_level="REPEATABLE READ", postgresql_readonly=True
         )
         try:
             transaction = connection.begin()
             snapshot, names = self._inspect(connection, schema, table, columns)
+            assert snapshot.history is not None
+            identity = extraction_identity(
+                snapshot.history.database,
+                schema,
+                table=table,
+                columns=columns,
+                where=where,
+                checkpoint_key=checkpoint_key,
+            )
             window = compute_window(
                 previous.xmin_value if previous else None, snapshot.anchor, snapshot.frozen_xid
             )
+            if previous is not None and not window.is_full and snapshot.fingerprint is not None:
+                stored = SourceFingerprint.loads(previous.source_fingerprint)
+                changed = source_change(connection, snapshot, stored, window)
+                if changed:
+                    window = replace(window, kind=WindowKind.FULL, reason=changed)
             source = sa.table(table, sa.column(XMIN_KEY), *map(sa.column, names), schema=schema)
             statement = sa.select(
                 *(source.c[name] for name in names),
@@ -367,11 +813,18 @@ class XMinExtractor:
                         "where may only use the source table's columns, as sa.column(name): "
                         "a column of another table would join it in"
                     )
+            stored_identity = previous.extraction_identity if previous else None
+            if stored_identity is not None and stored_identity != identity:
+                raise CheckpointIdentityError(schema, key_table, stored_identity, identity)
         except BaseException:
             connection.close()
             raise
         if window.is_full:
-            log.warning("xmin full refresh of %r.%r: %s", schema, table, window.reason)
+            log.warning("xmin full refresh of %r.%r: %s", schema, key_table, window.reason)
+        if snapshot.history.unreadable:
+            log.warning(
+                "xmin extraction of %r.%r: %s", schema, key_table, snapshot.history.unreadable
+            )
         return XMinExtraction(
             storage=self.storage,
             source_schema=schema,
@@ -379,6 +832,8 @@ class XMinExtractor:
             previous=previous,
             snapshot=snapshot,
             window=window,
+            identity=identity,
+            checkpoint_key=checkpoint_key,
             connection=connection,
             transaction=transaction,
             statement=statement,
@@ -419,14 +874,18 @@ class XMinExtractor:
                     f"the source user has no {missing} {name}: grant it, or use a user that has"
                 )
             anchor, xmax = _as_int(anchor_row.anchor), _as_int(anchor_row.xmax)
-            raw_frozen = [_as_int(relation.relfrozenxid)]
-            if kind == "p":
-                raw_frozen = [
-                    _as_int(v)
-                    for v in conn.execute(_LEAF_FROZEN, {"relid": relation.oid}).scalars()
-                ]
-            frozen = [epoch_extend(v, xmax) for v in raw_frozen if v != 0]
+            tree = relation_tree(conn, relation.oid)
+            foreign = [row.name for row in tree if row.relkind == "f"]
+            if foreign:
+                raise ForeignPartitionError(
+                    f"{name} has foreign partition(s) or inheritance child(ren) "
+                    f"{', '.join(foreign)}: their rows come from "
+                    "another server with xmin = 0, so no XMin window would ever contain them; "
+                    "extract the local partitions by XMin and the foreign ones whole "
+                    "(load_strategy full_refresh), or extract them at their own server"
+                )
             names = list(conn.execute(_COLUMNS, {"relid": relation.oid}).scalars())
+            history = read_source_history(conn)
         except DBAPIError as error:
             if getattr(error.orig, "pgcode", None) == _INSUFFICIENT_PRIVILEGE:
                 raise SourcePermissionError(
@@ -438,4 +897,8 @@ class XMinExtractor:
             if unknown:
                 raise SourceColumnError(f"{name} has no column(s) {unknown!r}")
             names = list(dict.fromkeys(columns))
-        return XMinSnapshot(anchor, xmax, min(frozen) if frozen else None), names
+        fingerprint = tree_fingerprint(history, _as_int(relation.oid), tree)
+        snapshot = XMinSnapshot(
+            anchor, xmax, tree_frozen_xid(tree, xmax), history, fingerprint, tuple(tree)
+        )
+        return snapshot, names

@@ -82,8 +82,10 @@ class XMinWindow:
         if self.kind is WindowKind.FULL or self.previous is None:
             return None
         value = xmin_number() if xmin is None else xmin
-        low = sa.bindparam("xmin_low", self.previous & _LOW_MASK, type_=sa.BigInteger)
-        high = sa.bindparam("xmin_high", self.anchor & _LOW_MASK, type_=sa.BigInteger)
+        # unique=True: a caller's ``where`` with a parameter of the same name must never be
+        # merged into the window's bounds (it would replace them).
+        low = sa.bindparam("xmin_low", self.previous & _LOW_MASK, sa.BigInteger, unique=True)
+        high = sa.bindparam("xmin_high", self.anchor & _LOW_MASK, sa.BigInteger, unique=True)
         if self.kind is WindowKind.SAME_EPOCH:
             return sa.and_(value >= low, value < high)
         return sa.or_(value >= low, value < high)

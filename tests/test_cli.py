@@ -174,7 +174,7 @@ def test_database_behind_head_is_reported_by_doctor_until_upgraded(cli_db: CliDB
         problems = [f for f in report.json()["findings"] if f["status"] == "problem"]
         # Behind head: the revision, and the pieces the newer revision adds, are reported.
         assert {f["check"] for f in problems} >= {"revision"}
-        assert any("missing columns revision" in f["detail"] for f in problems)
+        assert any("missing columns extraction_identity" in f["detail"] for f in problems)
         assert all("dpone-state upgrade" in f["fix"] for f in problems)
     finally:
         up = cli_db("upgrade")

@@ -431,6 +431,8 @@ EXPECTED_TYPES = {
         "__dpone__loaded_at": "DATETIME2",
         "__dpone__updated_at": "DATETIME2",
         "revision": "BIGINT",
+        "extraction_identity": "NVARCHAR(1000)",
+        "source_fingerprint": "NVARCHAR(1000)",
     },
     "runs": {
         "id": "BIGINT",
@@ -534,5 +536,5 @@ def test_bulk_saves_stay_within_sql_servers_2100_parameters() -> None:
     assert all(len(e.parameters) <= SQL_SERVER_MAX_PARAMETERS for e in emitted)
     tables = [value for e in emitted for name, _, value in e.parameters if "source_table" in name]
     assert sorted(tables) == sorted(f"t{i}" for i in range(1200))
-    assert len(emitted) == 6  # 1200 rows, 9 parameters each: 232 rows per statement
+    assert len(emitted) == 7  # 1200 rows, 11 parameters each: 190 rows per statement
     parse_tsql(emitted[0].sql)

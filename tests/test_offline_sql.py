@@ -69,9 +69,10 @@ def test_sql_server_script_parses_as_tsql_statement_by_statement() -> None:
             )
     kinds = [type(_assert_parsed(batch)[0]).__name__ for batch in batches]
     # guarded schema | BEGIN + version table | 2 guarded tables | version insert |
-    # 2 guarded columns | guarded index | version update | COMMIT
-    assert kinds.count("IfBlock") == 6, kinds
-    assert len(batches) == 10, batches
+    # 2 guarded columns | guarded index | version update | 2 guarded columns | version update |
+    # COMMIT
+    assert kinds.count("IfBlock") == 8, kinds
+    assert len(batches) == 13, batches
 
 
 def test_sql_server_script_has_the_types_and_names() -> None:
@@ -96,6 +97,8 @@ def test_sql_server_script_has_the_types_and_names() -> None:
         "CREATE TABLE etl_state.dpone_state_alembic_version",
         "IF OBJECT_ID(N'etl_state.etl_xmin_state', N'U') IS NULL",
         "IF COL_LENGTH(N'etl_state.etl_run_state', N'process_name') IS NULL",
+        "ADD extraction_identity NVARCHAR(1000) NULL",
+        "ADD source_fingerprint NVARCHAR(1000) NULL",
     ):
         assert text in script, text
     # Never an unnamed constraint: every DEFAULT and PRIMARY KEY carries a CONSTRAINT name.

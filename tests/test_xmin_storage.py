@@ -186,3 +186,54 @@ def test_save_states_rejects_bad_items_and_writes_nothing(
     with pytest.raises(InvalidStateError):
         xmin.save_states({("public", "ok"): 5})  # type: ignore[dict-item]
     assert count_rows(db, xmin) == 0
+
+
+IDENTITY = '{"db":"sales","key":null,"select":"0123abcd","table":["public","orders"],"v":1}'
+FINGERPRINT = '{"relation":16390,"sources":"cf1cbb66","system":"7712461754749421142","timeline":2}'
+
+
+def test_identity_and_fingerprint_round_trip_and_a_legacy_save_clears_them(
+    xmin: XMinStateStorage,
+) -> None:
+    owned = XMinState(5, extraction_identity=IDENTITY, source_fingerprint=FINGERPRINT)
+    xmin.save_state("public", "orders", owned)
+    loaded = xmin.load_state("public", "orders")
+    assert loaded is not None
+    assert (loaded.extraction_identity, loaded.source_fingerprint) == (IDENTITY, FINGERPRINT)
+    # a caller that saves without them (dpone's runtime) leaves a legacy checkpoint
+    xmin.save_state("public", "orders", XMinState(6), expected_revision=1)
+    legacy = xmin.load_state("public", "orders")
+    assert legacy is not None and legacy.extraction_identity is legacy.source_fingerprint is None
+    xmin.save_states({("public", "bulk"): owned})
+    bulk = xmin.load_state("public", "bulk")
+    assert bulk is not None and bulk.extraction_identity == IDENTITY
+    with pytest.raises(InvalidStateError, match="extraction_identity"):
+        XMinState(1, extraction_identity="x" * 1001)
+
+
+def test_create_tables_adds_the_identity_columns_to_an_older_table(db: StateDB) -> None:
+    """BigQuery's provisioning path (no migrations run there): an XMin table of the shape
+    before revision 0003 gets the two nullable columns, and keeps its rows."""
+    storage = db.xmin(table="older_xmin")
+    older = sa.Table(
+        "older_xmin",
+        sa.MetaData(),
+        *(
+            c.copy()
+            for c in storage.table.columns
+            if c.name not in ("extraction_identity", "source_fingerprint")
+        ),
+        schema=storage.schema,
+    )
+    with db.engine.begin() as conn:
+        older.create(conn)
+        conn.execute(sa.insert(older).values(source_schema="s", source_table="t", xmin_value=7))
+    with pytest.raises(Exception):  # noqa: B017 - the backend's own "no such column"
+        storage.load_state("s", "t")
+    storage.create_tables()
+    storage.create_tables()  # idempotent
+    kept = storage.load_state("s", "t")
+    assert kept is not None and kept.xmin_value == 7 and kept.extraction_identity is None
+    storage.save_state("s", "t", XMinState(8, extraction_identity=IDENTITY), expected_revision=0)
+    loaded = storage.load_state("s", "t")
+    assert loaded is not None and loaded.extraction_identity == IDENTITY

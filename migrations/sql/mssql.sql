@@ -92,6 +92,26 @@ UPDATE etl_state.dpone_state_alembic_version SET version_num='0002' WHERE etl_st
 
 GO
 
+-- Running upgrade 0002 -> 0003
+
+IF COL_LENGTH(N'etl_state.etl_xmin_state', N'extraction_identity') IS NULL
+BEGIN
+ALTER TABLE etl_state.etl_xmin_state ADD extraction_identity NVARCHAR(1000) NULL;
+END;
+
+GO
+
+IF COL_LENGTH(N'etl_state.etl_xmin_state', N'source_fingerprint') IS NULL
+BEGIN
+ALTER TABLE etl_state.etl_xmin_state ADD source_fingerprint NVARCHAR(1000) NULL;
+END;
+
+GO
+
+UPDATE etl_state.dpone_state_alembic_version SET version_num='0003' WHERE etl_state.dpone_state_alembic_version.version_num = '0002';
+
+GO
+
 COMMIT;
 
 GO

@@ -56,5 +56,13 @@ CREATE INDEX IF NOT EXISTS ix_etl_run_state_execution_date ON etl_state.etl_run_
 
 UPDATE etl_state.dpone_state_alembic_version SET version_num='0002' WHERE etl_state.dpone_state_alembic_version.version_num = '0001';
 
+-- Running upgrade 0002 -> 0003
+
+ALTER TABLE etl_state.etl_xmin_state ADD COLUMN IF NOT EXISTS extraction_identity TEXT;
+
+ALTER TABLE etl_state.etl_xmin_state ADD COLUMN IF NOT EXISTS source_fingerprint TEXT;
+
+UPDATE etl_state.dpone_state_alembic_version SET version_num='0003' WHERE etl_state.dpone_state_alembic_version.version_num = '0002';
+
 COMMIT;
 

@@ -14,5 +14,7 @@ CREATE TABLE etl_state.etl_xmin_state (
 	__dpone__loaded_at DATETIME2 NOT NULL CONSTRAINT df_etl_xmin_state___dpone__loaded_at DEFAULT SYSUTCDATETIME(),
 	__dpone__updated_at DATETIME2 NOT NULL CONSTRAINT df_etl_xmin_state___dpone__updated_at DEFAULT SYSUTCDATETIME(),
 	revision BIGINT NOT NULL CONSTRAINT df_etl_xmin_state_revision DEFAULT 0,
+	extraction_identity NVARCHAR(1000) NULL,
+	source_fingerprint NVARCHAR(1000) NULL,
 	CONSTRAINT pk_etl_xmin_state_source PRIMARY KEY (source_schema, source_table)
 );

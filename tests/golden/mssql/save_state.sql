@@ -20,12 +20,14 @@
 --   4. p_is_initial: BIT = False
 --   5. p_wraparound_detected: BIT = False
 --   6. p_frozen_xid: BIGINT = None
---   7. p___dpone__updated_at: DATETIME2 = <current UTC time>
---   8. p___dpone__loaded_at: DATETIME2 = <current UTC time>
---   9. revision_1: BIGINT = 1
---   10. revision_2: BIGINT = 1
+--   7. p_extraction_identity: NVARCHAR(1000) = None
+--   8. p_source_fingerprint: NVARCHAR(1000) = None
+--   9. p___dpone__updated_at: DATETIME2 = <current UTC time>
+--   10. p___dpone__loaded_at: DATETIME2 = <current UTC time>
+--   11. revision_1: BIGINT = 1
+--   12. revision_2: BIGINT = 1
 MERGE INTO etl_state.etl_xmin_state WITH (HOLDLOCK) AS target
-USING (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)) AS incoming (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, __dpone__updated_at, __dpone__loaded_at, revision)
+USING (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)) AS incoming (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, extraction_identity, source_fingerprint, __dpone__updated_at, __dpone__loaded_at, revision)
 ON target.source_schema = incoming.source_schema AND target.source_table = incoming.source_table
-WHEN MATCHED THEN UPDATE SET xmin_value = incoming.xmin_value, is_initial = incoming.is_initial, wraparound_detected = incoming.wraparound_detected, frozen_xid = incoming.frozen_xid, __dpone__updated_at = incoming.__dpone__updated_at, revision = target.revision + ?
-WHEN NOT MATCHED THEN INSERT (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, __dpone__updated_at, __dpone__loaded_at, revision) VALUES (incoming.source_schema, incoming.source_table, incoming.xmin_value, incoming.is_initial, incoming.wraparound_detected, incoming.frozen_xid, incoming.__dpone__updated_at, incoming.__dpone__loaded_at, incoming.revision);
+WHEN MATCHED THEN UPDATE SET xmin_value = incoming.xmin_value, is_initial = incoming.is_initial, wraparound_detected = incoming.wraparound_detected, frozen_xid = incoming.frozen_xid, extraction_identity = incoming.extraction_identity, source_fingerprint = incoming.source_fingerprint, __dpone__updated_at = incoming.__dpone__updated_at, revision = target.revision + ?
+WHEN NOT MATCHED THEN INSERT (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, extraction_identity, source_fingerprint, __dpone__updated_at, __dpone__loaded_at, revision) VALUES (incoming.source_schema, incoming.source_table, incoming.xmin_value, incoming.is_initial, incoming.wraparound_detected, incoming.frozen_xid, incoming.extraction_identity, incoming.source_fingerprint, incoming.__dpone__updated_at, incoming.__dpone__loaded_at, incoming.revision);

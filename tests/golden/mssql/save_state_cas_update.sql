@@ -17,7 +17,9 @@
 --   4. p_frozen_xid: BIGINT = None
 --   5. p___dpone__updated_at: DATETIME2 = <current UTC time>
 --   6. revision_1: BIGINT = 1
---   7. p_source_schema: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_schema_q7'
---   8. p_source_table: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_table_q7'
---   9. p_expected_revision: BIGINT = 3
-UPDATE etl_state.etl_xmin_state SET xmin_value=?, is_initial=?, wraparound_detected=?, frozen_xid=?, __dpone__updated_at=?, revision=(etl_state.etl_xmin_state.revision + ?) WHERE etl_state.etl_xmin_state.source_schema = ? AND etl_state.etl_xmin_state.source_table = ? AND etl_state.etl_xmin_state.revision = ?
+--   7. p_extraction_identity: NVARCHAR(1000) = None
+--   8. p_source_fingerprint: NVARCHAR(1000) = None
+--   9. p_source_schema: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_schema_q7'
+--   10. p_source_table: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_table_q7'
+--   11. p_expected_revision: BIGINT = 3
+UPDATE etl_state.etl_xmin_state SET xmin_value=?, is_initial=?, wraparound_detected=?, frozen_xid=?, __dpone__updated_at=?, revision=(etl_state.etl_xmin_state.revision + ?), extraction_identity=?, source_fingerprint=? WHERE etl_state.etl_xmin_state.source_schema = ? AND etl_state.etl_xmin_state.source_table = ? AND etl_state.etl_xmin_state.revision = ?
