@@ -24,12 +24,14 @@ PG_URL = os.environ.get(
 )
 COLUMNS = (
     "source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid,"
-    " __dpone__updated_at, __dpone__loaded_at, revision"
+    " extraction_identity, source_fingerprint, __dpone__updated_at, __dpone__loaded_at, revision"
 )
 ON_CONFLICT = (
     " ON CONFLICT (source_schema, source_table) DO UPDATE SET xmin_value = excluded.xmin_value,"
     " is_initial = excluded.is_initial, wraparound_detected = excluded.wraparound_detected,"
-    " frozen_xid = excluded.frozen_xid, __dpone__updated_at = excluded.__dpone__updated_at,"
+    " frozen_xid = excluded.frozen_xid, extraction_identity = excluded.extraction_identity,"
+    " source_fingerprint = excluded.source_fingerprint,"
+    " __dpone__updated_at = excluded.__dpone__updated_at,"
     " revision = {t}.revision + 1"
 )
 
@@ -72,7 +74,7 @@ def bench_backend(name: str, url: str, args: argparse.Namespace) -> None:
 
     else:
         raw = sqlite3.connect(sa.make_url(url).database, timeout=30)
-        sql = f"INSERT INTO {table} ({COLUMNS}) VALUES ({', '.join('?' * 9)})" + (
+        sql = f"INSERT INTO {table} ({COLUMNS}) VALUES ({', '.join('?' * 11)})" + (
             ON_CONFLICT.format(t=table)
         )
 
@@ -89,7 +91,7 @@ def bench_backend(name: str, url: str, args: argparse.Namespace) -> None:
             now = datetime.now(timezone.utc).replace(tzinfo=None)
             raw_bulk([
                 (s, t, st.xmin_value, st.is_initial, st.wraparound_detected, st.frozen_xid,
-                 now, st.timestamp.replace(tzinfo=None), 1)
+                 None, None, now, st.timestamp.replace(tzinfo=None), 1)
                 for (s, t), st in states.items()
             ])  # fmt: skip
 

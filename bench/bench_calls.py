@@ -38,16 +38,19 @@ PAGE = 20
 
 XMIN_UPSERT = (
     "INSERT INTO {t} (source_schema, source_table, xmin_value, is_initial, wraparound_detected,"
-    " frozen_xid, __dpone__updated_at, __dpone__loaded_at, revision)"
-    " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, 1)"
+    " frozen_xid, extraction_identity, source_fingerprint, __dpone__updated_at,"
+    " __dpone__loaded_at, revision) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, 1)"
     " ON CONFLICT (source_schema, source_table) DO UPDATE SET xmin_value = excluded.xmin_value,"
     " is_initial = excluded.is_initial, wraparound_detected = excluded.wraparound_detected,"
-    " frozen_xid = excluded.frozen_xid, __dpone__updated_at = excluded.__dpone__updated_at,"
+    " frozen_xid = excluded.frozen_xid, extraction_identity = excluded.extraction_identity,"
+    " source_fingerprint = excluded.source_fingerprint,"
+    " __dpone__updated_at = excluded.__dpone__updated_at,"
     " revision = {t}.revision + 1"
 )
 XMIN_LOAD = (
-    "SELECT xmin_value, __dpone__loaded_at, is_initial, wraparound_detected, frozen_xid, revision"
-    " FROM {t} WHERE source_schema = {p} AND source_table = {p}"
+    "SELECT xmin_value, __dpone__loaded_at, is_initial, wraparound_detected, frozen_xid, revision,"
+    " extraction_identity, source_fingerprint FROM {t}"
+    " WHERE source_schema = {p} AND source_table = {p}"
 )
 RUN_COLUMNS = (
     "dag_id, source_schema, source_table, target_schema, target_table, load_strategy,"
@@ -80,7 +83,7 @@ def run_params() -> tuple[Any, ...]:
 
 
 def xmin_params(i: int) -> tuple[Any, ...]:
-    return ("s", "t", i, False, False, None, _now(), T0.replace(tzinfo=None))
+    return ("s", "t", i, False, False, None, None, None, _now(), T0.replace(tzinfo=None))
 
 
 Case = dict[str, Callable[[int], object]]

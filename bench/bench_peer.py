@@ -62,16 +62,21 @@ def main() -> None:
     table = f"{SCHEMA}.etl_xmin_state"
     upsert = (
         f"INSERT INTO {table} (source_schema, source_table, xmin_value, is_initial,"
-        " wraparound_detected, frozen_xid, __dpone__updated_at, __dpone__loaded_at, revision)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 1) ON CONFLICT (source_schema, source_table)"
+        " wraparound_detected, frozen_xid, extraction_identity, source_fingerprint,"
+        " __dpone__updated_at, __dpone__loaded_at, revision)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1)"
+        " ON CONFLICT (source_schema, source_table)"
         " DO UPDATE SET xmin_value = excluded.xmin_value, is_initial = excluded.is_initial,"
         " wraparound_detected = excluded.wraparound_detected, frozen_xid = excluded.frozen_xid,"
+        " extraction_identity = excluded.extraction_identity,"
+        " source_fingerprint = excluded.source_fingerprint,"
         " __dpone__updated_at = excluded.__dpone__updated_at,"
         f" revision = {table}.revision + 1"
     )
     load = (
         "SELECT xmin_value, __dpone__loaded_at, is_initial, wraparound_detected, frozen_xid,"
-        f" revision FROM {table} WHERE source_schema = %s AND source_table = %s"
+        " revision, extraction_identity, source_fingerprint"
+        f" FROM {table} WHERE source_schema = %s AND source_table = %s"
     )
 
     def raw_exec(sql: str, params: tuple[object, ...], fetch: bool) -> None:
@@ -97,7 +102,9 @@ def main() -> None:
         "save (one checkpoint)": {
             "lib": lambda i: xmin.save_state("s", "t", XMinState(i)),
             "raw": lambda i: raw_exec(
-                upsert, ("s", "t", i, False, False, None, now(), T0.replace(tzinfo=None)), False
+                upsert,
+                ("s", "t", i, False, False, None, None, None, now(), T0.replace(tzinfo=None)),
+                False,
             ),
             "meltano": lambda i: meltano_set(pooled, i),
             "meltano-nullpool": lambda i: meltano_set(nullpool, i),
