@@ -46,6 +46,7 @@ from dpone_state.errors import (
     BackendMismatchError,
     BackendNotInstalledError,
     CheckpointIdentityError,
+    ConflictingConfigKeysError,
     DowngradeRefusedError,
     ForeignPartitionError,
     InvalidIdentifierError,
@@ -62,6 +63,7 @@ from dpone_state.errors import (
     SourceTableNotFoundError,
     StateConfigError,
     StateCredentialsError,
+    StateDisabledError,
     StateError,
     StateNotProvisionedError,
     StateUnavailableError,
@@ -69,6 +71,7 @@ from dpone_state.errors import (
     UnknownConfigKeyError,
     UnknownStateTypeError,
     UnsupportedBackendError,
+    UnsupportedDponeFeatureError,
     VaultAccessDeniedError,
     VaultUnavailableError,
     XMinError,
@@ -82,7 +85,9 @@ from dpone_state.models import (
     prune_cutoff,
 )
 from dpone_state.mssql import (
+    MSSQLRunStateStorage,
     MssqlRunStateStorage,
+    MSSQLXMinStateStorage,
     MssqlXMinStateStorage,
 )
 from dpone_state.mysql import (
@@ -90,6 +95,7 @@ from dpone_state.mysql import (
     MysqlXMinStateStorage,
 )
 from dpone_state.opener import (
+    DisabledState,
     StateStores,
     open_engine,
     open_state,
@@ -148,6 +154,8 @@ __all__ = [
     "Checkpoint",
     "CheckpointHealth",
     "CheckpointIdentityError",
+    "ConflictingConfigKeysError",
+    "DisabledState",
     "DowngradeRefusedError",
     "ExtractionMode",
     "ExtractionStrategy",
@@ -156,6 +164,8 @@ __all__ = [
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
+    "MSSQLRunStateStorage",
+    "MSSQLXMinStateStorage",
     "MissingConnectionError",
     "MissingEnvironmentVariableError",
     "MssqlRunStateStorage",
@@ -181,6 +191,7 @@ __all__ = [
     "SqliteXMinStateStorage",
     "StateConfigError",
     "StateCredentialsError",
+    "StateDisabledError",
     "StateError",
     "StateNotProvisionedError",
     "StateSettings",
@@ -193,6 +204,7 @@ __all__ = [
     "UnknownConfigKeyError",
     "UnknownStateTypeError",
     "UnsupportedBackendError",
+    "UnsupportedDponeFeatureError",
     "VaultAccessDeniedError",
     "VaultUnavailableError",
     "WindowKind",

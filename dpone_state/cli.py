@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("dag_id", metavar="DAG")
     sub.add_argument("--limit", type=_limit, default=20, metavar="N", help="default 20")
     sub.add_argument(
-        "--before", type=_datetime_arg, metavar="DATE", help="only runs at or before DATE"
+        "--before", type=_datetime_arg, metavar="DATE", help="only runs before DATE (page back)"
     )
     sub = add(
         runs_commands,
@@ -744,7 +744,7 @@ def cmd_xmin_reset(args: argparse.Namespace) -> int:
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
     target = open_target(args)
-    runs = target.runs.get_run_states_by_dag(args.dag_id, args.before, args.limit)
+    runs = target.runs.get_run_states_by_dag(args.dag_id, limit=args.limit, before=args.before)
     if args.json:
         print_json([run_record(run) for run in runs])
     elif not runs:

@@ -26,9 +26,11 @@ from dpone_state.dialects import (
     by_state_type,
     for_sink,
 )
+from dpone_state.dpone_keys import disabled_state_type, translate_dpone_keys
 from dpone_state.errors import (
     MissingConnectionError,
     StateConfigError,
+    StateDisabledError,
     UnknownConfigKeyError,
     UnknownStateTypeError,
 )
@@ -47,13 +49,15 @@ __all__ = [
     "TableRef",
     "VaultLocation",
     "load_state_settings",
+    "read_state_document",
     "settings_from_url",
+    "state_block_of",
     "with_tables",
 ]
 
 log = logging.getLogger("dpone_state")
 
-ConnectionType = Literal["vault", "env", "url"]
+ConnectionType = Literal["vault", "env", "url", "airflow"]
 CONNECTION_TYPES: Final[tuple[ConnectionType, ...]] = get_args(ConnectionType)
 #: The seed: state lives in BigQuery unless ``state.type`` says otherwise.
 DEFAULT_STATE_TYPE: Final[StateType] = "bigquery"
@@ -110,6 +114,10 @@ class StateSettings:
     type_defaulted: bool = False
     #: ``connection_id`` / ``connection_type`` come from the sink (sink reuse).
     connection_from_sink: bool = False
+    #: dpone's ``state.provisioning``: ``runtime`` creates missing tables once on open.
+    provisioning: Literal["external", "runtime"] | None = None
+    #: dpone's ``state.table.database`` (SQL Server): the database the state connects to.
+    database: str | None = None
 
     @property
     def vault_path(self) -> str | None:
@@ -270,6 +278,18 @@ def _yaml(text: str) -> object:
         raise StateConfigError("state", f"the manifest is not valid YAML{where}") from None
 
 
+def read_state_document(config: str | os.PathLike[str] | Mapping[str, Any]) -> Mapping[str, Any]:
+    """The manifest or block as a mapping (YAML text or a file read once)."""
+    return _read(config)
+
+
+def state_block_of(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ``state:`` block of a whole manifest, or the document itself when it is the block."""
+    if _MANIFEST_KEYS & set(document):
+        return _mapping("state", document.get("state"))
+    return document
+
+
 def load_state_settings(
     config: StateConfig, *, sink: Mapping[str, Any] | SinkConnection | None = None
 ) -> StateSettings:
@@ -287,6 +307,14 @@ def load_state_settings(
             sink = document.get("sink")
     else:
         block = document
+    disabled = disabled_state_type(block)
+    if disabled is not None:
+        raise StateDisabledError(
+            "state.type",
+            f"is {disabled!r}: the runtime keeps no state, so there is nothing to open "
+            "(open_state() returns a DisabledState for it)",
+        )
+    block, dpone = translate_dpone_keys(block)
     _check_keys("state", block, _BLOCK_KEYS)
 
     type_defaulted = block.get("type") is None
@@ -345,13 +373,16 @@ def load_state_settings(
         vault=vault,
         type_defaulted=type_defaulted,
         connection_from_sink=from_sink,
+        provisioning=dpone.provisioning,
+        database=dpone.database,
     )
 
 
 def _reusable(state_type: StateType, type_defaulted: bool, sink: SinkConnection) -> bool:
-    """The sink's connection serves the state if it is MSSQL/PostgreSQL of the same type."""
+    """The sink's connection serves the state if it is of the same type: MSSQL / PostgreSQL
+    (state.type set), or BigQuery (also when state.type is omitted, as in dpone)."""
     return (
-        not type_defaulted
+        (not type_defaulted or state_type == "bigquery")
         and sink.connection_id is not None
         and _sink_state_type(sink) == state_type
     )
@@ -365,7 +396,7 @@ def _sink_state_type(sink: SinkConnection) -> StateType | None:
 def _missing_connection_hint(
     state_type: StateType, type_defaulted: bool, sink: SinkConnection | None
 ) -> str:
-    what = "set state.connection_id (with state.connection_type vault or env) or state.url"
+    what = "set state.connection_id (with state.connection_type vault, env or airflow) or state.url"
     sink_type = _sink_state_type(sink) if sink else None
     if sink is not None and sink_type is not None and sink.connection_id is not None:
         if type_defaulted:
@@ -379,8 +410,8 @@ def _missing_connection_hint(
             f"{state_type!r}: {what}"
         )
     return f"no connection for the {state_type} state: {what}" + (
-        " (the sink's connection is reused only for an mssql or postgres sink with a "
-        "connection_id and the same state.type)"
+        " (the sink's connection is reused only for an mssql, postgres or bigquery sink with "
+        "a connection_id and the same state.type)"
     )
 
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sqlalchemy.engine import URL, make_url
 
@@ -34,8 +34,11 @@ from dpone_state.errors import (
 )
 
 __all__ = [
+    "AIRFLOW_CONN_PREFIX",
     "DEFAULT_MSSQL_DRIVER",
     "ResolvedConnection",
+    "airflow_connection",
+    "airflow_env_var",
     "connection_env_var",
     "read_vault_secret",
     "resolve_connection",
@@ -320,6 +323,8 @@ def resolve_connection(
         origin, secret = "state.url", settings.url
     elif settings.connection_id is None:  # no connection: the embedded default (SQLite's file)
         origin, secret = "state (embedded default)", by_state_type(state_type).default_url or ""
+    elif settings.connection_type == "airflow":
+        origin, secret = airflow_connection(settings.connection_id, state_type, env)
     elif settings.connection_type == "env":
         name = connection_env_var(settings.connection_id)
         value = _required_env(
@@ -338,3 +343,158 @@ def resolve_connection(
     if isinstance(secret, str):
         return ResolvedConnection(origin, _parse_url(state_type, secret, origin))
     return ResolvedConnection(origin, url_from_secret(state_type, secret, origin))
+
+
+# --- connection_type: airflow (Airflow's own conventions) ------------------------------------
+
+#: Airflow's environment variable of a connection: the prefix and the id upper-cased.
+AIRFLOW_CONN_PREFIX: Final = "AIRFLOW_CONN_"
+#: Airflow ``conn_type`` values (``-`` read as ``_``) for each state type.
+AIRFLOW_CONN_TYPES: Final[dict[str, StateType]] = {
+    "postgres": "postgres",
+    "postgresql": "postgres",
+    "mssql": "mssql",
+    "mysql": "mysql",
+    "sqlite": "sqlite",
+    "google_cloud_platform": "bigquery",
+    "gcpbigquery": "bigquery",
+    "bigquery": "bigquery",
+}
+#: Airflow extras passed to the driver as URL options (others belong to Airflow's hooks).
+_AIRFLOW_DRIVER_EXTRAS: Final = frozenset(
+    {
+        "sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "application_name",
+        "driver", "encrypt", "trustservercertificate", "charset",
+    }
+)  # fmt: skip
+#: Airflow's Google extras, bare or with the old ``extra__google_cloud_platform__`` prefix.
+_AIRFLOW_GOOGLE_EXTRAS: Final = {
+    "project": "project",
+    "keyfile_dict": "service_account_json",
+    "key_path": "credentials_path",
+    "location": "location",
+    "dataset": "dataset",
+}
+
+
+def airflow_env_var(connection_id: str) -> str:
+    """``AIRFLOW_CONN_<ID>``: Airflow's variable of a connection (the id upper-cased)."""
+    return AIRFLOW_CONN_PREFIX + connection_id.upper()
+
+
+def _airflow_uri(name: str, value: str) -> dict[str, Any]:
+    """An Airflow connection URI (``conn-type://login:password@host:port/schema?extra=…``)."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise InvalidSecretError(name, "is not an Airflow connection URI") from None
+    if not parts.scheme:
+        raise InvalidSecretError(name, "is not an Airflow connection URI (no conn type)")
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    extra: Any = query.pop("__extra__", None)
+    if extra is not None:
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            raise InvalidSecretError(name, "its __extra__ is not JSON") from None
+    return {
+        "conn_type": parts.scheme,
+        "host": unquote(parts.hostname or "") or None,
+        "login": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+        "port": port,
+        "schema": unquote(parts.path.lstrip("/")) or None,
+        "extra": extra if extra is not None else query,
+    }
+
+
+def _airflow_lookup(connection_id: str) -> dict[str, Any] | None:
+    """The connection from Airflow's own lookup (secrets backends, metadata DB), if importable."""
+    try:
+        from airflow.hooks.base import BaseHook  # type: ignore[import-not-found]  # noqa: PLC0415
+    except ImportError:
+        return None
+    try:
+        conn = BaseHook.get_connection(connection_id)
+    except Exception as error:  # Airflow's AirflowNotFoundException and backend failures
+        raise SecretNotFoundError(
+            f"Airflow connection {connection_id!r}",
+            f"Airflow's lookup failed ({type(error).__name__}): define the connection in "
+            f"Airflow or export {airflow_env_var(connection_id)}",
+        ) from None
+    return {
+        "conn_type": conn.conn_type,
+        "host": conn.host,
+        "login": conn.login,
+        "password": conn.password,
+        "port": conn.port,
+        "schema": conn.schema,
+        "extra": conn.extra_dejson,
+    }
+
+
+def _from_airflow(fields: Mapping[str, Any], state_type: StateType, origin: str) -> dict[str, Any]:
+    """An Airflow connection's fields as a connection secret of dpone-state's keys."""
+    conn_type = str(fields.get("conn_type") or "").lower().replace("-", "_")
+    if AIRFLOW_CONN_TYPES.get(conn_type) != state_type:
+        raise InvalidSecretError(
+            origin, f"is an Airflow {conn_type!r} connection but state.type is {state_type!r}"
+        )
+    extra = fields.get("extra") or {}
+    if isinstance(extra, str):
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            raise InvalidSecretError(f"{origin}: extra", "is not a JSON object") from None
+    if not isinstance(extra, Mapping):
+        raise InvalidSecretError(f"{origin}: extra", "is not a JSON object")
+    if state_type == "bigquery":
+        secret: dict[str, Any] = {}
+        for key, value in extra.items():
+            bare = str(key).removeprefix("extra__google_cloud_platform__")
+            if bare in _AIRFLOW_GOOGLE_EXTRAS and value not in (None, ""):
+                secret[_AIRFLOW_GOOGLE_EXTRAS[bare]] = value
+        return secret
+    if state_type == "sqlite":
+        return {"path": fields.get("host") or fields.get("schema")}
+    options = {
+        str(key): value
+        for key, value in extra.items()
+        if str(key).lower() in _AIRFLOW_DRIVER_EXTRAS and value not in (None, "")
+    }
+    secret = {
+        "host": fields.get("host"),
+        "port": fields.get("port"),
+        "database": fields.get("schema"),  # Airflow's "schema" is the database of SQL hooks
+        "username": fields.get("login"),
+        "password": fields.get("password"),
+    }
+    if options.get("driver") is not None:
+        secret["driver"] = options.pop("driver")
+    if options:
+        secret["options"] = options
+    return secret
+
+
+def airflow_connection(
+    connection_id: str, state_type: StateType, environ: Mapping[str, str]
+) -> tuple[str, dict[str, Any]]:
+    """Airflow's connection ``connection_id``: ``AIRFLOW_CONN_<ID>`` (a URI or JSON), else
+    Airflow's own lookup when Airflow is importable; the origin and a connection secret."""
+    name = airflow_env_var(connection_id)
+    value = environ.get(name)
+    if value:
+        parsed = _env_secret(name, value)  # a JSON object, or else a URI
+        fields = _airflow_uri(name, parsed) if isinstance(parsed, str) else dict(parsed)
+        origin = f"environment variable {name}"
+    else:
+        looked_up = _airflow_lookup(connection_id)
+        if looked_up is None:
+            raise MissingEnvironmentVariableError(
+                name,
+                f"not set, and Airflow is not importable here; connection {connection_id!r} "
+                "has connection_type airflow: export it as an Airflow connection URI or JSON",
+            )
+        fields, origin = looked_up, f"Airflow connection {connection_id!r}"
+    return origin, _from_airflow(fields, state_type, origin)

@@ -128,6 +128,10 @@ class BackendHooks:
         """Whether the driver's error says the state table (or its schema) does not exist."""
         return False
 
+    def is_missing_column(self, orig: BaseException) -> bool:
+        """Whether the driver's error says a column the statement names does not exist."""
+        return False
+
     def is_transient_conflict(self, orig: BaseException) -> bool:
         """Whether the driver's error is a deadlock or serialization failure (rolled back)."""
         return False
@@ -281,6 +285,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         schema_meaning="dataset",
         run_id_kind="none",
         connection_kind="project",
+        sink_types=("bigquery",),  # dpone's BigQuery state runs on the sink's connection
         offline_sql=False,
         has_indexes=False,
         hooks_path="dpone_state.backends.bigquery:BigQueryHooks",

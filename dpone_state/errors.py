@@ -6,7 +6,8 @@ Each one says what went wrong and what to change, and never carries a secret. Th
     StateError
     ├── InvalidStateError (ValueError)            a value cannot be stored; nothing was written
     │   └── InvalidIdentifierError                an unusable schema or table name
-    ├── StateNotProvisionedError                  the state tables do not exist
+    ├── StateNotProvisionedError                  the state tables do not exist, or are
+    │                                             dpone's not yet migrated (.command says how)
     ├── RevisionConflictError                     a compare-and-set save lost
     ├── StateUnavailableError                     the database is unreachable; safe to retry
     │   └── VaultUnavailableError                 Vault is unreachable; safe to retry
@@ -21,6 +22,9 @@ Each one says what went wrong and what to change, and never carries a secret. Th
     │   ├── SecretNotFoundError
     │   ├── SecretKeyMissingError
     │   ├── VaultAccessDeniedError
+    │   ├── ConflictingConfigKeysError            dpone's spelling and ours disagree
+    │   ├── UnsupportedDponeFeatureError          a dpone key for a feature not provided here
+    │   ├── StateDisabledError                    ``type: disabled``: there is no store
     │   └── StateCredentialsError                 BigQuery credentials missing or unreadable
     ├── BackendNotInstalledError                  a backend's driver (or hvac) is not installed
     ├── DowngradeRefusedError                     a downgrade would delete rows, unconfirmed
@@ -45,6 +49,7 @@ __all__ = [
     "BackendMismatchError",
     "BackendNotInstalledError",
     "CheckpointIdentityError",
+    "ConflictingConfigKeysError",
     "DowngradeRefusedError",
     "ForeignPartitionError",
     "InvalidIdentifierError",
@@ -62,6 +67,7 @@ __all__ = [
     "SourceTableNotFoundError",
     "StateConfigError",
     "StateCredentialsError",
+    "StateDisabledError",
     "StateError",
     "StateNotProvisionedError",
     "StateUnavailableError",
@@ -69,6 +75,7 @@ __all__ = [
     "UnknownConfigKeyError",
     "UnknownStateTypeError",
     "UnsupportedBackendError",
+    "UnsupportedDponeFeatureError",
     "UsageError",
     "VaultAccessDeniedError",
     "VaultUnavailableError",
@@ -103,13 +110,19 @@ class InvalidIdentifierError(InvalidStateError):
 
 
 class StateNotProvisionedError(StateError):
-    """The state tables (or their schema) do not exist in the target database."""
+    """The state tables (or their schema) do not exist in the target database, or they are
+    dpone's tables not yet migrated (a column of dpone-state is missing).
 
-    def __init__(self, table: str, detail: str = "") -> None:
+    ``command`` is the exact provisioning command for this store (password masked).
+    """
+
+    def __init__(self, table: str, detail: str = "", *, command: str | None = None) -> None:
         self.table = table
+        self.command = command
+        how = f"`{command}`" if command else "`alembic upgrade head` (or `dpone-state upgrade`)"
         hint = (
-            f"state table {table} does not exist: provision it with `alembic upgrade head` "
-            "(or `dpone-state upgrade`), or call create_tables() once"
+            f"state table {table} is not provisioned for dpone-state: provision it with {how}, "
+            "or call create_tables() once"
         )
         super().__init__(f"{hint} ({detail})" if detail else hint)
 
@@ -157,6 +170,23 @@ class StateConfigError(StateError, ValueError):
 
 class UnknownConfigKeyError(StateConfigError):
     """A key the block does not know (a typo must not fall back to a default silently)."""
+
+
+class ConflictingConfigKeysError(StateConfigError):
+    """Two spellings of one setting (dpone's and ours, e.g. ``run_name`` and ``name``) disagree."""
+
+
+class UnsupportedDponeFeatureError(StateConfigError):
+    """A key of dpone's manifest for a dpone feature dpone-state does not provide; the message
+    names the feature (never "unknown key": the key is known, the feature is not here)."""
+
+
+class StateDisabledError(StateConfigError):
+    """``state.type`` is ``disabled`` / ``noop`` / ``none`` / ``off``: there is no state to open.
+
+    ``open_state`` returns a ``DisabledState`` instead of raising; this is for the calls that
+    need a real store (settings, the command line).
+    """
 
 
 class UnknownStateTypeError(StateConfigError, UnsupportedBackendError):

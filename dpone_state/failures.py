@@ -10,13 +10,26 @@ from sqlalchemy.exc import DBAPIError
 
 from dpone_state.dialects import find_dialect
 
-__all__ = ["is_connection_failure", "is_missing_table", "is_transient_conflict"]
+__all__ = [
+    "is_connection_failure",
+    "is_missing_column",
+    "is_missing_table",
+    "is_transient_conflict",
+]
 
 
 def is_missing_table(error: DBAPIError, dialect_name: str) -> bool:
     """Whether ``error`` says the state table (or the schema holding it) does not exist."""
     row = find_dialect(dialect_name)
     return row is not None and error.orig is not None and row.hooks().is_missing_table(error.orig)
+
+
+def is_missing_column(error: DBAPIError, dialect_name: str) -> bool:
+    """Whether ``error`` says a column the statement names does not exist in the table: on our
+    own tables, dpone's table never migrated (no ``revision`` / ``process_name``) or one
+    downgraded under a running runtime."""
+    row = find_dialect(dialect_name)
+    return row is not None and error.orig is not None and row.hooks().is_missing_column(error.orig)
 
 
 def is_transient_conflict(error: DBAPIError, dialect_name: str) -> bool:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, TypeVar
@@ -20,6 +22,8 @@ __all__ = [
     "MAX_TIMESTAMP",
     "MIN_TIMESTAMP",
     "NAME_MAX",
+    "PROCESS_NAME_MAX",
+    "RUN_STATE_KEYS",
     "XMIN_TAG_MAX",
     "Checkpoint",
     "RunState",
@@ -41,17 +45,24 @@ KEY_NAME_MAX = 128
 NAME_MAX = 256
 #: Longest ``dag_id`` (a run key part; fits SQL Server's 900-byte clustered key with the date).
 MAX_DAG_ID = 400
+#: Longest ``process_name``: dpone's default ``schema.table->schema.table`` reaches ~516
+#: characters; its newer SQL Server table holds 512.
+PROCESS_NAME_MAX = 512
 LOAD_STRATEGY_MAX = 64
 #: Longest ``extraction_identity`` / ``source_fingerprint`` of a checkpoint (compact JSON).
 XMIN_TAG_MAX = 1000
 #: Longest error message kept (characters); MySQL ``MEDIUMTEXT`` holds 16 MiB of utf8mb4.
+#: A longer one is cut, with ``TRUNCATION_MARKER``, rather than failing the save.
 ERROR_MESSAGE_MAX = 1_000_000
+TRUNCATION_MARKER = "… [truncated by dpone-state: {dropped} more characters]"
 #: Timestamps every backend stores (MySQL ``DATETIME`` starts at year 1000).
 MIN_TIMESTAMP = datetime(1000, 1, 1, tzinfo=timezone.utc)
 MAX_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
 
 
 _T = TypeVar("_T")
+
+log = logging.getLogger("dpone_state")
 
 
 class RunStateStatus(str, Enum):
@@ -175,12 +186,32 @@ def _from_storage(cls: type[_T], fields: dict[str, Any]) -> _T:
     return instance
 
 
+def _attribute(obj: object, name: str, required: bool, what: str) -> Any:
+    """``obj.name`` (or ``obj[name]`` for a mapping); a missing required field is typed."""
+    if isinstance(obj, Mapping):
+        if name in obj:
+            return obj[name]
+    elif hasattr(obj, name):
+        return getattr(obj, name)
+    if required:
+        raise InvalidStateError(
+            name, f"missing: {type(obj).__name__} is not a {what} (it has no {name!r})"
+        )
+    return None
+
+
+def _enum_value(value: object) -> object:
+    """An enum member of any class (dpone's own ``RunStateStatus``) as its ``.value``."""
+    return value.value if isinstance(value, Enum) else value
+
+
 @dataclass(frozen=True)
 class XMinState:
     """A Postgres XMin checkpoint: the 64-bit, epoch-extended transaction ID to resume from.
 
-    ``timestamp`` is when the checkpoint was first stored (``__dpone__loaded_at``);
-    ``revision`` counts saves and is what compare-and-set (``expected_revision``) checks.
+    ``timestamp`` is when the checkpoint was first stored (``__dpone__loaded_at``, set by the
+    storage's UTC clock; a value given here is not stored, as in dpone); ``revision`` counts
+    saves and is what compare-and-set (``expected_revision``) checks.
     """
 
     xmin_value: int
@@ -210,6 +241,19 @@ class XMinState:
         object.__setattr__(self, "timestamp", to_utc("timestamp", self.timestamp))
 
     @classmethod
+    def from_object(cls, obj: object) -> XMinState:
+        """A validated checkpoint from any object with ``XMinState``'s fields (dpone's own
+        ``XMinState``, a mapping, …): read by attribute, validated and converted."""
+        if type(obj) is cls:
+            return obj  # frozen and validated on construction
+        values = {
+            f.name: _attribute(obj, f.name, f.name == "xmin_value", "checkpoint")
+            for f in fields(cls)
+        }
+        values = {name: value for name, value in values.items() if value is not None}
+        return cls(**values)
+
+    @classmethod
     def from_storage(cls, **fields: Any) -> XMinState:
         """A checkpoint as read from the database (no re-validation)."""
         return _from_storage(
@@ -224,9 +268,63 @@ class XMinState:
         )
 
 
-@dataclass(frozen=True)
+#: The keys of ``RunState.to_dict()`` (dpone's 18, in dpone's order).
+RUN_STATE_KEYS: tuple[str, ...] = (
+    "id", "dag_id", "process_name", "source_schema", "source_table", "target_schema",
+    "target_table", "load_strategy", "execution_date", "state", "started_at", "ended_at",
+    "duration_min", "error_message", "rows_read", "rows_written", "rows_updated", "rows_deleted",
+)  # fmt: skip
+_RUN_REQUIRED = frozenset(
+    {
+        "dag_id", "source_schema", "source_table", "target_schema", "target_table",
+        "load_strategy", "execution_date", "state", "started_at",
+    }
+)  # fmt: skip
+_RUN_DATETIMES = ("execution_date", "started_at", "ended_at")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _diagnostic_text(value: object) -> str:
+    """An error message as it can be stored: NUL and lone surrogates replaced, cut to fit.
+
+    A diagnostic field must never make the save that records a failure fail itself.
+    """
+    if not isinstance(value, str):
+        raise InvalidStateError("error_message", f"expected a string, got {type(value).__name__}")
+    text = _LONE_SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
+    if len(text) > ERROR_MESSAGE_MAX:
+        marker = TRUNCATION_MARKER.format(dropped=len(text) - ERROR_MESSAGE_MAX)
+        text = text[: ERROR_MESSAGE_MAX - len(marker)] + marker
+        log.warning("error_message cut to %d characters to fit every backend", ERROR_MESSAGE_MAX)
+    return text
+
+
+def _duration(value: object) -> float | None:
+    """Minutes >= 0: a negative one (naive local clocks across a DST change) is stored as 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidStateError("duration_min", "expected a number of minutes")
+    number = float(value)
+    if not math.isfinite(number):
+        log.warning("duration_min %r is not a finite number: stored as NULL", value)
+        return None
+    if number < 0:
+        log.warning(
+            "duration_min %r is negative (naive local clocks across a DST change?): stored as 0",
+            value,
+        )
+        return 0.0
+    return number
+
+
+@dataclass
 class RunState:
-    """One ETL run of a DAG, keyed by ``(dag_id, execution_date)``. Datetimes are aware UTC."""
+    """One ETL run of a DAG, keyed by ``(dag_id, execution_date)``. Datetimes are aware UTC.
+
+    Mutable, as dpone's runtime uses it (it changes ``state``, ``ended_at``, … in place and
+    saves again): validated on construction and again by every save.
+    """
 
     dag_id: str
     source_schema: str
@@ -248,36 +346,82 @@ class RunState:
     process_name: str | None = None
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field and normalise it in place (aware UTC datetimes, the status enum,
+        a storable error message and duration); ``InvalidStateError`` names a bad field."""
         check_name("dag_id", self.dag_id, MAX_DAG_ID)
         for name in ("source_schema", "source_table", "target_schema", "target_table"):
             check_name(name, getattr(self, name))
         check_name("load_strategy", self.load_strategy, LOAD_STRATEGY_MAX)
         if self.process_name is not None:
-            check_name("process_name", self.process_name)
+            check_name("process_name", self.process_name, PROCESS_NAME_MAX)
+        raw_state = _enum_value(self.state)
         try:
-            status = RunStateStatus(self.state)
+            self.state = RunStateStatus(raw_state)
         except ValueError:
             valid = ", ".join(s.value for s in RunStateStatus)
-            raise InvalidStateError("state", f"{self.state!r} is not one of: {valid}") from None
-        object.__setattr__(self, "state", status)
-        for name in ("execution_date", "started_at"):
-            object.__setattr__(self, name, to_utc(name, getattr(self, name)))
+            raise InvalidStateError("state", f"{raw_state!r} is not one of: {valid}") from None
+        self.execution_date = to_utc("execution_date", self.execution_date)
+        self.started_at = to_utc("started_at", self.started_at)
         if self.ended_at is not None:
-            object.__setattr__(self, "ended_at", to_utc("ended_at", self.ended_at))
-        if self.duration_min is not None:
-            if isinstance(self.duration_min, bool) or not isinstance(
-                self.duration_min, (int, float)
-            ):
-                raise InvalidStateError("duration_min", "expected a number of minutes")
-            if not math.isfinite(self.duration_min) or self.duration_min < 0:
-                raise InvalidStateError(
-                    "duration_min", f"{self.duration_min} is not a finite number >= 0"
-                )
-            object.__setattr__(self, "duration_min", float(self.duration_min))
+            self.ended_at = to_utc("ended_at", self.ended_at)
+        self.duration_min = _duration(self.duration_min)
         if self.error_message is not None:
-            _check_text("error_message", self.error_message, ERROR_MESSAGE_MAX)
+            self.error_message = _diagnostic_text(self.error_message)
         for name in ("id", "rows_read", "rows_written", "rows_updated", "rows_deleted"):
             _check_int(name, getattr(self, name), optional=True)
+
+    @classmethod
+    def from_object(cls, obj: object) -> RunState:
+        """A validated copy of any object with ``RunState``'s fields: this class (mutated in
+        place since it was built), dpone's own ``RunState`` (its status enum read by
+        ``.value``), or a mapping. The object itself is not changed."""
+        values = {
+            f.name: _attribute(obj, f.name, f.name in _RUN_REQUIRED, "run state")
+            for f in fields(cls)
+        }
+        values["state"] = _enum_value(values["state"])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """dpone's 18 keys; datetimes as ISO 8601 strings with their UTC offset."""
+        result: dict[str, Any] = {name: getattr(self, name) for name in RUN_STATE_KEYS}
+        result["state"] = RunStateStatus(_enum_value(self.state)).value
+        for name in _RUN_DATETIMES:
+            value = result[name]
+            result[name] = value.isoformat() if isinstance(value, datetime) else value
+        return result
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunState:
+        """The run ``to_dict()`` (or dpone's ``RunState.to_dict()``) described.
+
+        ISO strings (with or without an offset; naive is UTC) or datetimes; a missing optional
+        key is ``None``; an unknown key is refused (a typo must not vanish silently).
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidStateError("data", f"expected a mapping, got {type(data).__name__}")
+        unknown = sorted(str(key) for key in data if key not in RUN_STATE_KEYS)
+        if unknown:
+            raise InvalidStateError(
+                unknown[0], f"unknown key; a run has: {', '.join(RUN_STATE_KEYS)}"
+            )
+        values: dict[str, Any] = {name: data.get(name) for name in RUN_STATE_KEYS}
+        for name in _RUN_DATETIMES:
+            value = values[name]
+            if isinstance(value, str):
+                try:
+                    values[name] = datetime.fromisoformat(value)
+                except ValueError:
+                    raise InvalidStateError(
+                        name, f"{value!r} is not an ISO 8601 datetime"
+                    ) from None
+        for name in _RUN_REQUIRED:
+            if values[name] is None:
+                raise InvalidStateError(name, "missing")
+        return cls(**values)
 
     @classmethod
     def from_storage(cls, **fields: Any) -> RunState:

@@ -18,6 +18,8 @@ from dpone_state.storage import RunStateStorage, XMinStateStorage
 __all__ = [
     "FREETDS_TDS_VERSION",
     "LOGIN_TIMEOUT_SECONDS",
+    "MSSQLRunStateStorage",
+    "MSSQLXMinStateStorage",
     "MssqlRunStateStorage",
     "MssqlXMinStateStorage",
     "engine_options",
@@ -38,3 +40,8 @@ class MssqlRunStateStorage(RunStateStorage):
     """Run-state rows in SQL Server (schema ``etl_state`` by default)."""
 
     backend = "mssql"
+
+
+#: dpone's names of the SQL Server storages (``dpone.runtime.state.mssql``).
+MSSQLXMinStateStorage = MssqlXMinStateStorage
+MSSQLRunStateStorage = MssqlRunStateStorage

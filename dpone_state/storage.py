@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shlex
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -48,7 +49,12 @@ from dpone_state.errors import (
     first_line,
 )
 from dpone_state.execution import StatementRunner, WriteResult
-from dpone_state.failures import is_connection_failure, is_missing_table, is_transient_conflict
+from dpone_state.failures import (
+    is_connection_failure,
+    is_missing_column,
+    is_missing_table,
+    is_transient_conflict,
+)
 from dpone_state.models import (
     MAX_BIGINT,
     MAX_DAG_ID,
@@ -97,6 +103,8 @@ class _Storage:
     #: The backend a backend-specific subclass accepts (``None``: every supported one).
     backend: ClassVar[StateType | None] = None
     default_table: ClassVar[str]
+    #: Columns dpone-state adds to dpone's table (named when they are missing).
+    _added_columns: ClassVar[str]
 
     def __init__(
         self,
@@ -149,13 +157,38 @@ class _Storage:
             f"{type(self).__name__}({safe_url(self.engine.url)!r}, table={self.qualified_name!r})"
         )
 
+    #: The ``dpone-state`` option that names this storage's table.
+    _table_option: ClassVar[str]
+
+    @property
+    def upgrade_command(self) -> str:
+        """The exact ``dpone-state upgrade`` that provisions this store (password masked)."""
+        parts = ["dpone-state", "upgrade", "--url", safe_url(self.engine.url)]
+        if self.schema is not None:
+            parts += ["--schema", self.schema]
+        elif self.backend_row.has_schemas:
+            parts.append("--no-schema")
+        if self.table_name != self.default_table:
+            parts += [self._table_option, self.table_name]
+        return " ".join(shlex.quote(part) for part in parts)
+
+    def _not_provisioned(self, detail: str = "") -> StateNotProvisionedError:
+        return StateNotProvisionedError(self.qualified_name, detail, command=self.upgrade_command)
+
     @contextmanager
     def _translated_errors(self) -> Iterator[None]:
         try:
             yield
         except DBAPIError as error:
-            if is_missing_table(error, self.engine.dialect.name):
-                raise StateNotProvisionedError(self.qualified_name) from error
+            dialect = self.engine.dialect.name
+            if is_missing_table(error, dialect):
+                raise self._not_provisioned("it does not exist") from error
+            if is_missing_column(error, dialect):
+                # dpone's own table, never migrated (or downgraded under a running runtime).
+                raise self._not_provisioned(
+                    f"it lacks a column of dpone-state ({self._added_columns}): a table of "
+                    "dpone's not yet migrated, or one downgraded"
+                ) from error
             if is_connection_failure(error):
                 raise StateUnavailableError(
                     f"lost the connection to the state database {safe_url(self.engine.url)}: "
@@ -301,6 +334,10 @@ class _Storage:
             log.info("added the column(s) %s to %s", ", ".join(added), self.qualified_name)
         log.info("provisioned %s on %s", self.qualified_name, safe_url(self.engine.url))
 
+    def create_state_table(self) -> None:
+        """dpone's name of ``create_tables()``: the same explicit provisioning step."""
+        self.create_tables()
+
 
 def xmin_state_from_row(row: Sequence[Any]) -> XMinState:
     """The checkpoint in a row of ``(xmin_value, __dpone__loaded_at, is_initial,
@@ -334,6 +371,8 @@ class XMinStateStorage(_Storage):
     """Postgres XMin checkpoints, one row per ``(source_schema, source_table)``."""
 
     default_table = DEFAULT_XMIN_TABLE
+    _table_option = "--xmin-table"
+    _added_columns = "revision"
 
     def __init__(
         self,
@@ -372,7 +411,9 @@ class XMinStateStorage(_Storage):
             t.c.extraction_identity,
             t.c.source_fingerprint,
         ).where(key)
-        self._delete = delete(t).where(key)
+        # ``revision`` is NOT NULL, so this always holds; naming the column makes an unmigrated dpone table
+        # refuse the delete as it refuses every other statement (StateNotProvisionedError).
+        self._delete = delete(t).where(key, t.c.revision.is_not(None))
         self._bulk_statements: dict[int, Upsert] = {}
         self._bulk_names: dict[int, list[str]] = {}  # their parameter names, row by row
 
@@ -393,18 +434,18 @@ class XMinStateStorage(_Storage):
         xmin_state: XMinState,
         *,
         expected_revision: int | None = None,
-    ) -> None:
+    ) -> datetime:
         """Upsert the checkpoint atomically; ``__dpone__loaded_at`` keeps the first save's time.
 
         With ``expected_revision`` the save happens only if the stored revision equals it
         (``0``: no checkpoint yet, or one never saved by dpone-state), else
-        ``RevisionConflictError``; without it the last writer wins.
+        ``RevisionConflictError``; without it the last writer wins. ``xmin_state`` is an
+        ``XMinState`` or any object with its fields (dpone's own). Returns the time of this
+        write (UTC): the row's ``__dpone__updated_at``, and its ``__dpone__loaded_at`` when this
+        save inserted the row.
         """
         params: dict[str, Any] = self._key_params(source_schema, source_table)
-        if not isinstance(xmin_state, XMinState):
-            raise InvalidStateError(
-                "xmin_state", f"expected an XMinState, got {type(xmin_state).__name__}"
-            )
+        xmin_state = XMinState.from_object(xmin_state)
         if expected_revision is not None and (
             isinstance(expected_revision, bool)
             or not isinstance(expected_revision, int)
@@ -418,11 +459,15 @@ class XMinStateStorage(_Storage):
             p_frozen_xid=xmin_state.frozen_xid,
             p_extraction_identity=xmin_state.extraction_identity,
             p_source_fingerprint=xmin_state.source_fingerprint,
-            **{f"p_{UPDATED_AT}": utc_now(), f"p_{LOADED_AT}": xmin_state.timestamp},
         )
+        # ``__dpone__loaded_at`` comes from this clock (UTC) on first insert and is kept by
+        # later saves; ``xmin_state.timestamp`` is not stored (dpone's runtime fills it with
+        # a naive local time, which dpone's storages ignore as well).
+        now = utc_now()
+        params[f"p_{UPDATED_AT}"] = params[f"p_{LOADED_AT}"] = now
         if expected_revision is None:
             self._write(self._save, params)
-            return
+            return now
         if expected_revision == 0:
             result = self._write(self._save_if_unversioned, params)
             applied = upsert_applied(result, self.engine.dialect.name)
@@ -433,22 +478,21 @@ class XMinStateStorage(_Storage):
             applied = self._write(self._save_if_revision, params).rowcount == 1
         if not applied:
             raise RevisionConflictError(source_schema, source_table, expected_revision)
+        return now
 
     def save_states(self, states: Mapping[tuple[str, str], XMinState]) -> int:
         """Upsert many checkpoints in few statements (``BULK_ROWS`` per statement; fewer where the
         database limits parameters per statement); the count.
 
         The bulk path for backends with DML quotas (BigQuery): last writer wins per key, as in
-        ``save_state`` without ``expected_revision``. Each statement is atomic on its own; where
-        calls take the direct path (PostgreSQL, SQLite) the whole call is one transaction.
+        ``save_state`` without ``expected_revision``. Each statement is atomic on its own.
         """
         rows: list[tuple[Any, ...]] = []  # values in the order of ``_BULK_COLUMNS``
         now = utc_now()
-        for key, state in states.items():
+        for key, given in states.items():
             if not isinstance(key, tuple) or len(key) != 2:
                 raise InvalidStateError("states", "keys must be (source_schema, source_table)")
-            if not isinstance(state, XMinState):
-                raise InvalidStateError("states", f"{key!r}: expected an XMinState")
+            state = XMinState.from_object(given)
             rows.append(
                 (
                     check_key_name("source_schema", key[0]),
@@ -460,7 +504,7 @@ class XMinStateStorage(_Storage):
                     state.extraction_identity,
                     state.source_fingerprint,
                     now,
-                    state.timestamp,
+                    now,  # __dpone__loaded_at: kept by an existing row, as in save_state
                 )
             )
         per_statement = BULK_ROWS
@@ -589,6 +633,8 @@ class RunStateStorage(_Storage):
     """ETL run rows, one per ``(dag_id, execution_date)``."""
 
     default_table = DEFAULT_RUN_TABLE
+    _table_option = "--run-table"
+    _added_columns = "process_name"
 
     def __init__(
         self,
@@ -613,11 +659,16 @@ class RunStateStorage(_Storage):
         newest_first = t.c.execution_date.desc()
         self._list = by_dag.order_by(newest_first)
         self._pages: dict[tuple[Select[Any], int], Select[Any]] = {}
-        self._list_before = by_dag.where(
-            t.c.execution_date <= self._param("execution_date")
-        ).order_by(newest_first)
+        at = t.c.execution_date == self._param("execution_date")
+        before = t.c.execution_date < bindparam("p_before", type_=t.c.execution_date.type)
+        self._list_at = self._list.where(at)
+        self._list_before = self._list.where(before)
+        self._list_at_before = self._list.where(at, before)
         older = t.c.execution_date < bindparam("p_cutoff", type_=t.c.execution_date.type)
-        self._prune = delete(t).where(older)
+        # Always true; naming ``process_name`` makes an unmigrated dpone table refuse the prune
+        # as it refuses every other statement (StateNotProvisionedError), not delete quietly.
+        provisioned = t.c.process_name.is_(None) | t.c.process_name.is_not(None)
+        self._prune = delete(t).where(older, provisioned)
         # Batched pruning walks the retention index in (execution_date, dag_id) order: find the
         # last row of the next batch, then delete up to and including it.
         self._prune_boundary = (
@@ -630,6 +681,7 @@ class RunStateStorage(_Storage):
         boundary_date = bindparam("p_boundary_date", type_=t.c.execution_date.type)
         self._prune_batch = delete(t).where(
             older,
+            provisioned,
             # Redundant with the next condition, but a range the index scan can stop at: without
             # it the scan reads the whole remaining backlog and filters it (a growing cost).
             t.c.execution_date <= boundary_date,
@@ -652,14 +704,13 @@ class RunStateStorage(_Storage):
         """Upsert the run row: a new run is inserted; an existing one gets its outcome updated.
 
         ``started_at``, ``process_name`` and the source/target names keep their first values.
+        ``run_state`` is a ``RunState`` (mutated in place or not) or any object with its fields
+        (dpone's own ``RunState``); it is validated on every save and never changed.
         """
-        if not isinstance(run_state, RunState):
-            raise InvalidStateError(
-                "run_state", f"expected a RunState, got {type(run_state).__name__}"
-            )
+        run = RunState.from_object(run_state)  # validated again: the caller may have mutated it
         now = utc_now()
-        params = {f"p_{name}": getattr(run_state, name) for name in _RUN_FIELDS}
-        params["p_state"] = run_state.state.value
+        params = {f"p_{name}": getattr(run, name) for name in _RUN_FIELDS}
+        params["p_state"] = run.state.value
         params[f"p_{LOADED_AT}"] = params[f"p_{UPDATED_AT}"] = now
         self._write(self._upsert, params)
 
@@ -679,11 +730,18 @@ class RunStateStorage(_Storage):
         return self._to_models(rows)[0] if rows else None
 
     def get_run_states_by_dag(
-        self, dag_id: str, execution_date: datetime | None = None, limit: int = 100
+        self,
+        dag_id: str,
+        execution_date: datetime | None = None,
+        limit: int = 100,
+        *,
+        before: datetime | None = None,
     ) -> list[RunState]:
         """Runs of ``dag_id``, newest ``execution_date`` first, at most ``limit``.
 
-        With ``execution_date``, only runs at or before it (to page back through history).
+        With ``execution_date``, only the runs at exactly that date (dpone's meaning). With
+        ``before``, only runs strictly earlier: to page back through history, pass the
+        ``execution_date`` of the last run of the previous page.
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise InvalidStateError("limit", f"must be an integer in 1 .. {MAX_LIMIT}")
@@ -691,7 +749,10 @@ class RunStateStorage(_Storage):
         statement = self._list
         if execution_date is not None:
             params["p_execution_date"] = to_utc("execution_date", execution_date)
-            statement = self._list_before
+            statement = self._list_at
+        if before is not None:
+            params["p_before"] = to_utc("before", before)
+            statement = self._list_at_before if execution_date is not None else self._list_before
         # ``limit(n)`` keeps SQL Server's ``TOP n`` (a literal, checked int) on every dialect.
         return self._to_models(self._read(self._page(statement, limit), params))
 

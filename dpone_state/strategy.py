@@ -13,10 +13,12 @@ from dpone_state.errors import StrategyConfigurationError
 
 __all__ = [
     "INCREMENTAL_LOAD_STRATEGIES",
+    "STRATEGY_SPELLINGS",
     "ExtractionMode",
     "ExtractionStrategy",
     "StrategyConfigurationError",
     "select_strategy",
+    "strategy_mode",
 ]
 
 #: Load strategies that extract incrementally; every other load strategy reads the source whole.
@@ -42,6 +44,22 @@ class ExtractionStrategy:
     column: str | None = None
 
 
+#: Spellings of ``incremental_strategy`` dpone accepts, normalised (lower case, ``-`` as ``_``).
+STRATEGY_SPELLINGS: dict[str, ExtractionMode] = {
+    "xmin": ExtractionMode.XMIN,
+    "pg_xmin": ExtractionMode.XMIN,
+    "postgres_xmin": ExtractionMode.XMIN,
+    "column": ExtractionMode.COLUMN,
+    "column_cursor": ExtractionMode.COLUMN,
+    "incremental_column": ExtractionMode.COLUMN,
+}
+
+
+def strategy_mode(spelling: str) -> ExtractionMode | None:
+    """The mode an ``incremental_strategy`` spelling names (any case, ``-`` or ``_``), or None."""
+    return STRATEGY_SPELLINGS.get(spelling.strip().lower().replace("-", "_"))
+
+
 def _option(options: Mapping[str, object], name: str) -> str | None:
     value = options.get(name)
     if value is None:
@@ -58,9 +76,10 @@ def select_strategy(load_strategy: str, options: Mapping[str, object]) -> Extrac
     """The extraction strategy of a Postgres source with ``load_strategy`` and ``options``.
 
     For ``incremental_merge`` / ``incremental_append``:
-    ``incremental_strategy: xmin`` selects XMin, ``incremental_strategy: column`` needs
-    ``incremental_column``; without ``incremental_strategy`` a legacy ``incremental_column``
-    selects column mode and no option at all selects XMin (the legacy default).
+    ``incremental_strategy: xmin`` selects XMin (also ``pg_xmin``, ``postgres_xmin``; any case,
+    ``-`` or ``_``), ``incremental_strategy: column`` (also ``column_cursor``,
+    ``incremental_column``) needs ``incremental_column``; without ``incremental_strategy`` a
+    legacy ``incremental_column`` selects column mode and no option at all selects XMin (the legacy default).
     ``xmin`` together with ``incremental_column`` is a ``StrategyConfigurationError``.
     Any other load strategy reads the table whole: ``FULL``, options not consulted.
     """
@@ -80,8 +99,8 @@ def select_strategy(load_strategy: str, options: Mapping[str, object]) -> Extrac
         if column is not None:
             return ExtractionStrategy(ExtractionMode.COLUMN, column)
         return ExtractionStrategy(ExtractionMode.XMIN)
-    mode = strategy.lower()
-    if mode == ExtractionMode.XMIN.value:
+    mode = strategy_mode(strategy)
+    if mode is ExtractionMode.XMIN:
         if column is not None:
             raise StrategyConfigurationError(
                 f"source.options.incremental_strategy: xmin conflicts with "
@@ -89,7 +108,7 @@ def select_strategy(load_strategy: str, options: Mapping[str, object]) -> Extrac
                 "remove incremental_column, or set incremental_strategy: column"
             )
         return ExtractionStrategy(ExtractionMode.XMIN)
-    if mode == ExtractionMode.COLUMN.value:
+    if mode is ExtractionMode.COLUMN:
         if column is None:
             raise StrategyConfigurationError(
                 "source.options.incremental_strategy: column requires "
@@ -97,5 +116,6 @@ def select_strategy(load_strategy: str, options: Mapping[str, object]) -> Extrac
             )
         return ExtractionStrategy(ExtractionMode.COLUMN, column)
     raise StrategyConfigurationError(
-        f"source.options.incremental_strategy {strategy!r} is not one of: xmin, column"
+        f"source.options.incremental_strategy {strategy!r} is not one of: "
+        f"{', '.join(STRATEGY_SPELLINGS)} (any case, '-' or '_')"
     )

@@ -33,7 +33,14 @@ from dpone_state.coltypes import (
     sql_utc_now,
 )
 from dpone_state.dialects import DEFAULT_SCHEMA, RunIdKind, find_dialect
-from dpone_state.models import KEY_NAME_MAX, LOAD_STRATEGY_MAX, MAX_DAG_ID, NAME_MAX, XMIN_TAG_MAX
+from dpone_state.models import (
+    KEY_NAME_MAX,
+    LOAD_STRATEGY_MAX,
+    MAX_DAG_ID,
+    NAME_MAX,
+    PROCESS_NAME_MAX,
+    XMIN_TAG_MAX,
+)
 
 __all__ = [
     "DEFAULT_RUN_TABLE",
@@ -142,7 +149,7 @@ def run_state_table(
         Column("rows_updated", big_integer(), nullable=True),
         Column("rows_deleted", big_integer(), nullable=True),
         *_timestamps(),
-        Column("process_name", name_text(NAME_MAX), nullable=True),
+        Column("process_name", name_text(PROCESS_NAME_MAX), nullable=True),
         PrimaryKeyConstraint("dag_id", "execution_date", name=f"pk_{name}_dag_execution"),
         schema=schema,
         **MYSQL_TABLE_OPTIONS,

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine, MappingResult, Row, RowMapping
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from dpone_state.engine import safe_url
 from dpone_state.errors import (
@@ -80,8 +80,11 @@ __all__ = [
 log = logging.getLogger("dpone_state.xmin")
 
 DEFAULT_BATCH_SIZE = 10_000
-#: Name of the extra column every extracted row carries: its xmin as a Python int.
-XMIN_KEY = "xmin"
+#: Name of the extra column every extracted row carries: its xmin as a Python int. dpone's
+#: technical column name (a target table cannot even have a column named ``xmin`` on PostgreSQL).
+XMIN_KEY = "__dpone__xmin"
+#: The system column read.
+_XMIN_SYSTEM_COLUMN = "xmin"
 #: relkinds that have heap rows with an xmin: table, partitioned table, materialized view.
 _ROW_RELKINDS = {"r": "table", "p": "partitioned table", "m": "materialized view"}
 _OTHER_RELKINDS = {
@@ -508,8 +511,8 @@ def new_children_hold_only_window_rows(
             continue
         if not row.can_select:  # a partition is read through its parent: cannot check it
             return False
-        child = sa.table(row.relname, sa.column(XMIN_KEY), schema=row.nspname)
-        predicate = window.predicate(xmin_number(child.c[XMIN_KEY]))
+        child = sa.table(row.relname, sa.column(_XMIN_SYSTEM_COLUMN), schema=row.nspname)
+        predicate = window.predicate(xmin_number(child.c[_XMIN_SYSTEM_COLUMN]))
         if predicate is None:
             return False
         outside = sa.select(sa.literal(1)).select_from(child).where(sa.not_(predicate))
@@ -531,7 +534,7 @@ def extraction_identity(
     *,
     table: str,
     columns: Sequence[str] | None,
-    where: ColumnElement[bool] | None,
+    where: ColumnElement[bool] | TextClause | None,
     checkpoint_key: str | None,
 ) -> str:
     """Which extraction owns a checkpoint, as compact JSON (compared as a whole).
@@ -565,7 +568,7 @@ def checkpoint_table_key(table: str, checkpoint_key: str | None) -> str:
 class XMinExtraction:
     """One run: iterate it for the changed rows, then ``commit()`` once the target committed.
 
-    Rows are ``RowMapping`` objects with the selected columns plus ``xmin`` (an int), streamed
+    Rows are ``RowMapping`` objects with the selected columns plus ``__dpone__xmin`` (an int), streamed
     through a server-side cursor ``batch_size`` rows at a time. Leaving the ``with`` block,
     ``close()`` or an exception without ``commit()`` keeps the old checkpoint: the next run
     reads the same window again (at-least-once).
@@ -673,7 +676,7 @@ class XMinExtraction:
                 f"({self.rows_read} so far): saving the checkpoint now would skip the rest"
             )
         self.close()
-        self._storage.save_state(
+        written = self._storage.save_state(
             self.source_schema,
             self.checkpoint_table,
             self.state,
@@ -689,7 +692,7 @@ class XMinExtraction:
             self.rows_read,
         )
         # As stored: the first save's time stays (``__dpone__loaded_at``), the revision moved on.
-        first_saved = self.previous.timestamp if self.previous else self.state.timestamp
+        first_saved = self.previous.timestamp if self.previous else written
         return replace(self.state, timestamp=first_saved, revision=self.expected_revision + 1)
 
     def close(self) -> None:
@@ -748,7 +751,7 @@ class XMinExtractor:
         schema: str,
         table: str,
         columns: Sequence[str] | None = None,
-        where: ColumnElement[bool] | None = None,
+        where: ColumnElement[bool] | TextClause | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         *,
         checkpoint_key: str | None = None,
@@ -756,7 +759,8 @@ class XMinExtractor:
         """Start one run over ``schema.table``: the rows written since the checkpoint.
 
         ``columns``: the columns to read (default: all); ``where``: an extra Core predicate
-        (e.g. ``sa.column("region") == "eu"``), never a string. ``checkpoint_key``: a name for
+        (e.g. ``sa.column("region") == "eu"``) or explicit SQL text (``sa.text(...)``, as
+        dpone's ``custom_predicate``), never a plain string. ``checkpoint_key``: a name for
         this extraction's own checkpoint (stored as ``table#key``), for two pipelines on one
         table. Use the result as a context manager. Raises ``SourceTableNotFoundError``,
         ``SourceNotATableError`` (views), ``ForeignPartitionError``, ``SourcePermissionError``,
@@ -768,8 +772,12 @@ class XMinExtractor:
         key_table = checkpoint_table_key(table, checkpoint_key)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidStateError("batch_size", "must be an integer >= 1")
-        if where is not None and not isinstance(where, ColumnElement):
-            raise TypeError("where must be a SQLAlchemy Core predicate (ColumnElement), not text")
+        if where is not None and not isinstance(where, (ColumnElement, TextClause)):
+            raise TypeError(
+                "where must be a SQLAlchemy Core predicate (e.g. sa.column('region') == 'eu') "
+                "or explicit SQL text (sa.text(\"region = 'eu'\"), dpone's custom_predicate), "
+                f"not a {type(where).__name__}: a plain string is never taken as SQL"
+            )
         if columns is not None and (
             isinstance(columns, str) or not all(isinstance(c, str) for c in columns)
         ):
@@ -798,12 +806,14 @@ class XMinExtractor:
                 changed = source_change(connection, snapshot, stored, window)
                 if changed:
                     window = replace(window, kind=WindowKind.FULL, reason=changed)
-            source = sa.table(table, sa.column(XMIN_KEY), *map(sa.column, names), schema=schema)
+            source = sa.table(
+                table, sa.column(_XMIN_SYSTEM_COLUMN), *map(sa.column, names), schema=schema
+            )
+            system_xmin = xmin_number(source.c[_XMIN_SYSTEM_COLUMN])
             statement = sa.select(
-                *(source.c[name] for name in names),
-                xmin_number(source.c[XMIN_KEY]).label(XMIN_KEY),
+                *(source.c[name] for name in names), system_xmin.label(XMIN_KEY)
             ).select_from(source)
-            predicate = window.predicate(xmin_number(source.c[XMIN_KEY]))
+            predicate = window.predicate(system_xmin)
             if predicate is not None:
                 statement = statement.where(predicate)
             if where is not None:

@@ -285,7 +285,7 @@ def test_an_explicit_connection_is_never_replaced_by_the_sink() -> None:
         (
             {"type": "mysql"},
             {"type": "mysql", "connection_id": "m"},
-            "only for an mssql or postgres sink",
+            "only for an mssql, postgres or bigquery sink",
         ),
         ({"type": "mssql"}, {"type": "mssql"}, "set state.connection_id"),
         ({}, MSSQL_SINK, "set state.type: mssql to reuse"),

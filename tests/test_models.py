@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from enum import Enum
 
 import pytest
 
 from dpone_state import InvalidStateError, RunState, RunStateStatus, XMinState
-from dpone_state.models import KEY_NAME_MAX, MAX_BIGINT, MAX_DAG_ID, NAME_MAX, check_key_name
+from dpone_state.models import (
+    ERROR_MESSAGE_MAX,
+    KEY_NAME_MAX,
+    MAX_BIGINT,
+    MAX_DAG_ID,
+    NAME_MAX,
+    check_key_name,
+)
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
 
@@ -83,9 +92,9 @@ def test_run_state_status_is_coerced_and_checked() -> None:
         ("process_name", "", "empty"),
         ("rows_read", -1, "outside"),
         ("rows_deleted", 2**63, "outside"),
-        ("duration_min", float("nan"), "finite"),
-        ("duration_min", -1.0, "finite"),
-        ("error_message", "boom\x00", "NUL"),
+        ("duration_min", "3", "number"),
+        ("error_message", 5, "string"),
+        ("process_name", "x" * 513, "at most"),
     ],
 )
 def test_run_state_rejects_bad_fields(field: str, value: object, reason: str) -> None:
@@ -111,3 +120,139 @@ def test_name_limits_count_utf16_code_units_like_nvarchar() -> None:
     assert check_key_name("source_schema", emoji * (KEY_NAME_MAX // 2))
     with pytest.raises(InvalidStateError, match="UTF-16"):
         check_key_name("source_schema", "a" + emoji * (KEY_NAME_MAX // 2))
+
+
+# --- dpone's runtime uses the models like this ------------------------------------------------
+
+
+def test_run_state_is_mutable_and_validated_again_on_demand() -> None:
+    """dpone's RunStateTracker changes the same object in place, then saves it again."""
+    state = run()
+    state.state = RunStateStatus.FAILED
+    state.ended_at = datetime(2026, 1, 2, 6, 4, 5)  # naive: UTC
+    state.duration_min = 3.5
+    state.error_message = "boom"
+    state.validate()
+    assert state.ended_at == datetime(2026, 1, 2, 6, 4, 5, tzinfo=timezone.utc)
+    state.state = "up_for_retry"  # type: ignore[assignment]
+    state.validate()
+    assert state.state is RunStateStatus.UP_FOR_RETRY
+    state.rows_read = -1
+    with pytest.raises(InvalidStateError, match="rows_read"):
+        state.validate()
+
+
+def test_diagnostic_fields_never_fail_a_save() -> None:
+    long = "x" * (ERROR_MESSAGE_MAX + 10)
+    cut = run(error_message=long).error_message
+    assert cut is not None and len(cut) == ERROR_MESSAGE_MAX and cut.endswith("characters]")
+    assert "10 more characters" in cut
+    assert run(error_message="a\x00b\ud800c").error_message == "a\ufffdb\ufffdc"
+    assert run(duration_min=-0.5).duration_min == 0.0  # naive local clocks across a DST change
+    assert run(duration_min=float("nan")).duration_min is None
+    assert run(duration_min=2).duration_min == 2.0
+
+
+def test_process_name_accepts_dpones_default_width() -> None:
+    name = f"{'s' * 127}.{'t' * 127}->{'s' * 127}.{'t' * 127}"
+    assert len(name) == 512
+    assert run(process_name=name).process_name == name
+
+
+def test_to_dict_has_dpones_18_keys_and_round_trips() -> None:
+    state = run(
+        ended_at=NOW + timedelta(minutes=2),
+        duration_min=2.0,
+        error_message="e",
+        id=7,
+        rows_read=1,
+        rows_written=2,
+        rows_updated=3,
+        rows_deleted=4,
+        process_name="p",
+    )
+    data = state.to_dict()
+    assert list(data) == [
+        "id", "dag_id", "process_name", "source_schema", "source_table", "target_schema",
+        "target_table", "load_strategy", "execution_date", "state", "started_at", "ended_at",
+        "duration_min", "error_message", "rows_read", "rows_written", "rows_updated",
+        "rows_deleted",
+    ]  # fmt: skip
+    assert data["execution_date"] == "2026-01-02T03:04:05.678901+00:00"
+    assert data["state"] == "running" and data["ended_at"] == "2026-01-02T03:06:05.678901+00:00"
+    assert RunState.from_dict(data) == state
+    # dpone's to_dict() of naive datetimes (no offset) reads back as UTC
+    dpone_dict = {**data, "execution_date": "2026-01-02T03:04:05.678901", "ended_at": None}
+    assert RunState.from_dict(dpone_dict).execution_date == NOW
+    with pytest.raises(InvalidStateError, match="unknown key"):
+        RunState.from_dict({**data, "stat": "running"})
+    with pytest.raises(InvalidStateError, match="ISO 8601"):
+        RunState.from_dict({**data, "started_at": "yesterday"})
+    with pytest.raises(InvalidStateError, match="missing"):
+        RunState.from_dict({k: v for k, v in data.items() if k != "dag_id"})
+
+
+class DponeStatus(Enum):
+    """dpone's own ``RunStateStatus`` (a plain Enum, not a str)."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+
+
+@dataclass
+class DponeRunState:
+    """The shape of ``dpone.runtime.state.models.RunState``."""
+
+    dag_id: str
+    source_schema: str
+    source_table: str
+    target_schema: str
+    target_table: str
+    load_strategy: str
+    execution_date: datetime
+    state: DponeStatus
+    started_at: datetime
+    ended_at: datetime | None = None
+    duration_min: float | None = None
+    error_message: str | None = None
+    id: int | None = None
+    rows_read: int | None = None
+    rows_written: int | None = None
+    rows_updated: int | None = None
+    rows_deleted: int | None = None
+    process_name: str | None = None
+
+
+@dataclass
+class DponeXMinState:
+    """The shape of ``dpone.runtime.state.xmin_storage.XMinState``."""
+
+    xmin_value: int
+    timestamp: datetime
+    is_initial: bool = False
+    wraparound_detected: bool = False
+    frozen_xid: int | None = None
+    revision: int = 0
+
+
+def test_from_object_reads_the_runtimes_own_models() -> None:
+    naive = datetime(2026, 1, 2, 3, 4, 5)
+    theirs = DponeRunState(
+        "dag", "public", "orders", "dwh", "orders", "incremental_merge", naive,
+        DponeStatus.SUCCESS, naive, rows_read=3,
+    )  # fmt: skip
+    ours = RunState.from_object(theirs)
+    assert ours.state is RunStateStatus.SUCCESS and ours.rows_read == 3
+    assert ours.execution_date == naive.replace(tzinfo=timezone.utc)
+    assert theirs.execution_date is naive  # the caller's object is not changed
+    theirs.rows_read = -3
+    with pytest.raises(InvalidStateError, match="rows_read"):
+        RunState.from_object(theirs)
+    with pytest.raises(InvalidStateError, match="dag_id"):
+        RunState.from_object(object())
+    checkpoint = XMinState.from_object(DponeXMinState(42, naive, frozen_xid=7))
+    assert (checkpoint.xmin_value, checkpoint.frozen_xid, checkpoint.revision) == (42, 7, 0)
+    with pytest.raises(InvalidStateError, match="xmin_value"):
+        XMinState.from_object(DponeXMinState(-1, naive))
+    same = XMinState(5)
+    assert XMinState.from_object(same) is same

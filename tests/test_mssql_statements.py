@@ -189,11 +189,17 @@ CASES: dict[str, Case] = {
             "nothing from the caller reaches the SQL text.",
         ),
     ),
-    "get_run_states_by_dag_before": Case(
+    "get_run_states_by_dag_at": Case(
         "RunStateStorage.get_run_states_by_dag(dag_id, execution_date, limit=25)",
         lambda: RUNS.get_run_states_by_dag(DAG, T0, limit=25),
         exp.Select,
-        ("Paging back through history: runs at or before execution_date, newest first.",),
+        ("dpone's meaning: the runs at exactly execution_date.",),
+    ),
+    "get_run_states_by_dag_before": Case(
+        "RunStateStorage.get_run_states_by_dag(dag_id, before=date, limit=25)",
+        lambda: RUNS.get_run_states_by_dag(DAG, before=T0, limit=25),
+        exp.Select,
+        ("Paging back through history: runs strictly before `before`, newest first.",),
     ),
     "delete_old_states": Case(
         "RunStateStorage.delete_old_states(days_to_keep=30)",
@@ -454,7 +460,7 @@ EXPECTED_TYPES = {
         "rows_deleted": "BIGINT",
         "__dpone__loaded_at": "DATETIME2",
         "__dpone__updated_at": "DATETIME2",
-        "process_name": "NVARCHAR(256)",
+        "process_name": "NVARCHAR(512)",
     },
 }
 #: Bytes of a key column in an index row: NVARCHAR(n) at most 2n, DATETIME2(7) 8, BIGINT 8.

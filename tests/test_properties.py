@@ -75,7 +75,7 @@ def test_checkpoints_round_trip_or_are_rejected(
     before = table_rows(state_db, xmin.table)
     try:
         state = XMinState(value, timestamp=timestamp, frozen_xid=value)
-        xmin.save_state(source_schema, source_table, state)
+        written = xmin.save_state(source_schema, source_table, state)
     except InvalidStateError:
         assert table_rows(state_db, xmin.table) == before
         return
@@ -83,7 +83,8 @@ def test_checkpoints_round_trip_or_are_rejected(
         loaded = xmin.load_state(source_schema, source_table)
         assert loaded is not None
         assert (loaded.xmin_value, loaded.frozen_xid) == (value, value)
-        assert loaded.timestamp == state.timestamp
+        # __dpone__loaded_at is the storage's clock at first insert, never the given timestamp
+        assert loaded.timestamp == written
         assert loaded.timestamp.tzinfo is timezone.utc
     finally:
         xmin.delete_state(source_schema, source_table)
@@ -123,10 +124,11 @@ def test_runs_round_trip_or_are_rejected(
     try:
         stored = runs.get_run_state(dag_id, execution_date)
         assert stored is not None
+        # diagnostics as the model stored them (NUL replaced, a negative duration 0, …)
         assert (stored.dag_id, stored.target_table, stored.error_message) == (
-            dag_id, target_table, error_message,
+            dag_id, target_table, run.error_message,
         )  # fmt: skip
-        assert (stored.rows_read, stored.duration_min) == (rows, duration)
+        assert (stored.rows_read, stored.duration_min) == (rows, run.duration_min)
         assert stored.execution_date == run.execution_date
     finally:  # remove this example's row only: other tests' rows are part of `before`
         table = runs.table

@@ -122,9 +122,23 @@ def test_runs_by_dag_newest_first_with_limit_and_paging(runs: RunStateStorage) -
         T0,
         T0 - timedelta(days=1),
     ]
-    page = runs.get_run_states_by_dag("dag_a", execution_date=T0 - timedelta(days=2), limit=2)
-    assert [r.execution_date for r in page] == [T0 - timedelta(days=2), T0 - timedelta(days=3)]
+    page = runs.get_run_states_by_dag("dag_a", before=T0 - timedelta(days=2), limit=2)
+    assert [r.execution_date for r in page] == [T0 - timedelta(days=3), T0 - timedelta(days=4)]
+    assert runs.get_run_states_by_dag("dag_a", before=T0 - timedelta(days=5)) == []
     assert runs.get_run_states_by_dag("nobody") == []
+
+
+def test_execution_date_means_the_runs_at_that_date_as_in_dpone(runs: RunStateStorage) -> None:
+    for days in (0, 1, 2):
+        runs.save_run_state(make_run(execution_date=T0 - timedelta(days=days)))
+    runs.save_run_state(make_run(dag_id="dag_b", execution_date=T0 - timedelta(days=1)))
+    at = runs.get_run_states_by_dag("dag_a", execution_date=T0 - timedelta(days=1))
+    assert [(r.dag_id, r.execution_date) for r in at] == [("dag_a", T0 - timedelta(days=1))]
+    positional = runs.get_run_states_by_dag("dag_a", T0 - timedelta(days=1), 100)  # dpone's call
+    assert [r.execution_date for r in positional] == [T0 - timedelta(days=1)]
+    assert runs.get_run_states_by_dag("dag_a", execution_date=T0 + timedelta(seconds=1)) == []
+    both = runs.get_run_states_by_dag("dag_a", execution_date=T0, before=T0)
+    assert both == []
 
 
 def test_delete_old_states_prunes_by_execution_date_and_counts(runs: RunStateStorage) -> None:

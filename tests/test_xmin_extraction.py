@@ -218,7 +218,7 @@ def test_inserts_updates_and_reinserts_are_each_extracted_in_the_next_window(
     full = run(extractor, source.schema, "orders")
     assert full.kind is WindowKind.FULL and full.saved.is_initial
     assert ids(full) == [1, 2, 3]
-    assert {row["xmin"] for row in full.rows} == {first_xid % EPOCH}
+    assert {row["__dpone__xmin"] for row in full.rows} == {first_xid % EPOCH}
     assert full.saved.xmin_value > first_xid
     assert checkpoints.load_state(source.schema, "orders") == full.saved
 
@@ -227,16 +227,16 @@ def test_inserts_updates_and_reinserts_are_each_extracted_in_the_next_window(
     insert_xid = source.write(f"INSERT INTO {t} VALUES (4, 'd')")
     inserted = run(extractor, source.schema, "orders")
     assert inserted.kind is WindowKind.SAME_EPOCH and not inserted.saved.is_initial
-    assert inserted.rows == [{"id": 4, "v": "d", "xmin": insert_xid % EPOCH}]
+    assert inserted.rows == [{"id": 4, "v": "d", "__dpone__xmin": insert_xid % EPOCH}]
 
     update_xid = source.write(f"UPDATE {t} SET v = 'B' WHERE id = 2")
     updated = run(extractor, source.schema, "orders")
-    assert updated.rows == [{"id": 2, "v": "B", "xmin": update_xid % EPOCH}]
+    assert updated.rows == [{"id": 2, "v": "B", "__dpone__xmin": update_xid % EPOCH}]
 
     source.write(f"DELETE FROM {t} WHERE id = 3")
     reinsert_xid = source.write(f"INSERT INTO {t} VALUES (3, 'C')")
     reinserted = run(extractor, source.schema, "orders")
-    assert reinserted.rows == [{"id": 3, "v": "C", "xmin": reinsert_xid % EPOCH}]
+    assert reinserted.rows == [{"id": 3, "v": "C", "__dpone__xmin": reinsert_xid % EPOCH}]
 
     assert run(extractor, source.schema, "orders").rows == []
     values = [r.saved.xmin_value for r in (full, inserted, updated, reinserted)]
@@ -289,15 +289,20 @@ def test_rows_stream_in_batches_with_columns_and_an_extra_predicate(
     ) as extraction:
         batches = [list(batch) for batch in extraction.batches()]
         assert [len(b) for b in batches] == [4, 4, 4]
-        assert all(set(row.keys()) == {"id", "xmin"} for b in batches for row in b)
+        # dpone's technical column name: a target cannot even have a column named xmin
+        assert all(set(row.keys()) == {"id", "__dpone__xmin"} for b in batches for row in b)
         assert sorted(row["id"] for b in batches for row in b) == list(range(2, 25, 2))
         assert extraction.rows_read == 12
         extraction.commit()
 
     with pytest.raises(SourceColumnError, match="nope"):
         extractor.extract(source.schema, "wide", columns=["id", "nope"])
-    with pytest.raises(TypeError, match="not text"):
+    with pytest.raises(TypeError, match="plain string is never taken as SQL"):
         extractor.extract(source.schema, "wide", where="region = 'eu'")  # type: ignore[arg-type]
+    # dpone's custom_predicate is SQL text: accepted when it says so explicitly
+    checkpoints.delete_state(source.schema, "wide")
+    with extractor.extract(source.schema, "wide", where=sa.text("region = 'us'")) as extraction:
+        assert sorted(row["id"] for row in extraction) == list(range(1, 26, 2))
     other = sa.table("other", sa.column("region"))
     with pytest.raises(TypeError, match="join it in"):
         extractor.extract(source.schema, "wide", where=other.c.region == "eu")
@@ -507,6 +512,27 @@ def test_strategy_selection_follows_dpone_rules(load: str) -> None:
         select_strategy(load, {"incremental_column": ""})
 
 
+@pytest.mark.parametrize(
+    ("spelling", "mode"),
+    [
+        ("pg_xmin", ExtractionMode.XMIN),
+        ("Postgres-XMin", ExtractionMode.XMIN),
+        ("XMIN", ExtractionMode.XMIN),
+        ("column_cursor", ExtractionMode.COLUMN),
+        ("Incremental-Column", ExtractionMode.COLUMN),
+        ("COLUMN", ExtractionMode.COLUMN),
+    ],
+)
+def test_strategy_selection_accepts_dpones_spellings(spelling: str, mode: ExtractionMode) -> None:
+    options = {"incremental_strategy": spelling}
+    if mode is ExtractionMode.COLUMN:
+        options["incremental_column"] = "updated_at"
+    assert select_strategy("incremental_merge", options).mode is mode
+    if mode is ExtractionMode.XMIN:
+        with pytest.raises(StrategyConfigurationError, match="conflicts with"):
+            select_strategy("incremental_merge", {**options, "incremental_column": "id"})
+
+
 def test_other_load_strategies_read_the_table_whole() -> None:
     full = ExtractionStrategy(ExtractionMode.FULL)
     assert select_strategy("full_refresh", {"incremental_strategy": "xmin"}) == full
@@ -584,7 +610,7 @@ def test_wraparound_on_a_real_cluster_loses_no_row(
     runs.append(crossing)
     assert crossing.kind is WindowKind.WRAPAROUND
     assert crossing.saved.wraparound_detected and not crossing.saved.is_initial
-    assert sorted((r["id"], r["v"], r["xmin"]) for r in crossing.rows) == [
+    assert sorted((r["id"], r["v"], r["__dpone__xmin"]) for r in crossing.rows) == [
         (1, "A", before_wrap[1] % EPOCH),  # raw xmin just below 2**32
         (2, "B", after_wrap[1] % EPOCH),  # raw xmin a few IDs above 0
         (3, "c", after_wrap[0] % EPOCH),

@@ -211,6 +211,15 @@ def _raise_typed(error: BaseException, engine: Engine) -> None:
         ) from error
 
 
+#: Messages of a column the statement names that the table lacks.
+_MISSING_COLUMN = (
+    "Unrecognized name",
+    "not found inside",
+    "is not present in",
+    "does not have a column",
+)
+
+
 class BigQueryHooks(BackendHooks):
     """``bigquery://PROJECT[/DATASET]`` (sqlalchemy-bigquery) with a client built here."""
 
@@ -230,6 +239,12 @@ class BigQueryHooks(BackendHooks):
     def is_missing_table(self, orig: BaseException) -> bool:
         text = str(orig)
         return "Not found: Table" in text or "Not found: Dataset" in text
+
+    def is_missing_column(self, orig: BaseException) -> bool:
+        # BigQuery: "Unrecognized name: x" (reads), "Column x is not present in table"
+        # (writes), "Name x not found inside t"; the emulator (DuckDB): 'does not have a
+        # column named "x"' (or 'with name').
+        return any(part in str(orig) for part in _MISSING_COLUMN)
 
     def is_transient_conflict(self, orig: BaseException) -> bool:
         return "due to concurrent update" in str(orig)

@@ -53,6 +53,8 @@ def engine_options(url: URL) -> dict[str, Any]:
 #: 42S02 in ``args[0]`` and the native number, as ``(208)``, in the message.
 _MISSING = frozenset({"42S02"})
 _MISSING_NATIVE = re.compile(r"\(208\) \(SQL\w+\)\s*$")
+#: Msg 207 "Invalid column name" (SQLSTATE 42S22): an unmigrated (or downgraded) dpone table.
+_MISSING_COLUMN_NATIVE = re.compile(r"\(207\) \(SQL\w+\)\s*$")
 #: Deadlock victim (1205) and snapshot conflict (3960), or SQLSTATE 40001.
 _TRANSIENT_NATIVE = re.compile(r"\((1205|3960)\) \(SQL\w+\)\s*$")
 
@@ -75,6 +77,12 @@ class MssqlHooks(BackendHooks):
         args: tuple[Any, ...] = getattr(orig, "args", ())
         return bool(args) and (
             args[0] in _MISSING or _MISSING_NATIVE.search(str(args[-1])) is not None
+        )
+
+    def is_missing_column(self, orig: BaseException) -> bool:
+        args: tuple[Any, ...] = getattr(orig, "args", ())
+        return bool(args) and (
+            args[0] == "42S22" or _MISSING_COLUMN_NATIVE.search(str(args[-1])) is not None
         )
 
     def is_transient_conflict(self, orig: BaseException) -> bool:

@@ -16,6 +16,8 @@ __all__ = ["POOL_RECYCLE_SECONDS", "MysqlHooks"]
 POOL_RECYCLE_SECONDS = 3600
 #: ER_NO_SUCH_TABLE, ER_BAD_DB_ERROR
 _MISSING = frozenset({1146, 1049})
+#: ER_BAD_FIELD_ERROR: an unmigrated (or downgraded) table of dpone's
+_MISSING_COLUMN = 1054
 #: ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT
 _TRANSIENT = frozenset({1213, 1205})
 
@@ -56,6 +58,9 @@ class MysqlHooks(BackendHooks):
 
     def is_missing_table(self, orig: BaseException) -> bool:
         return _code(orig) in _MISSING
+
+    def is_missing_column(self, orig: BaseException) -> bool:
+        return bool(_code(orig) == _MISSING_COLUMN)
 
     def is_transient_conflict(self, orig: BaseException) -> bool:
         return _code(orig) in _TRANSIENT

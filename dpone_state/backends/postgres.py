@@ -13,6 +13,8 @@ __all__ = ["PostgresHooks"]
 
 #: undefined_table, invalid_schema_name
 _MISSING = frozenset({"42P01", "3F000"})
+#: undefined_column: an unmigrated (or downgraded) table of dpone's
+_MISSING_COLUMN = "42703"
 #: deadlock_detected, serialization_failure
 _TRANSIENT = frozenset({"40P01", "40001"})
 
@@ -29,6 +31,9 @@ class PostgresHooks(BackendHooks):
 
     def is_missing_table(self, orig: BaseException) -> bool:
         return getattr(orig, "pgcode", None) in _MISSING
+
+    def is_missing_column(self, orig: BaseException) -> bool:
+        return getattr(orig, "pgcode", None) == _MISSING_COLUMN
 
     def is_transient_conflict(self, orig: BaseException) -> bool:
         return getattr(orig, "pgcode", None) in _TRANSIENT

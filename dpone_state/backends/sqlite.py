@@ -38,3 +38,7 @@ class SqliteHooks(BackendHooks):
     def is_missing_table(self, orig: BaseException) -> bool:
         text = str(orig)
         return text.startswith("no such table") or text.startswith("unknown database")
+
+    def is_missing_column(self, orig: BaseException) -> bool:
+        text = str(orig)
+        return "no such column" in text or "has no column named" in text

@@ -112,6 +112,16 @@ UPDATE etl_state.dpone_state_alembic_version SET version_num='0003' WHERE etl_st
 
 GO
 
+-- Running upgrade 0003 -> 0004
+
+ALTER TABLE etl_state.etl_run_state ALTER COLUMN process_name NVARCHAR(512) NULL;
+
+GO
+
+UPDATE etl_state.dpone_state_alembic_version SET version_num='0004' WHERE etl_state.dpone_state_alembic_version.version_num = '0003';
+
+GO
+
 COMMIT;
 
 GO

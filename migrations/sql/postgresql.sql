@@ -64,5 +64,9 @@ ALTER TABLE etl_state.etl_xmin_state ADD COLUMN IF NOT EXISTS source_fingerprint
 
 UPDATE etl_state.dpone_state_alembic_version SET version_num='0003' WHERE etl_state.dpone_state_alembic_version.version_num = '0002';
 
+-- Running upgrade 0003 -> 0004
+
+UPDATE etl_state.dpone_state_alembic_version SET version_num='0004' WHERE etl_state.dpone_state_alembic_version.version_num = '0003';
+
 COMMIT;
 

@@ -24,7 +24,7 @@ CREATE TABLE etl_state.etl_run_state (
 	rows_deleted BIGINT NULL,
 	__dpone__loaded_at DATETIME2 NOT NULL CONSTRAINT df_etl_run_state___dpone__loaded_at DEFAULT SYSUTCDATETIME(),
 	__dpone__updated_at DATETIME2 NOT NULL CONSTRAINT df_etl_run_state___dpone__updated_at DEFAULT SYSUTCDATETIME(),
-	process_name NVARCHAR(256) NULL,
+	process_name NVARCHAR(512) NULL,
 	CONSTRAINT pk_etl_run_state_dag_execution PRIMARY KEY (dag_id, execution_date)
 );
 

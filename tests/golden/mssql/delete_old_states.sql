@@ -6,4 +6,4 @@
 --
 -- Parameters, in order (name: type it is bound with = value in this call):
 --   1. p_cutoff: DATETIME2 = <current UTC time>
-DELETE FROM etl_state.etl_run_state WHERE etl_state.etl_run_state.execution_date < ?
+DELETE FROM etl_state.etl_run_state WHERE etl_state.etl_run_state.execution_date < ? AND (etl_state.etl_run_state.process_name IS NULL OR etl_state.etl_run_state.process_name IS NOT NULL)

@@ -13,4 +13,4 @@
 --   3. p_boundary_date: DATETIME2 = 2026-05-06T07:08:09.654321+00:00
 --   4. p_boundary_date: DATETIME2 = 2026-05-06T07:08:09.654321+00:00
 --   5. p_dag_id: NVARCHAR(400) COLLATE Latin1_General_100_BIN2 = 'dag_q7'
-DELETE FROM etl_state.etl_run_state WHERE etl_state.etl_run_state.execution_date < ? AND etl_state.etl_run_state.execution_date <= ? AND (etl_state.etl_run_state.execution_date < ? OR etl_state.etl_run_state.execution_date = ? AND etl_state.etl_run_state.dag_id <= ?)
+DELETE FROM etl_state.etl_run_state WHERE etl_state.etl_run_state.execution_date < ? AND (etl_state.etl_run_state.process_name IS NULL OR etl_state.etl_run_state.process_name IS NOT NULL) AND etl_state.etl_run_state.execution_date <= ? AND (etl_state.etl_run_state.execution_date < ? OR etl_state.etl_run_state.execution_date = ? AND etl_state.etl_run_state.dag_id <= ?)

@@ -30,7 +30,7 @@
 --   14. p_rows_written: BIGINT = None
 --   15. p_rows_updated: BIGINT = None
 --   16. p_rows_deleted: BIGINT = None
---   17. p_process_name: NVARCHAR(256) = None
+--   17. p_process_name: NVARCHAR(512) = None
 --   18. p___dpone__loaded_at: DATETIME2 = <current UTC time>
 --   19. p___dpone__updated_at: DATETIME2 = <current UTC time>
 MERGE INTO etl_state.etl_run_state WITH (HOLDLOCK) AS target
