@@ -15,6 +15,7 @@ Adding a backend is one ``Backend`` row in ``BACKENDS`` plus its hook module.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -46,6 +47,7 @@ __all__ = [
     "find_dialect",
     "for_sink",
     "safe_url",
+    "same_database",
 ]
 
 StateType = Literal["sqlite", "postgres", "mssql", "bigquery", "mysql"]
@@ -182,6 +184,14 @@ class Backend:
     odbc_driver: str | None = None
     #: Whether the tables carry indexes beyond the key (BigQuery has none).
     has_indexes: bool = True
+    #: The port a server URL without one means (two URLs name one database only if equal).
+    default_port: int | None = None
+    #: A load and its checkpoint can commit in one transaction (``load_exactly_once``): the
+    #: driver's transactions span statements (BigQuery's DBAPI commits each statement alone).
+    transactional_loads: bool = True
+    #: ``SELECT … FOR UPDATE`` exists: the receipt probe waits for a checkpoint write whose
+    #: transaction is still open (a commit in flight) instead of reading around it.
+    row_locks: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     #: ``module:Class`` of the backend's ``BackendHooks``, imported when first needed.
     hooks_path: str = ""
@@ -260,6 +270,8 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         connection_kind="server",
         sink_types=("postgres", "postgresql"),
         shipped_offline_script=True,
+        default_port=5432,
+        row_locks=True,
         client_autocommit_drivers=frozenset({"psycopg2", "psycopg"}),
         hooks_path="dpone_state.backends.postgres:PostgresHooks",
     ),
@@ -273,6 +285,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         connection_kind="server",
         max_parameters=2100,
         sink_types=("mssql",),
+        default_port=1433,
         odbc_driver="ODBC Driver 18 for SQL Server",
         shipped_offline_script=True,
         hooks_path="dpone_state.backends.mssql:MssqlHooks",
@@ -288,6 +301,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         sink_types=("bigquery",),  # dpone's BigQuery state runs on the sink's connection
         offline_sql=False,
         has_indexes=False,
+        transactional_loads=False,
         hooks_path="dpone_state.backends.bigquery:BigQueryHooks",
     ),
     Backend(
@@ -298,6 +312,8 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         schema_meaning="database",
         run_id_kind="plain",
         connection_kind="server",
+        default_port=3306,
+        row_locks=True,
         server_autocommit_drivers=frozenset({"pymysql"}),
         hooks_path="dpone_state.backends.mysql:MysqlHooks",
     ),
@@ -335,6 +351,25 @@ def by_dialect(dialect_name: str) -> Backend:
 def by_state_type(state_type: StateType) -> Backend:
     """The row of a manifest's ``state.type``."""
     return _BY_STATE_TYPE[state_type]
+
+
+def same_database(a: URL, b: URL) -> bool:
+    """Whether two URLs name one database: backend, host, port (the default filled in) and
+    database (an SQLite file by its real path); users and options do not matter."""
+    row = find_dialect(a.get_backend_name())
+    if row is None or row is not find_dialect(b.get_backend_name()):
+        return False
+    if not row.has_schemas and row.connection_kind == "file":
+        names = [u.database or "" for u in (a, b)]
+        if any(name in ("", ":memory:") or name.startswith("file:") for name in names):
+            return False  # a private in-memory database: only the same engine shares it
+        return os.path.realpath(names[0]) == os.path.realpath(names[1])
+    ports = [u.port or row.default_port for u in (a, b)]
+    if (a.host or "").lower() != (b.host or "").lower() or ports[0] != ports[1]:
+        return False
+    if a.database != b.database:
+        return False
+    return a.host is not None or dict(a.query) == dict(b.query)  # an ODBC string names it
 
 
 def for_sink(sink_type: str) -> Backend | None:

@@ -9,6 +9,10 @@ Each one says what went wrong and what to change, and never carries a secret. Th
     ├── StateNotProvisionedError                  the state tables do not exist, or are
     │                                             dpone's not yet migrated (.command says how)
     ├── RevisionConflictError                     a compare-and-set save lost
+    ├── StateOutcomeUnknownError                  a write's reply was lost: it may have applied
+    ├── LoadNotCommittedError                     an exactly-once load committed nothing
+    ├── LoadSupersededError                       its outcome was lost; the checkpoint moved on
+    ├── DatabaseMismatchError (ValueError)        a connection to another database than the state's
     ├── StateUnavailableError                     the database is unreachable; safe to retry
     │   └── VaultUnavailableError                 Vault is unreachable; safe to retry
     ├── UnsupportedBackendError (ValueError)      a dialect dpone-state does not support
@@ -50,11 +54,14 @@ __all__ = [
     "BackendNotInstalledError",
     "CheckpointIdentityError",
     "ConflictingConfigKeysError",
+    "DatabaseMismatchError",
     "DowngradeRefusedError",
     "ForeignPartitionError",
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
+    "LoadNotCommittedError",
+    "LoadSupersededError",
     "MissingConnectionError",
     "MissingEnvironmentVariableError",
     "Problem",
@@ -70,6 +77,7 @@ __all__ = [
     "StateDisabledError",
     "StateError",
     "StateNotProvisionedError",
+    "StateOutcomeUnknownError",
     "StateUnavailableError",
     "StrategyConfigurationError",
     "UnknownConfigKeyError",
@@ -143,6 +151,36 @@ class RevisionConflictError(StateError):
 
 class StateUnavailableError(StateError):
     """The state database could not be reached or dropped the connection; safe to retry."""
+
+
+class StateOutcomeUnknownError(StateError):
+    """A write reached the server, but the connection was lost before its reply (and nothing
+    could read back what happened): it may or may not have been applied. Not a
+    ``StateUnavailableError``: ask ``probe()`` (or load the state) before doing anything."""
+
+
+class LoadNotCommittedError(StateError):
+    """An exactly-once load committed nothing: the target and the checkpoint are as they were
+    before it (the cause says why). Running it again reads the same window again."""
+
+    def __init__(self, message: str, load_id: str) -> None:
+        super().__init__(message)
+        self.load_id = load_id
+
+
+class LoadSupersededError(StateError):
+    """The commit of an exactly-once load was not heard, and the checkpoint has since moved on
+    under another load's receipt. The target holds every committed window once whichever way
+    it went: do not replay these rows, extract again from the stored checkpoint."""
+
+    def __init__(self, message: str, load_id: str) -> None:
+        super().__init__(message)
+        self.load_id = load_id
+
+
+class DatabaseMismatchError(StateError, ValueError):
+    """A connection or engine of another database than the storage's was given where the
+    checkpoint must commit with it (one transaction spans one database only)."""
 
 
 class UnsupportedBackendError(StateError, ValueError):

@@ -17,6 +17,7 @@ __all__ = [
     "ERROR_MESSAGE_MAX",
     "IDENTIFIER_MAX",
     "KEY_NAME_MAX",
+    "LOAD_ID_MAX",
     "MAX_BIGINT",
     "MAX_DAG_ID",
     "MAX_TIMESTAMP",
@@ -49,6 +50,8 @@ MAX_DAG_ID = 400
 #: characters; its newer SQL Server table holds 512.
 PROCESS_NAME_MAX = 512
 LOAD_STRATEGY_MAX = 64
+#: Longest load id a checkpoint's receipt holds.
+LOAD_ID_MAX = 128
 #: Longest ``extraction_identity`` / ``source_fingerprint`` of a checkpoint (compact JSON).
 XMIN_TAG_MAX = 1000
 #: Longest error message kept (characters); MySQL ``MEDIUMTEXT`` holds 16 MiB of utf8mb4.

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from enum import Enum
 from itertools import chain
 from typing import Any, ClassVar, Final
 
@@ -38,10 +39,12 @@ from dpone_state.dialects import (
     StateType,
     by_dialect,
     by_state_type,
+    same_database,
 )
 from dpone_state.engine import autocommit_switch, create_state_engine, safe_url
 from dpone_state.errors import (
     BackendMismatchError,
+    DatabaseMismatchError,
     InvalidStateError,
     RevisionConflictError,
     StateNotProvisionedError,
@@ -56,6 +59,7 @@ from dpone_state.failures import (
     is_transient_conflict,
 )
 from dpone_state.models import (
+    LOAD_ID_MAX,
     MAX_BIGINT,
     MAX_DAG_ID,
     Checkpoint,
@@ -72,6 +76,7 @@ from dpone_state.models import (
 from dpone_state.tables import (
     DEFAULT_RUN_TABLE,
     DEFAULT_XMIN_TABLE,
+    LAST_LOAD_ID,
     LOADED_AT,
     UPDATED_AT,
     new_metadata,
@@ -81,7 +86,7 @@ from dpone_state.tables import (
 )
 from dpone_state.upsert import INCOMING, Upsert, upsert_applied
 
-__all__ = ["DEFAULT", "RunStateStorage", "XMinStateStorage"]
+__all__ = ["DEFAULT", "ProbeResult", "RunStateStorage", "XMinStateStorage"]
 
 log = logging.getLogger("dpone_state")
 
@@ -304,6 +309,40 @@ class _Storage:
                 log.info("retrying writes on %s after %s", self.qualified_name, error.orig)
                 time.sleep(0.005 * 2**attempt * (1 + random.random()))  # noqa: S311 - jitter
 
+    def check_same_database(self, connectable: Connection | Engine) -> None:
+        """Refuse (``DatabaseMismatchError``) a connection or engine of another database than
+        this storage's: a checkpoint can commit with a load only in the load's database."""
+        engine = connectable.engine if isinstance(connectable, Connection) else connectable
+        if not isinstance(engine, Engine):
+            raise TypeError("expected a SQLAlchemy Connection or Engine")
+        if engine is self.engine or same_database(engine.url, self.engine.url):
+            return
+        raise DatabaseMismatchError(
+            f"the connection is to {safe_url(engine.url)}, but {self.qualified_name} lives in "
+            f"{safe_url(self.engine.url)}: a checkpoint commits with a load only when both are "
+            "in one database (reuse the sink's connection for the state, or keep the "
+            "checkpoint's own save after the load: at-least-once)"
+        )
+
+    def _on_connection(
+        self, connection: Connection, statement: Any, params: Mapping[str, Any]
+    ) -> CursorResult[Any]:
+        """Run one write on the caller's connection, inside the caller's open transaction:
+        never begun, committed, rolled back or retried here (the caller owns all of that)."""
+        if not isinstance(connection, Connection):
+            raise TypeError(
+                f"connection must be a SQLAlchemy Connection, not {type(connection).__name__}"
+            )
+        self.check_same_database(connection)
+        if not connection.in_transaction():
+            raise InvalidStateError(
+                "connection",
+                "has no open transaction: begin() it first, or the save would commit alone",
+            )
+        with self._translated_errors():
+            result: CursorResult[Any] = connection.execute(statement, params)
+            return result
+
     def _read(self, statement: Any, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         """Run a read (rows unpack by position); a read is idempotent, so a lost connection is
         retried once."""
@@ -337,6 +376,17 @@ class _Storage:
     def create_state_table(self) -> None:
         """dpone's name of ``create_tables()``: the same explicit provisioning step."""
         self.create_tables()
+
+
+class ProbeResult(str, Enum):
+    """What the stored checkpoint says of one load's commit (``XMinStateStorage.probe``)."""
+
+    COMMITTED = "committed"
+    NOT_COMMITTED = "not committed"
+    SUPERSEDED = "superseded"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def xmin_state_from_row(row: Sequence[Any]) -> XMinState:
@@ -401,6 +451,22 @@ class XMinStateStorage(_Storage):
                 {name: self._param(name) for name in _XMIN_VALUES} | {"revision": t.c.revision + 1}
             )
         )
+        # The same three saves that also write the receipt (a load's id); a save without one
+        # leaves the column alone, so tables from before revision 0005 keep working.
+        receipt_row = {**row, LAST_LOAD_ID: self._param(LAST_LOAD_ID)}
+        receipt = {
+            "rows": [{**receipt_row, "revision": 1}],
+            "key": _XMIN_KEY,
+            "update": {**upsert["update"], LAST_LOAD_ID: INCOMING},  # type: ignore[dict-item]
+        }
+        self._save_receipt = Upsert(t, **receipt)  # type: ignore[arg-type]
+        self._save_receipt_if_unversioned = Upsert(t, **receipt, where=t.c.revision == 0)  # type: ignore[arg-type]
+        self._save_receipt_if_revision = self._save_if_revision.values(
+            {LAST_LOAD_ID: self._param(LAST_LOAD_ID)}
+        )
+        self._probe = select(t.c[LAST_LOAD_ID], t.c.revision).where(key)
+        if self.backend_row.row_locks:
+            self._probe = self._probe.with_for_update()
         self._load = select(
             t.c.xmin_value,
             t.c[LOADED_AT],
@@ -434,6 +500,8 @@ class XMinStateStorage(_Storage):
         xmin_state: XMinState,
         *,
         expected_revision: int | None = None,
+        connection: Connection | None = None,
+        load_id: str | None = None,
     ) -> datetime:
         """Upsert the checkpoint atomically; ``__dpone__loaded_at`` keeps the first save's time.
 
@@ -443,8 +511,15 @@ class XMinStateStorage(_Storage):
         ``XMinState`` or any object with its fields (dpone's own). Returns the time of this
         write (UTC): the row's ``__dpone__updated_at``, and its ``__dpone__loaded_at`` when this
         save inserted the row.
+
+        With ``connection`` (a ``Connection`` to this storage's database, in an open
+        transaction) the one statement runs there and commits or rolls back with the caller's
+        transaction; nothing is retried. ``load_id`` records the receipt that ``probe()``
+        reads (the id of the load committing with this checkpoint).
         """
         params: dict[str, Any] = self._key_params(source_schema, source_table)
+        if load_id is not None:
+            params[f"p_{LAST_LOAD_ID}"] = check_name("load_id", load_id, LOAD_ID_MAX)
         xmin_state = XMinState.from_object(xmin_state)
         if expected_revision is not None and (
             isinstance(expected_revision, bool)
@@ -465,20 +540,58 @@ class XMinStateStorage(_Storage):
         # a naive local time, which dpone's storages ignore as well).
         now = utc_now()
         params[f"p_{UPDATED_AT}"] = params[f"p_{LOADED_AT}"] = now
+        receipt = load_id is not None
+
+        def write(statement: Any) -> WriteResult:
+            if connection is None:
+                return self._write(statement, params)
+            return self._on_connection(connection, statement, params)
+
         if expected_revision is None:
-            self._write(self._save, params)
+            write(self._save_receipt if receipt else self._save)
             return now
+        statement: Any
         if expected_revision == 0:
-            result = self._write(self._save_if_unversioned, params)
-            applied = upsert_applied(result, self.engine.dialect.name)
+            statement = self._save_receipt_if_unversioned if receipt else self._save_if_unversioned
+            applied = upsert_applied(write(statement), self.engine.dialect.name)
         else:
             # The row must exist at that revision: a conditional UPDATE says so on every dialect.
             del params[f"p_{LOADED_AT}"]
             params["p_expected_revision"] = expected_revision
-            applied = self._write(self._save_if_revision, params).rowcount == 1
+            statement = self._save_receipt_if_revision if receipt else self._save_if_revision
+            applied = write(statement).rowcount == 1
         if not applied:
             raise RevisionConflictError(source_schema, source_table, expected_revision)
         return now
+
+    def probe(
+        self, source_schema: str, source_table: str, load_id: str, *, expected_revision: int
+    ) -> ProbeResult:
+        """Whether the load ``load_id`` committed its checkpoint, from the stored row.
+
+        ``expected_revision`` is the revision the load's compare-and-set save started from
+        (``XMinExtraction.expected_revision``). ``COMMITTED``: the row carries this load's
+        receipt. ``NOT_COMMITTED``: the row is still as the load found it (or absent, for a
+        first load): its transaction rolled back. ``SUPERSEDED``: the row moved on under
+        another receipt (or was deleted): this load may have committed before it or lost to
+        it, and either way the stored checkpoint matches the target. Where the dialect has
+        row locks the read waits for a transaction still holding the row (a commit in flight).
+        """
+        params = self._key_params(source_schema, source_table)
+        check_name("load_id", load_id, LOAD_ID_MAX)
+        if (
+            isinstance(expected_revision, bool)
+            or not isinstance(expected_revision, int)
+            or not 0 <= expected_revision <= MAX_BIGINT
+        ):
+            raise InvalidStateError("expected_revision", "must be an integer >= 0")
+        rows = self._read(self._probe, params)
+        if rows and rows[0][0] == load_id:
+            return ProbeResult.COMMITTED
+        stored = rows[0][1] if rows else None
+        if (stored is None and expected_revision == 0) or stored == expected_revision:
+            return ProbeResult.NOT_COMMITTED
+        return ProbeResult.SUPERSEDED
 
     def save_states(self, states: Mapping[tuple[str, str], XMinState]) -> int:
         """Upsert many checkpoints in few statements (``BULK_ROWS`` per statement; fewer where the

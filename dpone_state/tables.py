@@ -1,9 +1,9 @@
 """The two state tables, defined once for every dialect, for a given schema and table names.
 
 Columns, keys and constraint names are those of dpone's existing tables (so they can be
-adopted), plus ``revision``, ``extraction_identity`` and ``source_fingerprint`` on the XMin
-table, ``process_name`` on the run table and an index on the run table's ``execution_date``
-(retention prunes by it).
+adopted), plus ``revision``, ``extraction_identity``, ``source_fingerprint`` and the receipt
+``last_load_id`` on the XMin table, ``process_name`` on the run table and an index on the run
+table's ``execution_date`` (retention prunes by it).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from dpone_state.coltypes import (
 from dpone_state.dialects import DEFAULT_SCHEMA, RunIdKind, find_dialect
 from dpone_state.models import (
     KEY_NAME_MAX,
+    LOAD_ID_MAX,
     LOAD_STRATEGY_MAX,
     MAX_DAG_ID,
     NAME_MAX,
@@ -46,6 +47,7 @@ __all__ = [
     "DEFAULT_RUN_TABLE",
     "DEFAULT_SCHEMA",
     "DEFAULT_XMIN_TABLE",
+    "LAST_LOAD_ID",
     "LOADED_AT",
     "NAMING_CONVENTION",
     "UPDATED_AT",
@@ -61,6 +63,9 @@ DEFAULT_XMIN_TABLE = "etl_xmin_state"
 DEFAULT_RUN_TABLE = "etl_run_state"
 LOADED_AT = "__dpone__loaded_at"
 UPDATED_AT = "__dpone__updated_at"
+#: The receipt: the id of the load whose transaction wrote the checkpoint (``None``: a save
+#: made outside a load's transaction, or before revision 0005).
+LAST_LOAD_ID = "last_load_id"
 
 #: Every constraint and index gets a predictable name: SQL Server would otherwise invent one,
 #: and an offline migration script could not drop it. Primary keys carry their legacy names.
@@ -105,6 +110,7 @@ def xmin_state_table(metadata: MetaData, schema: str | None, name: str) -> Table
         *_timestamps(),
         Column("revision", big_integer(), nullable=False, server_default=text("0")),
         *xmin_extraction_columns(),
+        Column(LAST_LOAD_ID, name_text(LOAD_ID_MAX), nullable=True),
         PrimaryKeyConstraint("source_schema", "source_table", name=f"pk_{name}_source"),
         schema=schema,
         **MYSQL_TABLE_OPTIONS,

@@ -661,12 +661,24 @@ class XMinExtraction:
         for batch in self.batches():
             yield from batch
 
-    def commit(self) -> XMinState:
+    @property
+    def storage(self) -> XMinStateStorage:
+        """The storage the checkpoint is saved in."""
+        return self._storage
+
+    def commit(
+        self, *, connection: Connection | None = None, load_id: str | None = None
+    ) -> XMinState:
         """Save the anchor as the checkpoint; call it only after the target load committed.
 
         Every row must have been read first. Compare-and-set against the revision loaded at
         the start: ``RevisionConflictError`` if another run saved in between (nothing written).
         Returns the saved checkpoint (with its new revision).
+
+        With ``connection`` (the target load's, in its open transaction, to the storage's
+        database) the save joins that transaction instead: call it before the target commits,
+        and the checkpoint commits or rolls back with the load (``load_exactly_once`` runs the
+        whole loop). ``load_id`` is the receipt ``probe()`` reads after a lost commit reply.
         """
         if self._committed:
             raise XMinError("this extraction is already committed")
@@ -681,12 +693,15 @@ class XMinExtraction:
             self.checkpoint_table,
             self.state,
             expected_revision=self.expected_revision,
+            connection=connection,
+            load_id=load_id,
         )
         self._committed = True
         log.info(
-            "xmin checkpoint of %r.%r moved to %d (%s window, %d rows)",
+            "xmin checkpoint of %r.%r %s %d (%s window, %d rows)",
             self.source_schema,
             self.checkpoint_table,
+            "moved to" if connection is None else "written, to commit with the load, at",
             self.state.xmin_value,
             self.window.kind,
             self.rows_read,

@@ -141,6 +141,43 @@ CASES: dict[str, Case] = {
             "from a mapping), last writer wins per key, one statement, one transaction.",
         ),
     ),
+    "save_state_receipt_insert": Case(
+        "XMinStateStorage.save_state(schema, table, state, expected_revision=0, load_id=id)",
+        lambda: XMIN.save_state(
+            SCHEMA, TABLE, XMinState(42), expected_revision=0, load_id="load_q7"
+        ),
+        exp.Merge,
+        (
+            *_MERGE_NOTE,
+            "The compare-and-set insert of save_state_cas_insert that also writes the receipt "
+            "last_load_id (inserted, and set on the guarded update). Run on the caller's "
+            "connection (connection=conn) it commits with the load's transaction.",
+            *_ROWCOUNT_NOTE,
+        ),
+    ),
+    "save_state_receipt_update": Case(
+        "XMinStateStorage.save_state(schema, table, state, expected_revision=N, load_id=id)",
+        lambda: XMIN.save_state(
+            SCHEMA, TABLE, XMinState(42), expected_revision=3, load_id="load_q7"
+        ),
+        exp.Update,
+        (
+            "The guarded UPDATE of save_state_cas_update that also sets the receipt "
+            "last_load_id; the U lock it takes is held to the end of the caller's transaction, "
+            "so a probe of the row waits for that transaction to end.",
+        ),
+    ),
+    "probe": Case(
+        "XMinStateStorage.probe(schema, table, load_id, expected_revision=N)",
+        lambda: XMIN.probe(SCHEMA, TABLE, "load_q7", expected_revision=3),
+        exp.Select,
+        (
+            "A primary-key seek of the receipt and the revision. Under locking READ COMMITTED "
+            "(the default) it waits for an uncommitted checkpoint write (its X lock) of the "
+            "row, so a commit in flight is not read around; under READ_COMMITTED_SNAPSHOT it "
+            "reads the last committed version (SQLAlchemy renders no FOR UPDATE here).",
+        ),
+    ),
     "load_state": Case(
         "XMinStateStorage.load_state(schema, table)",
         lambda: XMIN.load_state(SCHEMA, TABLE),
@@ -439,6 +476,7 @@ EXPECTED_TYPES = {
         "revision": "BIGINT",
         "extraction_identity": "NVARCHAR(1000)",
         "source_fingerprint": "NVARCHAR(1000)",
+        "last_load_id": "NVARCHAR(128)",
     },
     "runs": {
         "id": "BIGINT",

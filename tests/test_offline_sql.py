@@ -70,9 +70,10 @@ def test_sql_server_script_parses_as_tsql_statement_by_statement() -> None:
     kinds = [type(_assert_parsed(batch)[0]).__name__ for batch in batches]
     # guarded schema | BEGIN + version table | 2 guarded tables | version insert |
     # 2 guarded columns | guarded index | version update | 2 guarded columns (0003) |
-    # version update | process_name widened (0004) | version update | COMMIT
-    assert kinds.count("IfBlock") == 8, kinds
-    assert len(batches) == 15, batches
+    # version update | process_name widened (0004) | version update | guarded receipt column
+    # (0005) | version update | COMMIT
+    assert kinds.count("IfBlock") == 9, kinds
+    assert len(batches) == 17, batches
 
 
 def test_sql_server_script_has_the_types_and_names() -> None:

@@ -122,6 +122,19 @@ UPDATE etl_state.dpone_state_alembic_version SET version_num='0004' WHERE etl_st
 
 GO
 
+-- Running upgrade 0004 -> 0005
+
+IF COL_LENGTH(N'etl_state.etl_xmin_state', N'last_load_id') IS NULL
+BEGIN
+ALTER TABLE etl_state.etl_xmin_state ADD last_load_id NVARCHAR(128) NULL;
+END;
+
+GO
+
+UPDATE etl_state.dpone_state_alembic_version SET version_num='0005' WHERE etl_state.dpone_state_alembic_version.version_num = '0004';
+
+GO
+
 COMMIT;
 
 GO

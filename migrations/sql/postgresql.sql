@@ -68,5 +68,11 @@ UPDATE etl_state.dpone_state_alembic_version SET version_num='0003' WHERE etl_st
 
 UPDATE etl_state.dpone_state_alembic_version SET version_num='0004' WHERE etl_state.dpone_state_alembic_version.version_num = '0003';
 
+-- Running upgrade 0004 -> 0005
+
+ALTER TABLE etl_state.etl_xmin_state ADD COLUMN IF NOT EXISTS last_load_id TEXT;
+
+UPDATE etl_state.dpone_state_alembic_version SET version_num='0005' WHERE etl_state.dpone_state_alembic_version.version_num = '0004';
+
 COMMIT;
 

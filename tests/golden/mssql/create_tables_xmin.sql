@@ -16,5 +16,6 @@ CREATE TABLE etl_state.etl_xmin_state (
 	revision BIGINT NOT NULL CONSTRAINT df_etl_xmin_state_revision DEFAULT 0,
 	extraction_identity NVARCHAR(1000) NULL,
 	source_fingerprint NVARCHAR(1000) NULL,
+	last_load_id NVARCHAR(128) NULL,
 	CONSTRAINT pk_etl_xmin_state_source PRIMARY KEY (source_schema, source_table)
 );

@@ -1,0 +1,37 @@
+-- dpone-state on SQL Server (mssql+pyodbc): XMinStateStorage.save_state(schema, table, state,
+--   expected_revision=0, load_id=id)
+-- One statement per call, sent exactly as below; ? are pyodbc parameters.
+--
+-- MERGE with HOLDLOCK (= SERIALIZABLE on the target table, for this statement): the lookup of
+--   the key takes key-range update locks (RangeS-U) that are held to the end of the
+--   transaction, so the match and the insert are one atomic step. A concurrent MERGE of the
+--   same key waits on that lock (U locks are incompatible with each other, so the two do not
+--   deadlock on it) and then finds the committed row and updates it: no primary-key violation,
+--   no lost update. Without HOLDLOCK two first writers of one key both see no row and both
+--   insert.
+-- The compare-and-set insert of save_state_cas_insert that also writes the receipt last_load_id
+--   (inserted, and set on the guarded update). Run on the caller's connection (connection=conn)
+--   it commits with the load's transaction.
+-- The driver's row count (SQLRowCount; SET NOCOUNT OFF is set on every connection) is the
+--   number of rows the MERGE inserted or updated: 1 when it wrote, 0 when the guard failed.
+--
+-- Parameters, in order (name: type it is bound with = value in this call):
+--   1. p_source_schema: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_schema_q7'
+--   2. p_source_table: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_table_q7'
+--   3. p_xmin_value: BIGINT = 42
+--   4. p_is_initial: BIT = False
+--   5. p_wraparound_detected: BIT = False
+--   6. p_frozen_xid: BIGINT = None
+--   7. p_extraction_identity: NVARCHAR(1000) = None
+--   8. p_source_fingerprint: NVARCHAR(1000) = None
+--   9. p___dpone__updated_at: DATETIME2 = <current UTC time>
+--   10. p___dpone__loaded_at: DATETIME2 = <current UTC time>
+--   11. p_last_load_id: NVARCHAR(128) = 'load_q7'
+--   12. revision_1: BIGINT = 1
+--   13. revision_2: BIGINT = 0
+--   14. revision_3: BIGINT = 1
+MERGE INTO etl_state.etl_xmin_state WITH (HOLDLOCK) AS target
+USING (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)) AS incoming (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, extraction_identity, source_fingerprint, __dpone__updated_at, __dpone__loaded_at, last_load_id, revision)
+ON target.source_schema = incoming.source_schema AND target.source_table = incoming.source_table
+WHEN MATCHED AND target.revision = ? THEN UPDATE SET xmin_value = incoming.xmin_value, is_initial = incoming.is_initial, wraparound_detected = incoming.wraparound_detected, frozen_xid = incoming.frozen_xid, extraction_identity = incoming.extraction_identity, source_fingerprint = incoming.source_fingerprint, __dpone__updated_at = incoming.__dpone__updated_at, revision = target.revision + ?, last_load_id = incoming.last_load_id
+WHEN NOT MATCHED THEN INSERT (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, extraction_identity, source_fingerprint, __dpone__updated_at, __dpone__loaded_at, last_load_id, revision) VALUES (incoming.source_schema, incoming.source_table, incoming.xmin_value, incoming.is_initial, incoming.wraparound_detected, incoming.frozen_xid, incoming.extraction_identity, incoming.source_fingerprint, incoming.__dpone__updated_at, incoming.__dpone__loaded_at, incoming.last_load_id, incoming.revision);
