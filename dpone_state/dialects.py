@@ -114,8 +114,14 @@ class BackendHooks:
         """Connect-time setup (event listeners) on a new engine."""
 
     def set_autocommit(self, dbapi_connection: Any, on: bool) -> None:
-        """Switch a DBAPI connection in or out of autocommit without a round trip (only for the
-        row's ``client_autocommit_drivers``)."""
+        """Switch a DBAPI connection in or out of autocommit (without a round trip for the row's
+        ``client_autocommit_drivers``; one, only when the mode changes, for its
+        ``server_autocommit_drivers``)."""
+        raise NotImplementedError(type(self).__name__)
+
+    def in_autocommit(self, dbapi_connection: Any) -> bool:
+        """Whether a DBAPI connection is in autocommit, read without a round trip (the row's
+        ``server_autocommit_drivers``)."""
         raise NotImplementedError(type(self).__name__)
 
     def url_schema(self, url: URL) -> str | None:
@@ -198,6 +204,9 @@ class Backend:
     #: Drivers whose connections switch to autocommit without talking to the server: there
     #: each call's single statement runs in autocommit (one round trip, not BEGIN + COMMIT).
     client_autocommit_drivers: frozenset[str] = frozenset()
+    #: Drivers whose autocommit switch is a statement at the server: a connection a storage
+    #: used stays in autocommit, switched back for anyone else (``backends.keep_autocommit``).
+    server_autocommit_drivers: frozenset[str] = frozenset()
     #: The URL of a state with no connection configured (SQLite's embedded file), if any.
     default_url: str | None = None
     #: The URL's database is a file on this machine (connecting creates it).
@@ -262,6 +271,15 @@ class Backend:
         if driver not in self.client_autocommit_drivers:
             return None
         return self.hooks().set_autocommit
+
+    def kept_autocommit(
+        self, driver: str
+    ) -> tuple[Callable[[Any, bool], None], Callable[[Any], bool]] | None:
+        """For a driver whose switch is a round trip: how to switch it and how to read the mode."""
+        if driver not in self.server_autocommit_drivers:
+            return None
+        hooks = self.hooks()
+        return hooks.set_autocommit, hooks.in_autocommit
 
 
 @cache
@@ -346,6 +364,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         connection_kind="server",
         default_port=3306,
         row_locks=True,
+        server_autocommit_drivers=frozenset({"pymysql"}),
         hooks_path="dpone_state.backends.mysql:MysqlHooks",
     ),
 )

@@ -434,7 +434,8 @@ class _Writer:
         """Write one checkpoint; ``False`` when it changed since it was read."""
         write = self.storage.execute_write
         if stored is None:
-            return upsert_applied(write(self.insert, self._params(values)))
+            result = write(self.insert, self._params(values))
+            return upsert_applied(result, self.storage.engine.dialect.name)
         # Replacing a checkpoint moves its revision past the stored one: a runtime holding
         # the stored revision then conflicts instead of overwriting the import.
         values = {**values, "revision": max(values["revision"], stored["revision"] + 1)}

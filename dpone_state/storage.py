@@ -10,15 +10,17 @@ import logging
 import os
 import shlex
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from enum import Enum
-from typing import Any, ClassVar, Final
+from itertools import chain
+from typing import Any, ClassVar, Final, cast
 
 from sqlalchemy import (
     BindParameter,
     Integer,
+    Select,
     Table,
     bindparam,
     delete,
@@ -59,6 +61,7 @@ from dpone_state.errors import (
     StateUnavailableError,
     first_line,
 )
+from dpone_state.execution import StatementRunner, WriteResult
 from dpone_state.failures import (
     is_connection_failure,
     is_lock_timeout,
@@ -77,6 +80,7 @@ from dpone_state.models import (
     check_key_name,
     check_name,
     prune_cutoff,
+    runs_from_rows,
     to_utc,
     utc_now,
 )
@@ -117,6 +121,8 @@ READ_ATTEMPTS: Final = RetryPolicy.read_attempts
 BULK_ROWS = 500
 #: Largest page ``get_run_states_by_dag`` returns in one call.
 MAX_LIMIT = 10_000
+#: Page statements (one per distinct ``limit``) a run storage keeps.
+_MAX_PAGES = 64
 
 
 class _Storage:
@@ -156,6 +162,7 @@ class _Storage:
         self.backend_row = row
         self.engine: Engine = engine
         self._autocommit = autocommit_switch(engine)
+        self._runner = StatementRunner(engine)
         self.schema: str | None = None if schema is None else check_identifier("schema", schema)
         self.table_name: str = check_identifier("table", table or self.default_table)
         self.table: Table = self._build_table()
@@ -312,7 +319,44 @@ class _Storage:
                     except Exception:  # a connection the server closed: never reuse it
                         conn.invalidate()
 
-    def _write(self, statement: Any, params: Mapping[str, Any]) -> CursorResult[Any]:
+    def _execute_write(
+        self, statement: Any, params: Mapping[str, Any], *, core: bool = False
+    ) -> WriteResult:
+        """One write: compiled once and run on the pooled connection where ``StatementRunner``
+        may, else (or with ``core``) through Core (listeners, echo, other drivers)."""
+        runner = self._runner
+        if not core and runner.usable():
+            plan = runner.plan(statement)
+            if plan is not None:
+                try:
+                    return runner.write(plan, params)
+                except DBAPIError:
+                    with self._translated_errors():  # no context manager on the happy path
+                        raise
+        with self._connect(write=True) as conn:
+            result: CursorResult[Any] = conn.execute(statement, params)
+            return result
+
+    def _execute_read(
+        self, statement: Any, params: Mapping[str, Any], *, core: bool = False
+    ) -> list[Sequence[Any]]:
+        """One read, on the same two paths as ``_execute_write``; rows unpack by position
+        (with ``core``, they are Core's ``Row`` objects, readable by name too)."""
+        runner = self._runner
+        if not core and runner.usable():
+            plan = runner.plan(statement)
+            if plan is not None:
+                try:
+                    return runner.read(plan, params)
+                except DBAPIError:
+                    with self._translated_errors():
+                        raise
+        with self._connect(write=False) as conn:
+            return list(conn.execute(statement, params).all())
+
+    def _write(
+        self, statement: Any, params: Mapping[str, Any], *, core: bool = False
+    ) -> WriteResult:
         """Run one write in its own transaction; a deadlock victim is sent again (bounded).
 
         The server rolled the victim's whole transaction - this one statement - back, so a
@@ -321,9 +365,7 @@ class _Storage:
         policy = self.backend_row.retry
         for attempt in range(policy.write_attempts):
             try:
-                with self._connect(write=True) as conn:
-                    result: CursorResult[Any] = conn.execute(statement, params)
-                    return result
+                return self._execute_write(statement, params, core=core)
             except DBAPIError as error:
                 if attempt + 1 == policy.write_attempts or not is_transient_conflict(
                     error, self.engine.dialect.name
@@ -332,6 +374,34 @@ class _Storage:
                 log.info("retrying a write on %s after %s", self.qualified_name, error.orig)
                 time.sleep(policy.delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _write_together(self, writes: Sequence[tuple[Any, Mapping[str, Any]]]) -> None:
+        """Run writes in one transaction where the direct path can (one commit instead of one per
+        statement), retried whole after a deadlock; elsewhere each alone through ``_write``."""
+        runner = self._runner
+        plans = (
+            [runner.plan(statement) for statement, _ in writes]
+            if runner.transactional and runner.usable()
+            else []
+        )
+        if not plans or None in plans:
+            for statement, params in writes:
+                self._write(statement, params)
+            return
+        together = [(plan, params) for plan, (_, params) in zip(plans, writes, strict=True)]
+        for attempt in range(self.backend_row.retry.write_attempts):
+            try:
+                runner.write_together(together)  # type: ignore[arg-type]
+                return
+            except DBAPIError as error:
+                if (
+                    attempt + 1 == self.backend_row.retry.write_attempts
+                    or not is_transient_conflict(error, self.engine.dialect.name)
+                ):
+                    with self._translated_errors():
+                        raise
+                log.info("retrying writes on %s after %s", self.qualified_name, error.orig)
+                time.sleep(self.backend_row.retry.delay(attempt))
 
     def check_same_database(self, connectable: Connection | Engine) -> None:
         """Refuse (``DatabaseMismatchError``) a connection or engine of another database than
@@ -367,12 +437,14 @@ class _Storage:
             result: CursorResult[Any] = connection.execute(statement, params)
             return result
 
-    def _read(self, statement: Any, params: Mapping[str, Any]) -> list[Row[Any]]:
-        """Run a read; a read is idempotent, so a lost connection is retried once."""
+    def _read(
+        self, statement: Any, params: Mapping[str, Any], *, core: bool = False
+    ) -> list[Sequence[Any]]:
+        """Run a read (rows unpack by position); a read is idempotent, so a lost connection is
+        retried once."""
         for attempt in range(self.backend_row.retry.read_attempts):
             try:
-                with self._connect(write=False) as conn:
-                    return list(conn.execute(statement, params).all())
+                return self._execute_read(statement, params, core=core)
             except StateUnavailableError:
                 if attempt + 1 == self.backend_row.retry.read_attempts:
                     raise
@@ -383,13 +455,15 @@ class _Storage:
         """One read over this storage's table, with its retry and error translation.
 
         For operator tools beyond the runtime's methods (``dpone_state.operations``,
-        ``dpone_state.portability``), so they never bypass either.
+        ``dpone_state.portability``), so they never bypass either. Off the hot path, it runs
+        through Core, so its rows read by name.
         """
-        return self._read(statement, params)
+        return cast("list[Row[Any]]", self._read(statement, params, core=True))
 
     def execute_write(self, statement: Any, params: Mapping[str, Any]) -> CursorResult[Any]:
-        """One write in its own transaction, with the deadlock retry and error translation."""
-        return self._write(statement, params)
+        """One write in its own transaction, with the deadlock retry and error translation
+        (through Core, as ``execute_read``)."""
+        return cast("CursorResult[Any]", self._write(statement, params, core=True))
 
     def _param(self, column: str) -> BindParameter[Any]:
         """A placeholder for a value of ``column`` (typed like it), bound at execution."""
@@ -430,18 +504,32 @@ class ProbeResult(str, Enum):
         return self.value
 
 
-def xmin_state_from_row(row: Row[Any]) -> XMinState:
-    """The checkpoint a row of the XMin table holds (its ``__dpone__loaded_at`` is the time)."""
-    return XMinState.from_storage(
-        xmin_value=row.xmin_value,
-        timestamp=row._mapping[LOADED_AT],
-        is_initial=bool(row.is_initial),
-        wraparound_detected=bool(row.wraparound_detected),
-        frozen_xid=row.frozen_xid,
-        revision=row.revision or 0,  # NULL on BigQuery rows written before the upgrade
-        extraction_identity=row._mapping.get("extraction_identity"),
-        source_fingerprint=row._mapping.get("source_fingerprint"),
+def xmin_state_from_row(row: Sequence[Any]) -> XMinState:
+    """The checkpoint in a row of ``(xmin_value, __dpone__loaded_at, is_initial,
+    wraparound_detected, frozen_xid, revision, extraction_identity, source_fingerprint)`` (the
+    load statement's columns, in order)."""
+    (
+        xmin_value,
+        loaded_at,
+        is_initial,
+        wraparound_detected,
+        frozen_xid,
+        revision,
+        extraction_identity,
+        source_fingerprint,
+    ) = row
+    state: XMinState = object.__new__(XMinState)  # as ``XMinState.from_storage``, unvalidated
+    state.__dict__.update(
+        xmin_value=xmin_value,
+        timestamp=loaded_at,
+        is_initial=bool(is_initial),
+        wraparound_detected=bool(wraparound_detected),
+        frozen_xid=frozen_xid,
+        revision=revision or 0,  # NULL on BigQuery rows written before the upgrade
+        extraction_identity=extraction_identity,
+        source_fingerprint=source_fingerprint,
     )
+    return state
 
 
 class XMinStateStorage(_Storage):
@@ -514,6 +602,7 @@ class XMinStateStorage(_Storage):
         # refuse the delete as it refuses every other statement (StateNotProvisionedError).
         self._delete = delete(t).where(key, t.c.revision.is_not(None))
         self._bulk_statements: dict[int, Upsert] = {}
+        self._bulk_names: dict[int, list[str]] = {}  # their parameter names, row by row
 
     def _build_table(self) -> Table:
         return xmin_state_table(new_metadata(), self.schema, self.table_name)
@@ -574,7 +663,7 @@ class XMinStateStorage(_Storage):
         params[f"p_{UPDATED_AT}"] = params[f"p_{LOADED_AT}"] = now
         receipt = load_id is not None
 
-        def write(statement: Any) -> CursorResult[Any]:
+        def write(statement: Any) -> WriteResult:
             if connection is None:
                 return self._write(statement, params)
             return self._on_connection(connection, statement, params)
@@ -588,7 +677,7 @@ class XMinStateStorage(_Storage):
         statement: Any
         if expected_revision == 0:
             statement = self._save_receipt_if_unversioned if receipt else self._save_if_unversioned
-            applied = upsert_applied(write(statement))
+            applied = upsert_applied(write(statement), self.engine.dialect.name)
         else:
             # The row must exist at that revision: a conditional UPDATE says so on every dialect.
             del params[f"p_{LOADED_AT}"]
@@ -658,7 +747,7 @@ class XMinStateStorage(_Storage):
         rows = self._read(self._probe, params)
         if rows and rows[0][0] == load_id:
             return ProbeResult.COMMITTED
-        stored = rows[0].revision if rows else None
+        stored = rows[0][1] if rows else None
         if (stored is None and expected_revision == 0) or stored == expected_revision:
             return ProbeResult.NOT_COMMITTED
         return ProbeResult.SUPERSEDED
@@ -670,48 +759,50 @@ class XMinStateStorage(_Storage):
         The bulk path for backends with DML quotas (BigQuery): last writer wins per key, as in
         ``save_state`` without ``expected_revision``. Each statement is atomic on its own.
         """
-        params: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []  # values in the order of ``_BULK_COLUMNS``
         now = utc_now()
         for key, given in states.items():
             if not isinstance(key, tuple) or len(key) != 2:
                 raise InvalidStateError("states", "keys must be (source_schema, source_table)")
             state = XMinState.from_object(given)
-            params.append(
-                {
-                    "source_schema": check_key_name("source_schema", key[0]),
-                    "source_table": check_key_name("source_table", key[1]),
-                    "xmin_value": state.xmin_value,
-                    "is_initial": state.is_initial,
-                    "wraparound_detected": state.wraparound_detected,
-                    "frozen_xid": state.frozen_xid,
-                    "extraction_identity": state.extraction_identity,
-                    "source_fingerprint": state.source_fingerprint,
-                    UPDATED_AT: now,
-                    LOADED_AT: now,  # kept by an existing row, as in save_state
-                }
+            rows.append(
+                (
+                    check_key_name("source_schema", key[0]),
+                    check_key_name("source_table", key[1]),
+                    state.xmin_value,
+                    state.is_initial,
+                    state.wraparound_detected,
+                    state.frozen_xid,
+                    state.extraction_identity,
+                    state.source_fingerprint,
+                    now,
+                    now,  # __dpone__loaded_at: kept by an existing row, as in save_state
+                )
             )
         # Key order: concurrent bulk writers lock rows in one order (no deadlock between them).
-        params.sort(key=lambda row: (row["source_schema"], row["source_table"]))
+        rows.sort(key=lambda row: (row[0], row[1]))
         if self.backend_row.case_insensitive_keys:
-            _refuse_colliding_keys(params)
+            _refuse_colliding_keys([(row[0], row[1]) for row in rows])
         per_statement = BULK_ROWS
         limit = self.backend_row.max_parameters  # SQL Server refuses more than 2100
-        if limit is not None and params:  # a row binds its values and its first revision
-            per_statement = min(BULK_ROWS, (limit - 10) // (len(params[0]) + 1))
-        for start in range(0, len(params), per_statement):
-            batch = params[start : start + per_statement]
-            bound = {
-                f"p_{name}_{i}": value for i, row in enumerate(batch) for name, value in row.items()
-            }
-            self._write(self._bulk_statement(len(batch)), bound)
-        return len(params)
+        if limit is not None:  # a row binds its values and its first revision
+            per_statement = min(BULK_ROWS, (limit - 10) // (len(_BULK_COLUMNS) + 1))
+        writes: list[tuple[Upsert, dict[str, Any]]] = []
+        for start in range(0, len(rows), per_statement):
+            batch = rows[start : start + per_statement]
+            statement = self._bulk_statement(len(batch))
+            names = self._bulk_names[len(batch)]
+            writes.append((statement, dict(zip(names, chain.from_iterable(batch), strict=True))))
+        self._write_together(writes)
+        return len(rows)
 
     def _bulk_statement(self, rows: int) -> Upsert:
         """The multi-row upsert for ``rows`` checkpoints, built (and compiled) once per size."""
         statement = self._bulk_statements.get(rows)
         if statement is None:
             t = self.table
-            names = (*_XMIN_KEY, *_XMIN_VALUES, LOADED_AT)
+            names = _BULK_COLUMNS
+            self._bulk_names[rows] = [f"p_{n}_{i}" for i in range(rows) for n in names]
             statement = Upsert(
                 t,
                 [
@@ -742,20 +833,20 @@ class XMinStateStorage(_Storage):
             t.c.source_table,
             t.c.xmin_value,
             t.c[LOADED_AT],
-            t.c[UPDATED_AT],
             t.c.is_initial,
             t.c.wraparound_detected,
             t.c.frozen_xid,
             t.c.revision,
             t.c.extraction_identity,
             t.c.source_fingerprint,
+            t.c[UPDATED_AT],
         ).order_by(t.c.source_schema, t.c.source_table)
         return [
             Checkpoint(
-                source_schema=row.source_schema,
-                source_table=row.source_table,
-                state=xmin_state_from_row(row),
-                updated_at=to_utc(UPDATED_AT, row._mapping[UPDATED_AT]),
+                source_schema=row[0],
+                source_table=row[1],
+                state=xmin_state_from_row(row[2:10]),
+                updated_at=to_utc(UPDATED_AT, row[10]),
             )
             for row in self._read(statement, {})
         ]
@@ -766,13 +857,12 @@ class XMinStateStorage(_Storage):
         return result.rowcount > 0
 
 
-def _refuse_colliding_keys(rows: list[dict[str, Any]]) -> None:
+def _refuse_colliding_keys(keys: list[tuple[str, str]]) -> None:
     """Raise ``KeyCollisionError`` when two keys compare equal on SQL Server: equal once
     trailing spaces are ignored and case is folded (a legacy case-insensitive table)."""
     seen: dict[tuple[str, str], tuple[str, str]] = {}
     collisions = []
-    for row in rows:
-        key = (row["source_schema"], row["source_table"])
+    for key in keys:
         folded = (key[0].rstrip(" ").casefold(), key[1].rstrip(" ").casefold())
         other = seen.setdefault(folded, key)
         if other != key:
@@ -801,6 +891,8 @@ _XMIN_VALUES: Final = (
     "source_fingerprint",
     UPDATED_AT,
 )
+#: Columns of each row of a bulk save, in order.
+_BULK_COLUMNS: Final = (*_XMIN_KEY, *_XMIN_VALUES, LOADED_AT)
 
 #: Run-row columns an upsert of an existing run changes (the rest keep their first values).
 _RUN_UPDATED_COLUMNS: Final = (
@@ -865,6 +957,7 @@ class RunStateStorage(_Storage):
         self._get = by_dag.where(t.c.execution_date == self._param("execution_date"))
         newest_first = t.c.execution_date.desc()
         self._list = by_dag.order_by(newest_first)
+        self._pages: dict[tuple[Select[Any], int], Select[Any]] = {}
         at = t.c.execution_date == self._param("execution_date")
         before = t.c.execution_date < bindparam("p_before", type_=t.c.execution_date.type)
         self._list_at = self._list.where(at)
@@ -889,6 +982,9 @@ class RunStateStorage(_Storage):
         self._prune_batch = delete(t).where(
             older,
             provisioned,
+            # Redundant with the next condition, but a range the index scan can stop at: without
+            # it the scan reads the whole remaining backlog and filters it (a growing cost).
+            t.c.execution_date <= boundary_date,
             (t.c.execution_date < boundary_date)
             | ((t.c.execution_date == boundary_date) & (t.c.dag_id <= self._param("dag_id"))),
         )
@@ -901,8 +997,8 @@ class RunStateStorage(_Storage):
             id_kind=run_id_kind(self.engine.dialect.name),
         )
 
-    def _to_model(self, row: Row[Any]) -> RunState:
-        return RunState.from_storage(**dict(zip(self._fields, row, strict=True)))
+    def _to_models(self, rows: Sequence[Sequence[Any]]) -> list[RunState]:
+        return runs_from_rows(self._fields, rows)
 
     def save_run_state(self, run_state: RunState) -> None:
         """Upsert the run row: a new run is inserted; an existing one gets its outcome updated.
@@ -931,7 +1027,7 @@ class RunStateStorage(_Storage):
                 "p_execution_date": to_utc("execution_date", execution_date),
             },
         )
-        return self._to_model(rows[0]) if rows else None
+        return self._to_models(rows)[0] if rows else None
 
     def get_run_states_by_dag(
         self,
@@ -958,7 +1054,18 @@ class RunStateStorage(_Storage):
             params["p_before"] = to_utc("before", before)
             statement = self._list_at_before if execution_date is not None else self._list_before
         # ``limit(n)`` keeps SQL Server's ``TOP n`` (a literal, checked int) on every dialect.
-        return [self._to_model(row) for row in self._read(statement.limit(limit), params)]
+        return self._to_models(self._read(self._page(statement, limit), params))
+
+    def _page(self, statement: Select[Any], limit: int) -> Select[Any]:
+        """``statement.limit(limit)``, built once per limit: a new ``Select`` per call costs a
+        full cache-key walk in Core and a compile on the direct path."""
+        pages = self._pages
+        page = pages.get((statement, limit))
+        if page is None:
+            if len(pages) >= _MAX_PAGES:
+                pages.clear()
+            page = pages[(statement, limit)] = statement.limit(limit)
+        return page
 
     def count_runs_before(self, cutoff: datetime) -> int:
         """How many runs have an ``execution_date`` before ``cutoff`` (what a prune deletes)."""
@@ -997,8 +1104,8 @@ class RunStateStorage(_Storage):
                 return deleted + int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
             boundary = {
                 "p_cutoff": cutoff,
-                "p_boundary_date": last[0].execution_date,
-                "p_dag_id": last[0].dag_id,
+                "p_boundary_date": last[0][0],
+                "p_dag_id": last[0][1],
             }
             deleted += int(self._write(self._prune_batch, boundary).rowcount)
 

@@ -13,7 +13,7 @@ The compilations are registered here, when ``Upsert`` is defined, so an Engine m
 ``create_state_engine`` (no backend module imported) still compiles it.
 
 An optional ``where`` guard (compare-and-set) makes the UPDATE conditional; whether the
-statement wrote anything is read back with ``upsert_applied(result)``.
+statement wrote anything is read back with ``upsert_applied(result, dialect_name)``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import Column, Table, and_, bindparam, column, func, literal, select, update
 from sqlalchemy import table as table_clause
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ClauseElement, ColumnElement, Executable
@@ -32,6 +31,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Delete, Insert
 from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.sql.visitors import iterate
+
+from dpone_state.execution import WriteResult
 
 __all__ = [
     "BIGQUERY_CONFLICT_MARKER",
@@ -294,11 +295,12 @@ def _compile_bigquery(element: Upsert, compiler: SQLCompiler, **kw: Any) -> str:
     return compile_merge(element, compiler, BIGQUERY_MERGE, **kw)
 
 
-def upsert_applied(result: CursorResult[Any]) -> bool:
-    """Whether a guarded ``Upsert`` wrote (inserted or updated) its row."""
+def upsert_applied(result: WriteResult, dialect_name: str) -> bool:
+    """Whether a guarded ``Upsert`` wrote (inserted or updated) its row, from the write's
+    result on a ``dialect_name`` engine."""
     if result.rowcount <= 0:
         return False
-    if result.context.dialect.name in ("mysql", "mariadb"):
+    if dialect_name in ("mysql", "mariadb"):
         return bool(result.lastrowid != MYSQL_GUARD_FAILED_MARKER)
     return True
 
