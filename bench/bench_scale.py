@@ -1,22 +1,30 @@
-"""Scale on PostgreSQL: run tables of 10k, 100k and 1M rows.
+"""Scale: run tables of 10k, 100k and 1M rows on PostgreSQL; pruning half of 1M rows.
 
 Shows the query plans of `get_run_states_by_dag` and of pruning, read latency per size (it
-should stay flat), and batched pruning: exact counts and the longest single batch.
+should stay flat), batched pruning (exact counts, the longest single batch), and
+`delete_old_states(batch_size=10_000)` removing 500k of 1M rows against a hand-written batch
+loop on the raw driver (`ctid` on PostgreSQL, `rowid` on SQLite), alternated and repeated.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sqlite3
 import statistics
+import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import psycopg2
 import sqlalchemy as sa
 
 from dpone_state import RunStateStorage, create_state_engine
 
-PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+PG_URL = os.environ.get(
+    "DPONE_STATE_BENCH_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
 SCHEMA = "dpone_bench_scale"
 DAGS = 100
 
@@ -49,12 +57,115 @@ def fill(engine: sa.Engine, runs: RunStateStorage, rows: int, now: datetime) -> 
         conn.exec_driver_sql(f"ANALYZE {SCHEMA}.etl_run_state")
 
 
+RAW_PRUNE = {
+    "postgresql": "DELETE FROM {t} WHERE ctid IN (SELECT ctid FROM {t} WHERE execution_date < %s"
+    " LIMIT %s)",
+    "sqlite": "DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE execution_date < ?"
+    " LIMIT ?)",
+}
+SQLITE_FILL = (
+    "WITH RECURSIVE i(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM i WHERE n < ? - 1)"
+    " INSERT INTO etl_run_state (dag_id, source_schema, source_table, target_schema,"
+    " target_table, load_strategy, state, execution_date, started_at)"
+    " SELECT 'dag_' || (n % ?), 'public', 't', 'dwh', 't', 'full', 'success',"
+    " strftime('%Y-%m-%d %H:%M:%f', ?, '-30 minutes', '-' || (n / ?) || ' hours'), ? FROM i"
+)
+
+
+def prune_vs_raw(target: str, url: str, rows: int, batch: int, rounds: int) -> None:
+    """Half of ``rows`` pruned in batches: dpone-state against a raw driver loop, alternated."""
+    engine = create_state_engine(url)
+    schema = SCHEMA if target == "postgresql" else None
+    runs = RunStateStorage(engine, schema=schema)
+    runs.create_tables()
+    now = datetime.now(timezone.utc)
+    keep_days = int(rows // DAGS / 2 / 24)
+    cutoff = now - timedelta(days=keep_days)
+    batches: list[float] = []
+    started: dict[int, float] = {}
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _start(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        started[id(cursor)] = time.perf_counter()
+
+    @sa.event.listens_for(engine, "after_cursor_execute")
+    def _end(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE"):
+            batches.append(time.perf_counter() - started.pop(id(cursor)))
+
+    table = runs.qualified_name
+    if target == "postgresql":
+        raw: Any = psycopg2.connect(host="127.0.0.1", user="postgres",
+                                    dbname=sa.make_url(url).database)  # fmt: skip
+        raw.autocommit = True
+    else:
+        raw = sqlite3.connect(sa.make_url(url).database, isolation_level=None, timeout=30)
+
+    def refill() -> int:
+        if target == "postgresql":
+            fill(engine, runs, rows, now)
+        else:
+            stamp = now.replace(tzinfo=None).isoformat(" ")
+            raw.execute("DELETE FROM etl_run_state")
+            raw.execute(SQLITE_FILL, (rows, DAGS, stamp, DAGS, stamp))
+            raw.execute("ANALYZE")
+        with engine.connect() as conn:
+            return int(conn.execute(
+                sa.select(sa.func.count()).where(runs.table.c.execution_date < cutoff)
+            ).scalar_one())  # fmt: skip
+
+    def lib() -> tuple[int, list[float]]:
+        batches.clear()
+        return runs.delete_old_states(keep_days, batch_size=batch), list(batches)
+
+    def hand_written() -> tuple[int, list[float]]:
+        sql = RAW_PRUNE[target].format(t=table)
+        bound = cutoff.replace(tzinfo=None)
+        param: Any = bound if target == "postgresql" else bound.isoformat(" ")
+        deleted, times = 0, []
+        while True:
+            start = time.perf_counter()
+            cur = raw.cursor()
+            cur.execute(sql, (param, batch))
+            times.append(time.perf_counter() - start)
+            deleted += cur.rowcount
+            if cur.rowcount < batch:
+                return deleted, times
+
+    totals: dict[str, list[float]] = {"lib": [], "raw": []}
+    longest: dict[str, list[float]] = {"lib": [], "raw": []}
+    for _ in range(rounds):
+        for name, prune in (("lib", lib), ("raw", hand_written)):
+            expected = refill()
+            start = time.perf_counter()
+            deleted, times = prune()
+            totals[name].append(time.perf_counter() - start)
+            longest[name].append(max(times))
+            assert deleted == expected, (name, deleted, expected)
+    lib_s, raw_s = statistics.median(totals["lib"]), statistics.median(totals["raw"])
+    print(f"{target}: {expected} of {rows} rows pruned in batches of {batch}, median of "
+          f"{rounds} alternated rounds: dpone-state {lib_s:.2f} s (longest batch "
+          f"{statistics.median(longest['lib']) * 1e3:.1f} ms), hand-written loop {raw_s:.2f} s "
+          f"(longest {statistics.median(longest['raw']) * 1e3:.1f} ms): {lib_s / raw_s:.2f}x")  # fmt: skip
+    raw.close()
+    if target == "postgresql":
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+    engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--prune-rows", type=int, default=1_000_000)
+    parser.add_argument("--prune-rounds", type=int, default=2)
+    parser.add_argument("--pg-url", default=PG_URL)
     args = parser.parse_args()
-    engine = create_state_engine(PG_URL)
+    prune_vs_raw("postgresql", args.pg_url, args.prune_rows, args.batch_size, args.prune_rounds)
+    sqlite_url = f"sqlite:///{tempfile.mkdtemp()}/scale.db"
+    prune_vs_raw("sqlite", sqlite_url, args.prune_rows, args.batch_size, args.prune_rounds)
+    engine = create_state_engine(args.pg_url)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
     runs = RunStateStorage(engine, schema=SCHEMA)

@@ -1,16 +1,30 @@
 """Column types and the UTC clock, each one definition with its per-dialect variants.
 
-Every dialect difference in column types lives here, expressed through ``with_variant``
-(types) or ``sqlalchemy.ext.compiler`` (the UTC-now default), never as a second table.
+Every dialect difference in column types lives here, expressed through ``with_variant`` or a
+``TypeDecorator``'s ``load_dialect_impl`` (types) or ``sqlalchemy.ext.compiler`` (the UTC-now
+default), never as a second table. SQL Server's and MySQL's own types (DATETIME2, DATETIME(6),
+MEDIUMTEXT) are imported when a statement is first compiled for them: importing those dialect
+packages costs ~80 ms, which every other backend's users would pay at import.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import TIMESTAMP, BigInteger, Boolean, DateTime, Double, String, Text
-from sqlalchemy.dialects import mssql, mysql
+from sqlalchemy import (
+    FLOAT,
+    NVARCHAR,
+    TIMESTAMP,
+    VARCHAR,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Double,
+    String,
+    Text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -25,6 +39,7 @@ __all__ = [
     "double",
     "long_text",
     "name_text",
+    "revision_or_zero",
     "sql_utc_now",
 ]
 
@@ -43,22 +58,34 @@ def name_text(length: int, *, key: bool = False) -> TypeEngine[str]:
     """A bounded name: TEXT where length is free, NVARCHAR / VARCHAR(n) where keys need it."""
     return (
         Text()
-        .with_variant(
-            mssql.NVARCHAR(length, collation=MSSQL_EXACT_COLLATION if key else None), "mssql"
-        )
-        .with_variant(mysql.VARCHAR(length), "mysql", "mariadb")
+        .with_variant(NVARCHAR(length, collation=MSSQL_EXACT_COLLATION if key else None), "mssql")
+        .with_variant(VARCHAR(length), "mysql", "mariadb")
         .with_variant(String(), "bigquery")
     )
+
+
+class _LongText(TypeDecorator[str]):
+    """Unbounded text; MySQL's MEDIUMTEXT is loaded with its dialect, not at import."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """The column type per dialect (not adapted: DDL renders it as it is)."""
+        if dialect.name == "mssql":
+            return NVARCHAR(None)
+        if dialect.name in ("mysql", "mariadb"):
+            from sqlalchemy.dialects.mysql import MEDIUMTEXT  # noqa: PLC0415 - lazy, see module
+
+            return MEDIUMTEXT()
+        if dialect.name == "bigquery":
+            return String()
+        return Text()
 
 
 def long_text() -> TypeEngine[str]:
     """Unbounded text (error messages): NVARCHAR(max) on SQL Server, MEDIUMTEXT on MySQL."""
-    return (
-        Text()
-        .with_variant(mssql.NVARCHAR(None), "mssql")
-        .with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
-        .with_variant(String(), "bigquery")
-    )
+    return _LongText()
 
 
 def big_integer() -> TypeEngine[int]:
@@ -73,7 +100,18 @@ def boolean() -> TypeEngine[bool]:
 
 def double() -> TypeEngine[float]:
     """A double-precision float (``float`` on SQL Server, FLOAT64 on BigQuery)."""
-    return Double().with_variant(mssql.FLOAT(), "mssql")
+    return Double().with_variant(FLOAT(), "mssql")
+
+
+#: SQLAlchemy's default SQLite DATETIME text (what ``datetime.isoformat(" ", "microseconds")``
+#: writes for the years every backend stores).
+_SQLITE_DATETIME_FORMAT = (
+    "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
+)
+
+
+def _sqlite_datetime_text(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(" ", "microseconds")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -86,15 +124,19 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime
     cache_ok = True
 
-    def __init__(self) -> None:
-        super().__init__()
-        variants: TypeEngine[datetime] = (
-            DateTime(timezone=False)
-            .with_variant(mssql.DATETIME2(), "mssql")  # type: ignore[no-untyped-call]
-            .with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-            .with_variant(TIMESTAMP(timezone=True), "bigquery")
-        )
-        self.impl = variants  # type: ignore[assignment]
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """The column type per dialect; SQL Server's and MySQL's are imported on first use."""
+        if dialect.name == "mssql":
+            from sqlalchemy.dialects.mssql import DATETIME2  # noqa: PLC0415 - lazy, see module
+
+            return DATETIME2()  # type: ignore[no-untyped-call]
+        if dialect.name in ("mysql", "mariadb"):
+            from sqlalchemy.dialects.mysql import DATETIME  # noqa: PLC0415 - lazy, see module
+
+            return DATETIME(fsp=6)
+        if dialect.name == "bigquery":
+            return TIMESTAMP(timezone=True)
+        return DateTime(timezone=False)
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -105,6 +147,44 @@ class UTCDateTime(TypeDecorator[datetime]):
         if moment.utcoffset() is not None:
             moment = moment.astimezone(timezone.utc)
         return moment.replace(tzinfo=None)
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """``process_bind_param`` and the impl's processor in one function (bulk saves bind
+        two timestamps per checkpoint)."""
+        impl_processor = self.impl_instance.bind_processor(dialect)
+        if getattr(self.impl_instance, "_storage_format", None) == _SQLITE_DATETIME_FORMAT:
+            impl_processor = _sqlite_datetime_text  # the same text, formatted in C
+        utc = timezone.utc
+
+        def process(value: Any) -> Any:
+            if value.__class__ is datetime and value.tzinfo is utc:  # what utc_now() returns
+                value = value.replace(tzinfo=None)
+            elif value.__class__ is datetime and value.utcoffset() is not None:
+                value = value.astimezone(utc).replace(tzinfo=None)
+            else:
+                value = self.process_bind_param(value, dialect)  # None, naive, errors
+            return value if impl_processor is None else impl_processor(value)
+
+        return process
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
+        """``process_result_value`` after the impl's own processor, in one function: it runs
+        once per timestamp of every row read (a page of runs has three per row)."""
+        impl_processor = self.impl_instance.result_processor(dialect, coltype)
+        utc = timezone.utc
+
+        def process(value: Any) -> datetime | None:
+            if impl_processor is not None:
+                value = impl_processor(value)
+            if value is None:
+                return None
+            if value.__class__ is not datetime:
+                return self.process_result_value(value, dialect)  # subclasses, errors
+            if value.tzinfo is None:
+                return value.replace(tzinfo=utc)
+            return value.astimezone(utc)
+
+        return process
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -149,3 +229,27 @@ def _utc_now_mysql(element: sql_utc_now, compiler: SQLCompiler, **kw: Any) -> st
 @compiles(sql_utc_now, "bigquery")
 def _utc_now_bigquery(element: sql_utc_now, compiler: SQLCompiler, **kw: Any) -> str:
     return "CURRENT_TIMESTAMP()"
+
+
+class revision_or_zero(FunctionElement[int]):
+    """A stored revision where NULL means 0.
+
+    BigQuery cannot add a REQUIRED column to an existing table, so an adopted legacy table's
+    ``revision`` is NULLABLE there (rows written before the upgrade hold NULL until the
+    backfill): it reads ``COALESCE(revision, 0)``. Elsewhere the column is NOT NULL and the
+    expression is the column itself.
+    """
+
+    type = BigInteger()
+    name = "revision_or_zero"
+    inherit_cache = True
+
+
+@compiles(revision_or_zero)
+def _revision_or_zero(element: revision_or_zero, compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(next(iter(element.clauses)), **kw))
+
+
+@compiles(revision_or_zero, "bigquery")
+def _revision_or_zero_bigquery(element: revision_or_zero, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"COALESCE({compiler.process(next(iter(element.clauses)), **kw)}, 0)"

@@ -15,6 +15,8 @@ migrations both use this module.
 
 from __future__ import annotations
 
+import hashlib
+import shlex
 from typing import Any
 
 from sqlalchemy import Column, Index, MetaData, Table, inspect
@@ -25,6 +27,7 @@ from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable, Executable
 from sqlalchemy.sql.compiler import DDLCompiler
 
 from dpone_state.dialects import BACKENDS
+from dpone_state.errors import StateConfigError
 
 __all__ = [
     "NO_SCHEMA_DIALECTS",
@@ -35,6 +38,7 @@ __all__ = [
     "CreateSchemaIfMissing",
     "CreateTableIfMissing",
     "add_missing_nullable_columns",
+    "capped_name",
     "create_schema_if_missing",
     "default_constraint_name",
 ]
@@ -53,9 +57,23 @@ def _is_own(column: Column[Any]) -> bool:
     return bool(metadata is not None and metadata.info.get(OWN_METADATA_KEY))
 
 
+#: SQL Server's identifier limit (``sysname`` is ``nvarchar(128)``).
+MSSQL_MAX_IDENTIFIER = 128
+
+
+def capped_name(name: str, limit: int) -> str:
+    """``name`` if it fits ``limit`` characters, else its first ``limit - 8`` characters, ``_`` and
+    four hex digits of its MD5: deterministic, and the rule SQLAlchemy applies to the names the
+    naming convention derives (indexes, and the ``conv`` primary-key names of tables.py)."""
+    if len(name) <= limit:
+        return name
+    return f"{name[: limit - 8]}_{hashlib.md5(name.encode()).hexdigest()[-4:]}"  # noqa: S324
+
+
 def default_constraint_name(table_name: str, column_name: str) -> str:
-    """The name of a column's DEFAULT constraint on SQL Server: ``df_<table>_<column>``."""
-    return f"df_{table_name}_{column_name}"
+    """The name of a column's DEFAULT constraint on SQL Server: ``df_<table>_<column>``, capped
+    at SQL Server's 128 characters (``capped_name``)."""
+    return capped_name(f"df_{table_name}_{column_name}", MSSQL_MAX_IDENTIFIER)
 
 
 def _nstring(value: str) -> str:
@@ -156,15 +174,28 @@ def add_missing_nullable_columns(conn: Connection, table: Table) -> list[str]:
 
 
 class CreateSchemaIfMissing(ExecutableDDLElement):
-    """``CREATE SCHEMA`` only where it is missing (the database on MySQL/MariaDB)."""
+    """``CREATE SCHEMA`` only where it is missing (the database on MySQL/MariaDB, the dataset
+    on BigQuery, created in ``location`` when one is given)."""
 
-    def __init__(self, schema: str) -> None:
+    def __init__(self, schema: str, location: str | None = None) -> None:
         self.schema = schema
+        self.location = location
 
 
 @compiles(CreateSchemaIfMissing)
 def _create_schema(element: CreateSchemaIfMissing, compiler: DDLCompiler, **kw: Any) -> str:
     return f"CREATE SCHEMA IF NOT EXISTS {compiler.preparer.quote_schema(element.schema)}"
+
+
+@compiles(CreateSchemaIfMissing, "bigquery")
+def _create_schema_bigquery(
+    element: CreateSchemaIfMissing, compiler: DDLCompiler, **kw: Any
+) -> str:
+    create = f"CREATE SCHEMA IF NOT EXISTS {compiler.preparer.quote_schema(element.schema)}"
+    if element.location:
+        location = element.location.replace("\\", "\\\\").replace("'", "\\'")
+        create += f" OPTIONS(location='{location}')"
+    return create
 
 
 @compiles(CreateSchemaIfMissing, "mssql")
@@ -198,12 +229,44 @@ def _create_table(element: CreateTableIfMissing, compiler: DDLCompiler, **kw: An
     return str(compiler.process(CreateTable(element.table, if_not_exists=True), **kw))
 
 
+@compiles(CreateTableIfMissing, "bigquery")
+def _create_table_bigquery(element: CreateTableIfMissing, compiler: DDLCompiler, **kw: Any) -> str:
+    """``CREATE TABLE IF NOT EXISTS … CLUSTER BY <key>``: BigQuery has no keys or indexes, so a
+    lookup by key reads only the blocks clustering puts that key in."""
+    table = element.table
+    create = str(compiler.process(CreateTable(table, if_not_exists=True), **kw)).rstrip()
+    key = [compiler.preparer.quote(column.name) for column in table.primary_key.columns]
+    return f"{create} CLUSTER BY {', '.join(key[:4])}" if key else create
+
+
 @compiles(CreateTableIfMissing, "mssql")
 def _create_table_mssql(element: CreateTableIfMissing, compiler: DDLCompiler, **kw: Any) -> str:
+    """Create the table where missing; where it exists, THROW unless it has every column of
+    ``table`` and no NOT NULL column without a default that dpone-state would never write
+    (dpone's newer layouts: ``run_state_key``, ``process_name NOT NULL``) — the offline form of
+    the adoption check of ``migrations/support.py``."""
     table = element.table
     target = _mssql_object(compiler, table.name, table.schema)
-    return _guarded(
+    created = _guarded(
         f"OBJECT_ID({target}, N'U') IS NULL", compiler.process(CreateTable(table), **kw)
+    )
+    missing = " OR ".join(
+        f"COL_LENGTH({target}, {_nstring(column.name)}) IS NULL" for column in table.columns
+    )
+    known = ", ".join(_nstring(column.name) for column in table.columns)
+    unwritten = (
+        f"EXISTS (SELECT 1 FROM sys.columns WHERE object_id = OBJECT_ID({target}) "
+        "AND is_nullable = 0 AND default_object_id = 0 AND is_identity = 0 AND is_computed = 0 "
+        f"AND name NOT IN ({known}))"
+    )
+    process_name = f"COLUMNPROPERTY(OBJECT_ID({target}), N'process_name', 'AllowsNull') = 0"
+    message = _nstring(
+        f"dpone-state: {table.fullname} exists but is not dpone's v1 state table (a column is "
+        "missing, or it has NOT NULL columns dpone-state never writes): not adopted"
+    )
+    # Checked after the (guarded) creation: a table created here has the shape by definition.
+    return (
+        f"{created};\nIF {missing} OR {unwritten} OR {process_name}\n    THROW 50000, {message}, 1"
     )
 
 
@@ -257,11 +320,48 @@ def _create_index_mssql(element: CreateIndexIfMissing, compiler: DDLCompiler, **
     return _guarded(condition, compiler.process(CreateIndex(index), **kw))
 
 
+def sqlite_schema_reason(schema: str, provision: str) -> str:
+    """What a schema means on SQLite, for a ``schema`` that is not attached (``provision``:
+    the command that provisions the file itself)."""
+    return (
+        f"on SQLite a schema names an attached database (ATTACH DATABASE 'file' AS {schema}), "
+        f"and none called {schema!r} is attached. Leave the schema out (schema=None, or "
+        f"--no-schema: the tables live in the file itself, which `{provision}` provisions), or "
+        "attach a database of that name on every connection"
+    )
+
+
+def sqlite_schema_attached(connection: Connection, schema: str) -> bool:
+    """Whether an SQLite connection has a database attached as ``schema``."""
+    return schema in {row[1] for row in connection.exec_driver_sql("PRAGMA database_list")}
+
+
 def create_schema_if_missing(connection: Connection, schema: str | None) -> bool:
-    """Create ``schema`` where the dialect has schemas and it is missing; whether it was created."""
-    if schema is None or connection.dialect.name in NO_SCHEMA_DIALECTS:
+    """Create ``schema`` where the dialect has schemas and it is missing; whether it was created.
+
+    On SQLite a schema is an attached database, which no DDL creates: one not attached is a
+    ``StateConfigError`` that says so.
+    """
+    if schema is None:
+        return False
+    no_schemas = connection.dialect.name in NO_SCHEMA_DIALECTS  # SQLite: attached databases
+    if no_schemas and not sqlite_schema_attached(connection, schema):
+        url = connection.engine.url.render_as_string(hide_password=True)
+        raise StateConfigError(
+            "schema", sqlite_schema_reason(schema, f"dpone-state upgrade --url {shlex.quote(url)}")
+        )
+    if no_schemas:
         return False
     if inspect(connection).has_schema(schema):
         return False
-    connection.execute(CreateSchemaIfMissing(schema))
+    connection.execute(CreateSchemaIfMissing(schema, _bigquery_location(connection)))
     return True
+
+
+def _bigquery_location(connection: Connection) -> str | None:
+    """The location of the BigQuery client behind ``connection`` (None elsewhere)."""
+    if connection.dialect.name != "bigquery":
+        return None
+    client = getattr(connection.connection.dbapi_connection, "_client", None)
+    location = getattr(client, "location", None)
+    return location if isinstance(location, str) and location else None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from dpone_state.errors import UnsupportedBackendError
 
 __all__ = [
     "BACKENDS",
+    "BIGQUERY_RETRY",
     "DEFAULT",
     "DEFAULT_SCHEMA",
     "DEFAULT_URL",
@@ -127,8 +129,14 @@ class BackendHooks:
         """Connect-time setup (event listeners) on a new engine."""
 
     def set_autocommit(self, dbapi_connection: Any, on: bool) -> None:
-        """Switch a DBAPI connection in or out of autocommit without a round trip (only for the
-        row's ``client_autocommit_drivers``)."""
+        """Switch a DBAPI connection in or out of autocommit (without a round trip for the row's
+        ``client_autocommit_drivers``; one, only when the mode changes, for its
+        ``server_autocommit_drivers``)."""
+        raise NotImplementedError(type(self).__name__)
+
+    def in_autocommit(self, dbapi_connection: Any) -> bool:
+        """Whether a DBAPI connection is in autocommit, read without a round trip (the row's
+        ``server_autocommit_drivers``)."""
         raise NotImplementedError(type(self).__name__)
 
     def url_schema(self, url: URL) -> str | None:
@@ -159,11 +167,34 @@ class BackendHooks:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often a storage call is sent again: a write that lost a deadlock or serialization
-    conflict (it changed nothing), an idempotent read whose connection was lost."""
+    """How often, and after how long, a storage call is sent again: a write that lost a
+    deadlock or serialization conflict (it changed nothing), an idempotent read whose
+    connection was lost.
+
+    Write attempt ``n`` (0-based) is followed by a wait of ``min(cap, base * 2**n)`` seconds
+    times a random factor in ``[1 - jitter, 1 + jitter]``, so that writers that collided do not
+    collide again in step. The defaults fit row-locking servers (a deadlock victim retries
+    within milliseconds).
+    """
 
     write_attempts: int = 5
     read_attempts: int = 2
+    base_seconds: float = 0.005
+    cap_seconds: float = 0.5
+    jitter: float = 0.5
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after write attempt ``attempt`` (0-based) failed."""
+        spread = (rng or _RNG).uniform(1 - self.jitter, 1 + self.jitter)
+        return float(min(self.cap_seconds, self.base_seconds * 2**attempt) * spread)
+
+
+_RNG = random.Random()  # noqa: S311 - jitter, not security
+
+#: BigQuery: every statement is a job of ~1 s, a table queues at most 20 mutating DML and
+#: conflicting transactions fail at commit; waiting milliseconds would only fail again. Seven
+#: attempts over about 47 s of waits (1, 2, 4, 8, 16, 16 s, each ±50 %).
+BIGQUERY_RETRY: Final = RetryPolicy(write_attempts=7, base_seconds=1.0, cap_seconds=16.0)
 
 
 @dataclass(frozen=True)
@@ -193,8 +224,13 @@ class Backend:
     #: Drivers whose connections switch to autocommit without talking to the server: there
     #: each call's single statement runs in autocommit (one round trip, not BEGIN + COMMIT).
     client_autocommit_drivers: frozenset[str] = frozenset()
+    #: Drivers whose autocommit switch is a statement at the server: a connection a storage
+    #: used stays in autocommit, switched back for anyone else (``backends.keep_autocommit``).
+    server_autocommit_drivers: frozenset[str] = frozenset()
     #: The URL of a state with no connection configured (SQLite's embedded file), if any.
     default_url: str | None = None
+    #: The URL's database is a file on this machine (connecting creates it).
+    database_is_file: bool = False
     #: The ODBC driver a connection secret gets unless it names another (``driver``).
     odbc_driver: str | None = None
     #: Whether the tables carry indexes beyond the key (BigQuery has none).
@@ -221,6 +257,19 @@ class Backend:
     #: A database lock serialises migrations and ``create_tables()`` (``locks.py``); without
     #: one (BigQuery) a provisioning try that lost a race is made again (up to 3 tries).
     has_database_lock: bool = True
+    #: Rows per ``DELETE TOP (n)`` when ``delete_old_states`` prunes (always in batches there,
+    #: below the lock count where the server escalates to a table lock); ``None``: one DELETE
+    #: unless ``batch_size`` is given.
+    prune_batch_rows: int | None = None
+    #: Whether ``delete_old_states`` honours ``batch_size`` (BigQuery: each batch is a billed
+    #: job, and a DELETE blocks no upsert's row, so it is ignored).
+    batched_prune: bool = True
+    #: Whether keys may compare case-insensitively (legacy SQL Server collations): a bulk save
+    #: then refuses two keys that differ only by case (``KeyCollisionError``).
+    case_insensitive_keys: bool = False
+    #: Whether compare-and-set first writes take the table's lock row in a transaction
+    #: (BigQuery: an insert conflicts with nothing; ``upsert.LockedScript``).
+    first_write_lock: bool = False
     #: ``module:Class`` of the backend's ``BackendHooks``, imported when first needed.
     hooks_path: str = ""
 
@@ -256,6 +305,15 @@ class Backend:
             return None
         return self.hooks().set_autocommit
 
+    def kept_autocommit(
+        self, driver: str
+    ) -> tuple[Callable[[Any, bool], None], Callable[[Any], bool]] | None:
+        """For a driver whose switch is a round trip: how to switch it and how to read the mode."""
+        if driver not in self.server_autocommit_drivers:
+            return None
+        hooks = self.hooks()
+        return hooks.set_autocommit, hooks.in_autocommit
+
 
 @cache
 def _load_hooks(path: str) -> BackendHooks:
@@ -277,6 +335,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         connection_kind="file",
         client_autocommit_drivers=frozenset({"pysqlite"}),
         default_url=DEFAULT_URL,
+        database_is_file=True,
         hooks_path="dpone_state.backends.sqlite:SqliteHooks",
     ),
     Backend(
@@ -305,6 +364,8 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         run_id_kind="identity",
         connection_kind="server",
         max_parameters=2100,
+        prune_batch_rows=4000,
+        case_insensitive_keys=True,
         sink_types=("mssql",),
         default_port=1433,
         odbc_driver="ODBC Driver 18 for SQL Server",
@@ -328,6 +389,9 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         self_committing=True,
         name_limit=(1024, "bytes"),
         has_database_lock=False,
+        retry=BIGQUERY_RETRY,
+        batched_prune=False,
+        first_write_lock=True,
         transactional_loads=False,
         hooks_path="dpone_state.backends.bigquery:BigQueryHooks",
     ),
@@ -344,6 +408,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         bmp_only_names=True,
         default_port=3306,
         row_locks=True,
+        server_autocommit_drivers=frozenset({"pymysql"}),
         hooks_path="dpone_state.backends.mysql:MysqlHooks",
     ),
 )

@@ -8,14 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Table, func, inspect, select
+from sqlalchemy import MetaData, Table, func, inspect, select, text
 from sqlalchemy.engine import Connection, Engine, Inspector
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from dpone_state import migrate
+from dpone_state.ddl import capped_name
 from dpone_state.dialects import by_dialect, safe_url
 from dpone_state.errors import first_line
-from dpone_state.tables import build_tables
+from dpone_state.tables import BIGQUERY_LOCK_TABLE, build_tables, lock_table
 
 __all__ = ["Finding", "Report", "diagnose"]
 
@@ -53,8 +54,18 @@ class Report:
         self.findings.append(Finding(check, status, detail, fix))
 
 
-def diagnose(engine: Engine, schema: str | None, xmin_table: str, run_table: str) -> Report:
-    """Connect, then check the migration revision and both tables' shapes against tables.py."""
+def diagnose(
+    engine: Engine,
+    schema: str | None,
+    xmin_table: str,
+    run_table: str,
+    *,
+    version_table: str | None = None,
+) -> Report:
+    """Connect, then check the migration revision and both tables' shapes against tables.py.
+
+    ``version_table`` is the migrations' version table (default ``migrate.VERSION_TABLE``).
+    """
     report = Report(
         url=safe_url(engine.url), backend=engine.dialect.name, head=migrate.head_revision()
     )
@@ -72,7 +83,7 @@ def diagnose(engine: Engine, schema: str | None, xmin_table: str, run_table: str
         info = engine.dialect.server_version_info
         report.server_version = ".".join(str(part) for part in info) if info else None
         report.add("connect", "ok", f"connected to {report.url}")
-        _check_revision(report, conn, schema)
+        _check_revision(report, conn, schema, version_table or migrate.VERSION_TABLE)
         expected = build_tables(schema, xmin_table, run_table, dialect_name=engine.dialect.name)
         inspector = inspect(conn)
         if schema is not None and by_dialect(engine.dialect.name).has_schemas:
@@ -81,13 +92,18 @@ def diagnose(engine: Engine, schema: str | None, xmin_table: str, run_table: str
                 return report
             report.add("schema", "ok", f"schema {schema} exists")
         for table in (expected.xmin, expected.run):
-            _check_table(report, conn, inspector, table)
+            if engine.dialect.name == "bigquery":
+                _check_bigquery_table(report, conn, inspector, table)
+            else:
+                _check_table(report, conn, inspector, table)
     return report
 
 
-def _check_revision(report: Report, conn: Connection, schema: str | None) -> None:
+def _check_revision(
+    report: Report, conn: Connection, schema: str | None, version_table: str
+) -> None:
     try:
-        report.revision = migrate.current(conn.engine, schema=schema)
+        report.revision = migrate.current(conn.engine, schema=schema, version_table=version_table)
     except SQLAlchemyError as error:
         report.add(
             "revision", "problem", f"cannot read the migration revision: {first_line(error)}"
@@ -148,7 +164,7 @@ def _check_table(report: Report, conn: Connection, inspector: Inspector, table: 
             f"primary key is ({', '.join(key.get('constrained_columns') or [])}), "
             f"expected ({', '.join(expected_key)})"
         )
-    elif key.get("name") and key["name"] != table.primary_key.name:
+    elif key.get("name") and key["name"] not in _expected_key_names(table, conn):
         warnings.append(f"primary key is named {key['name']}, expected {table.primary_key.name}")
     indexed = [
         list(index["column_names"]) for index in inspector.get_indexes(table.name, table.schema)
@@ -159,6 +175,7 @@ def _check_table(report: Report, conn: Connection, inspector: Inspector, table: 
             problems.append(
                 f"index on ({', '.join(wanted_columns)}) is missing (retention uses it)"
             )
+    warnings += mssql_column_warnings(conn.dialect.name, table, columns)
     if problems:
         report.add(check, "problem", "; ".join(problems + warnings), UPGRADE_FIX)
         return
@@ -168,3 +185,97 @@ def _check_table(report: Report, conn: Connection, inspector: Inspector, table: 
         report.add(check, "warning", f"{detail}; {'; '.join(warnings)}")
     else:
         report.add(check, "ok", detail)
+
+
+def _expected_key_names(table: Table, conn: Connection) -> set[str]:
+    """The primary key's name as tables.py derives it, and as this dialect caps it (SQLAlchemy's
+    rule, or the server's own truncation of a legacy name: PostgreSQL keeps 63 bytes)."""
+    name = str(table.primary_key.name)
+    limit = conn.dialect.max_identifier_length
+    return {name, capped_name(name, limit), name.encode()[:limit].decode(errors="ignore")}
+
+
+#: What doctor says about a SQL Server key column that does not compare exactly.
+COLLATION_FIX = (
+    "README, SQL Server: 'Key collation' gives the opt-in migration of the key columns to "
+    "Latin1_General_100_BIN2"
+)
+
+
+def mssql_column_warnings(
+    dialect_name: str, table: Table, columns: dict[str, dict[str, Any]]
+) -> list[str]:
+    """SQL Server: key columns that compare case-insensitively (a legacy collation: two keys
+    that differ by case are one row), and ``datetime`` timestamps (rounded to 1/300 s)."""
+    warnings: list[str] = []
+    if dialect_name != "mssql":
+        return warnings
+    for column in table.primary_key.columns:
+        reflected = columns.get(column.name)
+        collation = getattr(reflected["type"], "collation", None) if reflected else None
+        if collation is not None and not str(collation).upper().endswith(("_BIN2", "_BIN")):
+            warnings.append(
+                f"key column {column.name} uses collation {collation}: keys differing only by "
+                f"case are the same row ({COLLATION_FIX})"
+            )
+    for name, found in columns.items():
+        if name in table.c and type(found["type"]).__name__ == "DATETIME":
+            warnings.append(
+                f"column {name} is datetime (rounded to 1/300 s), not datetime2: timestamps "
+                "do not round-trip exactly"
+            )
+    return warnings
+
+
+def _check_bigquery_table(
+    report: Report, conn: Connection, inspector: Inspector, table: Table
+) -> None:
+    """BigQuery: no enforced keys and no indexes (not problems there); the columns a query sees,
+    keys held by more than one row (concurrent first writes before the lock), the lock row."""
+    name = f"{table.schema}.{table.name}" if table.schema else table.name
+    check = f"table {name}"
+    if not inspector.has_table(table.name, schema=table.schema):
+        report.add(check, "problem", "does not exist", UPGRADE_FIX)
+        return
+    # The columns a query sees (the emulator's metadata misses columns added by ALTER TABLE).
+    found = set(conn.execute(select(text("*")).select_from(table).limit(0)).keys())
+    missing = [column.name for column in table.columns if column.name not in found]
+    if missing:
+        report.add(check, "problem", f"missing columns {', '.join(missing)}", UPGRADE_FIX)
+        return
+    key = list(table.primary_key.columns)
+    duplicated = conn.execute(
+        select(*key, func.count().label("n")).group_by(*key).having(func.count() > 1).limit(5)
+    ).all()
+    rows = conn.execute(select(func.count()).select_from(table)).scalar_one()
+    detail = (
+        f"{len(found)} columns, key ({', '.join(c.name for c in key)}) not enforced by "
+        f"BigQuery, clustered by it on new tables, {rows} rows"
+    )
+    if duplicated:
+        shown = ", ".join(repr(tuple(row)[:-1]) for row in duplicated)
+        report.add(
+            check,
+            "problem",
+            f"{detail}; keys held by more than one row: {shown}",
+            "keep one row per key (README, BigQuery: duplicate keys) and run dpone-state "
+            "upgrade so that first writes take the lock row",
+        )
+        return
+    if "revision" in table.c and not _bigquery_lock_row(conn, table):
+        report.add(
+            check,
+            "problem",
+            f"{detail}; its lock row in {BIGQUERY_LOCK_TABLE} is missing (first writes fail)",
+            UPGRADE_FIX,
+        )
+        return
+    report.add(check, "ok", detail)
+
+
+def _bigquery_lock_row(conn: Connection, table: Table) -> bool:
+    lock = lock_table(MetaData(), table.schema)
+    if not inspect(conn).has_table(lock.name, schema=lock.schema):
+        return False
+    found = conn.execute(select(func.count()).where(lock.c.name == table.name)).scalar_one()
+    return bool(found)

@@ -5,22 +5,22 @@ Each one says what went wrong and what to change, and never carries a secret. Th
 
     StateError
     ├── InvalidStateError (ValueError)            a value cannot be stored; nothing was written
-    │   └── InvalidIdentifierError                an unusable schema or table name
+    │   ├── InvalidIdentifierError                an unusable schema or table name
+    │   └── KeyCollisionError                     two keys SQL Server compares as equal
     ├── StateNotProvisionedError                  the state tables do not exist, or are
     │                                             dpone's not yet migrated (.command says how)
     ├── RevisionConflictError                     a compare-and-set save lost
     ├── StateUnavailableError                     nothing was applied; safe to retry
     │   ├── StateLockTimeoutError                 a lock wait / time limit / cancel; rolled back
     │   ├── StateDeadlockError                    lost a deadlock on every attempt; rolled back
+    │   └── VaultUnavailableError                 Vault is unreachable; safe to retry
     ├── StateOutcomeUnknownError                  a write's reply was lost: it may have applied
     ├── LoadNotCommittedError                     an exactly-once load committed nothing
     ├── LoadSupersededError                       its outcome was lost; the checkpoint moved on
     ├── DatabaseMismatchError (ValueError)        a connection to another database than the state's
-    ├── StateUnavailableError                     the database is unreachable; safe to retry
-    │   └── VaultUnavailableError                 Vault is unreachable; safe to retry
-    ├── StateOutcomeUnknownError                  a write was sent, its reply lost: load first
     ├── StateRowCountUnknownError                 the driver reported no row count (-1)
     ├── StateDatabaseError                        refused for a reason a retry does not cure
+    ├── IncompatibleTableError                    a table of the name is not the v1 shape
     ├── UnsupportedBackendError (ValueError)      a dialect dpone-state does not support
     ├── BackendMismatchError (TypeError)          a backend's storage class got another engine
     ├── StateConfigError (ValueError)             the ``state:`` block or its connection
@@ -39,6 +39,7 @@ Each one says what went wrong and what to change, and never carries a secret. Th
     │   └── StateCredentialsError                 BigQuery credentials missing or unreadable
     ├── BackendNotInstalledError                  a backend's driver (or hvac) is not installed
     ├── DowngradeRefusedError                     a downgrade would delete rows, unconfirmed
+    ├── InvalidExportError (ValueError)           a state export unreadable or not fitting
     ├── StrategyConfigurationError (ValueError)   a source's options select no one strategy
     └── XMinError                                 an XMin extraction cannot run or commit
         ├── SourceTableNotFoundError
@@ -64,9 +65,12 @@ __all__ = [
     "DatabaseMismatchError",
     "DowngradeRefusedError",
     "ForeignPartitionError",
+    "IncompatibleTableError",
+    "InvalidExportError",
     "InvalidIdentifierError",
     "InvalidSecretError",
     "InvalidStateError",
+    "KeyCollisionError",
     "LoadNotCommittedError",
     "LoadSupersededError",
     "MissingConnectionError",
@@ -133,18 +137,39 @@ class StateNotProvisionedError(StateError):
     """The state tables (or their schema) do not exist in the target database, or they are
     dpone's tables not yet migrated (a column of dpone-state is missing).
 
-    ``command`` is the exact provisioning command for this store (password masked).
+    ``command`` is the exact ``dpone-state upgrade`` line that provisions this store (the URL's
+    password masked), ``python`` the same as a ``migrate.upgrade`` call; ``reason`` replaces
+    the whole advice where provisioning is not the fix (an SQLite schema never attached).
     """
 
-    def __init__(self, table: str, detail: str = "", *, command: str | None = None) -> None:
+    def __init__(
+        self,
+        table: str,
+        detail: str = "",
+        *,
+        database: str | None = None,
+        command: str | None = None,
+        python: str | None = None,
+        reason: str | None = None,
+    ) -> None:
         self.table = table
+        self.database = database
         self.command = command
-        how = f"`{command}`" if command else "`alembic upgrade head` (or `dpone-state upgrade`)"
-        hint = (
-            f"state table {table} is not provisioned for dpone-state: provision it with {how}, "
-            "or call create_tables() once"
-        )
-        super().__init__(f"{hint} ({detail})" if detail else hint)
+        where = f" in {database}" if database else ""
+        if reason is not None:
+            message = f"state table {table} cannot be reached{where}: {reason}"
+        else:
+            how = (
+                f"`{command}`" + (f" (from Python: `{python}`)" if python else "")
+                if command
+                else "`dpone-state upgrade` (with the same URL and table options)"
+            )
+            why = f" ({detail})" if detail else ""
+            message = (
+                f"state table {table}{where} is not provisioned for dpone-state{why}: provision "
+                f"it with {how}, or call create_tables() once"
+            )
+        super().__init__(message)
 
 
 class RevisionConflictError(StateError):
@@ -168,7 +193,11 @@ class StateUnavailableError(StateError):
 
 class StateLockTimeoutError(StateUnavailableError):
     """The statement waited for a lock (or ran) past its bound and was cancelled, or was
-    cancelled by an operator; the server rolled it back, so nothing changed: safe to retry."""
+    cancelled by an operator; the server rolled it back, so nothing changed: safe to retry.
+
+    On SQL Server this is the session's ``LOCK_TIMEOUT`` (Msg 1222): with ``XACT_ABORT ON`` the
+    server rolled the statement's transaction back; retry once the blocking transaction ends.
+    """
 
 
 class StateDeadlockError(StateUnavailableError):
@@ -184,6 +213,37 @@ class StateRowCountUnknownError(StateError):
 class StateDatabaseError(StateError):
     """The database refused the statement for a reason a retry does not cure by itself (a
     read-only file, a full disk, a value or name the backend cannot hold); nothing applied."""
+
+
+class KeyCollisionError(InvalidStateError):
+    """Two keys of one bulk save are the same key to the database (they differ only by case or
+    trailing spaces, which SQL Server's comparison ignores); nothing was written."""
+
+    def __init__(self, keys: list[tuple[tuple[str, str], tuple[str, str]]]) -> None:
+        self.keys = keys
+        pairs = "; ".join(f"{a!r} and {b!r}" for a, b in keys[:5])
+        super().__init__(
+            "states",
+            f"keys that SQL Server compares as equal in one save_states call: {pairs}. Save them "
+            "in separate calls, or fix the names; a legacy table with a case-insensitive "
+            "collation keeps only one of them (README: SQL Server, key collation)",
+        )
+
+
+class IncompatibleTableError(StateError):
+    """A table with the configured name exists but is not the shape dpone-state adopts.
+
+    Adopting it would break it (or fail at the first write); nothing was changed.
+    """
+
+    def __init__(self, table: str, differences: list[str]) -> None:
+        self.table = table
+        self.differences = differences
+        super().__init__(
+            f"refusing to adopt {table}: it is not dpone's v1 state table "
+            f"({'; '.join(differences)}); configure another table name, or migrate that table "
+            "with the tool that created it"
+        )
 
 
 class StateOutcomeUnknownError(StateError):
@@ -307,6 +367,10 @@ class DowngradeRefusedError(StateError):
 
 class StateCredentialsError(StateConfigError):
     """The cloud credentials are missing or unreadable (BigQuery); the message says which."""
+
+
+class InvalidExportError(StateError, ValueError):
+    """A state export cannot be read or does not fit the destination; nothing was written."""
 
 
 # --- Extraction and strategy (xmin.py, strategy.py) -----------------------------------------

@@ -12,14 +12,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Connection
 
 from dpone_state.errors import StateUnavailableError
 
-__all__ = ["LOCK_TIMEOUT_SECONDS", "VERSION_TABLE", "migration_lock", "provisioning_lock_name"]
+__all__ = [
+    "LOCK_TIMEOUT_SECONDS",
+    "MSSQL_APPLOCK",
+    "VERSION_TABLE",
+    "migration_lock",
+    "provisioning_lock_name",
+]
 
 #: How long a migration waits for another one to finish (MySQL and SQL Server; PostgreSQL waits).
 LOCK_TIMEOUT_SECONDS = 600
@@ -40,6 +46,17 @@ def _lock_key(name: str) -> int:
 def _short_name(name: str) -> str:
     """A lock name within MySQL's 64-character limit."""
     return "dpone_state_" + hashlib.sha256(name.encode()).hexdigest()[:32]
+
+
+#: SQL Server: take the session-owned applock and return its status. NOCOUNT ON first, so no
+#: row-count message precedes the SELECT and its status is the batch's first result; the
+#: session's NOCOUNT OFF (``mssql.SESSION_SETTINGS``) is restored after.
+MSSQL_APPLOCK: Final = text(
+    "SET NOCOUNT ON; DECLARE @status INT; "
+    "EXEC @status = sp_getapplock @Resource = :name, @LockMode = 'Exclusive', "
+    "@LockOwner = 'Session', @LockTimeout = :timeout; "
+    "SELECT @status; SET NOCOUNT OFF"
+)
 
 
 @contextmanager
@@ -65,12 +82,7 @@ def migration_lock(connection: Connection, name: str) -> Iterator[None]:
     elif dialect == "mssql":
         lock = _short_name(name)
         status = connection.execute(
-            text(
-                "DECLARE @status INT; "
-                "EXEC @status = sp_getapplock @Resource = :name, @LockMode = 'Exclusive', "
-                "@LockOwner = 'Session', @LockTimeout = :timeout; "
-                "SELECT @status"
-            ),
+            MSSQL_APPLOCK,
             {"name": lock, "timeout": LOCK_TIMEOUT_SECONDS * 1000},
         ).scalar()
         if status is None or status < 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -178,13 +179,23 @@ def alembic_config(
 
 
 def _settings(
-    schema: SchemaOption, xmin_table: str, run_table: str, version_table: str, drop_data: bool
+    schema: SchemaOption,
+    xmin_table: str | None,
+    run_table: str | None,
+    version_table: str | None,
+    *,
+    drop_data: bool,
+    environ: Mapping[str, str] | None,
 ) -> MigrationSettings:
+    """The arguments; where one is left out (``DEFAULT`` schema, ``None`` names), the
+    ``DPONE_STATE_*`` variable the ``alembic`` command and ``dpone-state`` read, else the
+    default. ``drop_data`` is never taken from the environment here."""
+    env = MigrationSettings.from_options({}, environ)
     return MigrationSettings(
-        schema=schema,
-        xmin_table=xmin_table,
-        run_table=run_table,
-        version_table=version_table,
+        schema=env.schema if isinstance(schema, DefaultSchema) else schema,
+        xmin_table=xmin_table or env.xmin_table,
+        run_table=run_table or env.run_table,
+        version_table=version_table or env.version_table,
         drop_data=drop_data,
     )
 
@@ -214,16 +225,21 @@ def upgrade(
     revision: str = "head",
     *,
     schema: SchemaOption = DEFAULT,
-    xmin_table: str = DEFAULT_XMIN_TABLE,
-    run_table: str = DEFAULT_RUN_TABLE,
-    version_table: str = VERSION_TABLE,
+    xmin_table: str | None = None,
+    run_table: str | None = None,
+    version_table: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> None:
     """Provision or adopt the state tables up to ``revision`` (under a database lock).
 
-    ``url`` defaults to ``DPONE_STATE_URL``, else the embedded SQLite file; ``schema``
-    ``DEFAULT`` means ``etl_state`` (none on SQLite), ``None`` no schema.
+    ``url`` defaults to ``DPONE_STATE_URL``, else the embedded SQLite file. A name left out
+    comes from ``DPONE_STATE_SCHEMA`` / ``_XMIN_TABLE`` / ``_RUN_TABLE`` / ``_VERSION_TABLE``
+    (``environ``, default ``os.environ``) as for ``alembic`` and ``dpone-state``, else the
+    default: ``schema`` ``DEFAULT`` is ``etl_state`` (none on SQLite), ``None`` no schema.
     """
-    settings = _settings(schema, xmin_table, run_table, version_table, False)
+    settings = _settings(
+        schema, xmin_table, run_table, version_table, drop_data=False, environ=environ
+    )
     with _typed_errors(url):
         command.upgrade(alembic_config(url or default_url(), settings), revision)
 
@@ -233,14 +249,17 @@ def downgrade(
     revision: str = "-1",
     *,
     schema: SchemaOption = DEFAULT,
-    xmin_table: str = DEFAULT_XMIN_TABLE,
-    run_table: str = DEFAULT_RUN_TABLE,
-    version_table: str = VERSION_TABLE,
+    xmin_table: str | None = None,
+    run_table: str | None = None,
+    version_table: str | None = None,
     drop_data: bool = False,
+    environ: Mapping[str, str] | None = None,
 ) -> None:
     """Downgrade to ``revision``; to ``base`` drops the tables, refused if they hold rows
-    unless ``drop_data``."""
-    settings = _settings(schema, xmin_table, run_table, version_table, drop_data)
+    unless ``drop_data``. Names left out are read as ``upgrade`` reads them."""
+    settings = _settings(
+        schema, xmin_table, run_table, version_table, drop_data=drop_data, environ=environ
+    )
     with _typed_errors(url):
         command.downgrade(alembic_config(url or default_url(), settings), revision)
 
@@ -249,14 +268,16 @@ def current(
     url: str | Engine | None = None,
     *,
     schema: SchemaOption = DEFAULT,
-    version_table: str = VERSION_TABLE,
+    version_table: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> str | None:
-    """The revision the state tables are at, or ``None`` when not provisioned by migrations."""
+    """The revision the state tables are at, or ``None`` when not provisioned by migrations
+    (names left out are read as ``upgrade`` reads them)."""
     engine = url if isinstance(url, Engine) else create_state_engine(url or default_url())
     try:
-        settings = MigrationSettings(schema=schema, version_table=version_table).for_dialect(
-            engine.dialect.name
-        )
+        settings = _settings(
+            schema, None, None, version_table, drop_data=False, environ=environ
+        ).for_dialect(engine.dialect.name)
         with _typed_errors(engine, connecting=True):
             conn = engine.connect()
         with _typed_errors(engine, settings.version_table), conn:
@@ -278,32 +299,141 @@ def offline_sql(
     revision: str = "head",
     *,
     schema: SchemaOption = DEFAULT,
-    xmin_table: str = DEFAULT_XMIN_TABLE,
-    run_table: str = DEFAULT_RUN_TABLE,
-    version_table: str = VERSION_TABLE,
+    xmin_table: str | None = None,
+    run_table: str | None = None,
+    version_table: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> str:
     """The SQL script that upgrades an empty (or legacy) database to ``revision``, for a DBA.
 
     ``dialect`` is a SQLAlchemy dialect name (``postgresql``, ``mssql``, …); no connection is
-    made.
+    made. Names left out are read as ``upgrade`` reads them.
     """
-    settings = _settings(schema, xmin_table, run_table, version_table, False)
+    settings = _settings(
+        schema, xmin_table, run_table, version_table, drop_data=False, environ=environ
+    )
     buffer = io.StringIO()
     command.upgrade(
         alembic_config(settings=settings, dialect=dialect, output=buffer), revision, sql=True
     )
-    return buffer.getvalue()
+    script = buffer.getvalue()
+    if dialect == "mssql":
+        return MSSQL_UPGRADE_HEADER + harden_mssql_script(script, settings.version_table)
+    return script
+
+
+def offline_downgrade_sql(
+    dialect: str,
+    from_revision: str = "head",
+    to_revision: str = "0001",
+    *,
+    schema: str | None = "",
+    xmin_table: str = DEFAULT_XMIN_TABLE,
+    run_table: str = DEFAULT_RUN_TABLE,
+    version_table: str = VERSION_TABLE,
+) -> str:
+    """The SQL script that downgrades from ``from_revision`` to ``to_revision`` (default: back
+    to dpone's legacy tables, rows kept; ``base`` drops the tables and their rows)."""
+    settings = _settings(schema, xmin_table, run_table, version_table, drop_data=False, environ={})
+    buffer = io.StringIO()
+    command.downgrade(
+        alembic_config(settings=settings, dialect=dialect, output=buffer),
+        f"{from_revision}:{to_revision}",
+        sql=True,
+    )
+    script = buffer.getvalue()
+    if dialect == "mssql":
+        return MSSQL_DOWNGRADE_HEADER + harden_mssql_script(script, settings.version_table)
+    return script
+
+
+_MSSQL_HOW_TO_RUN = (
+    "-- Run it with sqlcmd, which must stop at the first error (-b):\n"
+    "--     sqlcmd -b -S SERVER -d DATABASE -i {name}\n"
+    "-- (in SSMS: Query > SQLCMD Mode, and `:on error exit` as the first line). The script runs\n"
+    "-- with XACT_ABORT ON in one transaction; if a batch fails, every later batch refuses to run\n"
+    "-- (THROW on @@TRANCOUNT = 0), so a client that carries on after an error applies nothing\n"
+    "-- more.\n"
+)
+#: The top of the shipped SQL Server upgrade script.
+MSSQL_UPGRADE_HEADER = (
+    "-- dpone-state: provision or adopt the state tables on SQL Server (offline upgrade).\n"
+    + _MSSQL_HOW_TO_RUN.format(name="mssql.sql")
+    + "-- Safe to run again, whole: every step is guarded, the version row is written once.\n\n"
+)
+#: The top of the shipped SQL Server downgrade script.
+MSSQL_DOWNGRADE_HEADER = (
+    "-- dpone-state: downgrade the state tables on SQL Server to dpone's legacy tables\n"
+    "-- (drops revision, process_name and the retention index; the rows stay).\n"
+    + _MSSQL_HOW_TO_RUN.format(name="mssql-downgrade.sql")
+    + "-- Run it once, on a database at the head revision.\n\n"
+)
+_MSSQL_ABORTED = (
+    "IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction "
+    "was rolled back, so this batch does not run. Fix the cause and run the whole script "
+    "again.', 1;\n"
+)
+
+
+def _before_first_statement(batch: str, line: str) -> str:
+    """``batch`` with ``line`` inserted before its first line that is not blank or a comment."""
+    lines = batch.split("\n")
+    for index, current in enumerate(lines):
+        if current.strip() and not current.lstrip().startswith("--"):
+            return "\n".join([*lines[:index], line.rstrip("\n"), *lines[index:]])
+    return batch
+
+
+def harden_mssql_script(script: str, version_table: str) -> str:
+    """Make Alembic's T-SQL script safe to rerun and to fail: ``XACT_ABORT ON``; the version
+    table created only where missing and its first row inserted only once; every batch after
+    ``BEGIN TRANSACTION`` refuses to run once an earlier one failed (its transaction is gone).
+    Each edit checks the text it changes, so a change in Alembic's output fails loudly."""
+    batches = script.split("\nGO\n")
+    out: list[str] = []
+    in_transaction = False
+    create = re.compile(rf"CREATE TABLE (\S*{re.escape(version_table)}\]?) \(.*?\n\);", re.DOTALL)
+    insert = re.compile(
+        rf"^INSERT INTO (\S*{re.escape(version_table)}\]?) \(version_num\) .*?;$", re.MULTILINE
+    )
+    for batch in batches:
+        text = batch
+        if "BEGIN TRANSACTION;" in text:
+            found = create.search(text)
+            if found is not None:
+                target = "N'" + found.group(1).replace("'", "''") + "'"
+                guarded = f"IF OBJECT_ID({target}, N'U') IS NULL\nBEGIN\n{found.group(0)}\nEND;"
+                text = text.replace(found.group(0), guarded)
+            text = text.replace("BEGIN TRANSACTION;", "SET XACT_ABORT ON;\nBEGIN TRANSACTION;")
+            in_transaction = True
+        elif in_transaction and text.strip():
+            found = insert.search(text)
+            if found is not None:
+                guarded = (
+                    f"IF NOT EXISTS (SELECT 1 FROM {found.group(1)})\nBEGIN\n{found.group(0)}\nEND;"
+                )
+                text = text.replace(found.group(0), guarded)
+            text = _before_first_statement(text, _MSSQL_ABORTED)
+        out.append(text)
+    hardened = "\nGO\n".join(out)
+    if not in_transaction or "SET XACT_ABORT ON;" not in hardened:
+        raise AssertionError("unexpected shape of Alembic's SQL Server script")
+    return hardened
 
 
 def write_offline_scripts(directory: str | Path | None = None) -> list[Path]:
-    """Regenerate the shipped offline scripts (``migrations/sql/<dialect>.sql``); their paths."""
+    """Regenerate the shipped offline scripts (``migrations/sql/<dialect>.sql``, and
+    ``mssql-downgrade.sql``); their paths."""
     target = Path(directory) if directory is not None else Path(SCRIPT_LOCATION) / "sql"
     target.mkdir(parents=True, exist_ok=True)
     written = []
     for dialect in OFFLINE_DIALECTS:
         path = target / f"{dialect}.sql"
-        path.write_text(offline_sql(dialect), encoding="utf-8")
+        path.write_text(offline_sql(dialect, environ={}), encoding="utf-8")  # the defaults
         written.append(path)
+    path = target / "mssql-downgrade.sql"
+    path.write_text(offline_downgrade_sql("mssql"), encoding="utf-8")
+    written.append(path)
     return written
 
 

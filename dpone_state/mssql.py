@@ -1,7 +1,7 @@
 """SQL Server (``mssql+pyodbc``): schema ``etl_state``, ``MERGE … WITH (HOLDLOCK)``.
 
 The MERGE is compiled in ``dpone_state.upsert``; its facts are the ``mssql`` row of
-``dpone_state.dialects``; its hooks (``fast_executemany``, login timeout, ``SET NOCOUNT OFF``,
+``dpone_state.dialects``; its hooks (login timeout, session settings, parameter declarations,
 idle ping) are in ``dpone_state.backends.mssql``; this module holds its storage classes.
 """
 
@@ -9,19 +9,27 @@ from __future__ import annotations
 
 from dpone_state.backends.mssql import (
     FREETDS_TDS_VERSION,
+    LOCK_TIMEOUT_MS,
     LOGIN_TIMEOUT_SECONDS,
+    SESSION_SETTINGS,
     MssqlHooks,
+    declared_input_size,
+    declared_type_name,
     engine_options,
 )
 from dpone_state.storage import RunStateStorage, XMinStateStorage
 
 __all__ = [
     "FREETDS_TDS_VERSION",
+    "LOCK_TIMEOUT_MS",
     "LOGIN_TIMEOUT_SECONDS",
+    "SESSION_SETTINGS",
     "MSSQLRunStateStorage",
     "MSSQLXMinStateStorage",
     "MssqlRunStateStorage",
     "MssqlXMinStateStorage",
+    "declared_input_size",
+    "declared_type_name",
     "engine_options",
     "prepare_engine",
 ]

@@ -7,20 +7,40 @@ Tables come from the migrations or one explicit ``create_tables()`` call.
 from __future__ import annotations
 
 import logging
-import random
+import os
 import shlex
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from enum import Enum
-from typing import Any, ClassVar, Final
+from itertools import chain
+from typing import Any, ClassVar, Final, cast
 
-from sqlalchemy import BindParameter, Integer, Table, bindparam, case, delete, func, select, update
+from sqlalchemy import (
+    BindParameter,
+    Integer,
+    Select,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
-from dpone_state.ddl import add_missing_nullable_columns, create_schema_if_missing
+from dpone_state.coltypes import revision_or_zero
+from dpone_state.ddl import (
+    CreateTableIfMissing,
+    add_missing_nullable_columns,
+    create_schema_if_missing,
+    sqlite_schema_attached,
+    sqlite_schema_reason,
+)
 from dpone_state.dialects import (
     DEFAULT,
     RetryPolicy,
@@ -35,6 +55,7 @@ from dpone_state.errors import (
     BackendMismatchError,
     DatabaseMismatchError,
     InvalidStateError,
+    KeyCollisionError,
     RevisionConflictError,
     StateDatabaseError,
     StateDeadlockError,
@@ -45,7 +66,14 @@ from dpone_state.errors import (
     StateUnavailableError,
     first_line,
 )
-from dpone_state.failures import Failure, classify, to_state_error
+from dpone_state.execution import StatementRunner, WriteResult
+from dpone_state.failures import (
+    Failure,
+    classify,
+    is_missing_table,
+    is_transient_conflict,
+    to_state_error,
+)
 from dpone_state.locks import migration_lock, provisioning_lock_name
 from dpone_state.models import (
     LOAD_ID_MAX,
@@ -58,22 +86,36 @@ from dpone_state.models import (
     check_key_name,
     check_name,
     prune_cutoff,
+    runs_from_rows,
     to_utc,
     utc_now,
 )
 from dpone_state.tables import (
+    BIGQUERY_LOCK_TABLE,
     DEFAULT_RUN_TABLE,
     DEFAULT_XMIN_TABLE,
     LAST_LOAD_ID,
     LOADED_AT,
     UPDATED_AT,
     check_backend_names,
+    lock_table,
     new_metadata,
     run_id_kind,
     run_state_table,
     xmin_state_table,
 )
-from dpone_state.upsert import INCOMING, IncomingWhen, Upsert, upsert_applied
+from dpone_state.upsert import (
+    BIGQUERY_CONFLICT_MARKER,
+    BIGQUERY_NO_LOCK_MARKER,
+    INCOMING,
+    DeleteTop,
+    IncomingWhen,
+    LockedScript,
+    UpdateValue,
+    Upsert,
+    script_string,
+    upsert_applied,
+)
 
 __all__ = ["DEFAULT", "ProbeResult", "RunStateStorage", "XMinStateStorage"]
 
@@ -89,6 +131,8 @@ _KEEP_ROWCOUNT: Final = {"preserve_rowcount": True}
 BULK_ROWS = 500
 #: Largest page ``get_run_states_by_dag`` returns in one call.
 MAX_LIMIT = 10_000
+#: Page statements (one per distinct ``limit``) a run storage keeps.
+_MAX_PAGES = 64
 
 
 class _Call:
@@ -140,6 +184,7 @@ class _Storage:
         self.backend_row = row
         self.engine: Engine = engine
         self._autocommit = autocommit_switch(engine)
+        self._runner = StatementRunner(engine)
         self.schema: str | None = None if schema is None else check_identifier("schema", schema)
         self.table_name: str = check_identifier("table", table or self.default_table)
         self.table: Table = self._build_table()
@@ -167,10 +212,18 @@ class _Storage:
     #: The ``dpone-state`` option that names this storage's table.
     _table_option: ClassVar[str]
 
+    def _shown_url(self) -> str:
+        """The engine's URL for messages: password masked, an SQLite file made absolute (so the
+        advice names the file wherever it is run from)."""
+        url = self.engine.url
+        if self.backend_row.connection_kind == "file" and url.database not in (None, ":memory:"):
+            url = url.set(database=os.path.abspath(str(url.database)))
+        return safe_url(url)
+
     @property
     def upgrade_command(self) -> str:
         """The exact ``dpone-state upgrade`` that provisions this store (password masked)."""
-        parts = ["dpone-state", "upgrade", "--url", safe_url(self.engine.url)]
+        parts = ["dpone-state", "upgrade", "--url", self._shown_url()]
         if self.schema is not None:
             parts += ["--schema", self.schema]
         elif self.backend_row.has_schemas:
@@ -179,8 +232,25 @@ class _Storage:
             parts += [self._table_option, self.table_name]
         return " ".join(shlex.quote(part) for part in parts)
 
-    def _not_provisioned(self, detail: str = "") -> StateNotProvisionedError:
-        return StateNotProvisionedError(self.qualified_name, detail, command=self.upgrade_command)
+    @property
+    def _upgrade_call(self) -> str:
+        """``upgrade_command`` as a ``migrate.upgrade`` call on the caller's ``url``."""
+        arguments = ["url"]
+        if self.schema is not None:
+            arguments.append(f"schema={self.schema!r}")
+        elif self.backend_row.has_schemas:
+            arguments.append("schema=None")
+        if self.table_name != self.default_table:
+            arguments.append(f"{self._table_option[2:].replace('-', '_')}={self.table_name!r}")
+        return f"dpone_state.migrate.upgrade({', '.join(arguments)})"
+
+    def _lock_missing(self, error: DBAPIError) -> bool:
+        """BigQuery: the first-write lock table (or its row for this table) is missing."""
+        text = str(error.orig)
+        if BIGQUERY_NO_LOCK_MARKER in text:
+            return True
+        dialect = self.engine.dialect.name
+        return BIGQUERY_LOCK_TABLE in text and is_missing_table(error, dialect)
 
     def _error(
         self, error: DBAPIError, call: _Call | None = None, *, connecting: bool = False
@@ -192,6 +262,11 @@ class _Storage:
         else the server rolls the open transaction back, so nothing was applied.
         """
         dialect = self.engine.dialect.name
+        if self._lock_missing(error):
+            return self._not_provisioned(
+                f"its lock row in {BIGQUERY_LOCK_TABLE} is missing: a table of dpone's not "
+                "yet migrated"
+            )
         kind = classify(error, dialect, connecting=connecting)
         if kind == Failure.MISSING_TABLE:
             return self._not_provisioned("it does not exist")
@@ -227,6 +302,34 @@ class _Storage:
                 f"{first_line(error)}"
             ) from error
 
+    def _sqlite_schema_attached(self) -> bool:
+        """Whether the SQLite connection has a database attached under the schema's name."""
+        try:
+            with self.engine.connect() as conn:
+                return sqlite_schema_attached(conn, str(self.schema))
+        except DBAPIError:
+            return True  # cannot tell: give the ordinary advice
+
+    def _not_provisioned(self, detail: str = "") -> StateNotProvisionedError:
+        """The error for a missing (or unmigrated) table, naming the exact command that
+        provisions it; on SQLite, a schema that is no attached database says so instead."""
+        shown = self._shown_url()
+        if not self.backend_row.has_schemas and self.schema and not self._sqlite_schema_attached():
+            return StateNotProvisionedError(
+                self.qualified_name,
+                database=shown,
+                reason=sqlite_schema_reason(
+                    str(self.schema), f"dpone-state upgrade --url {shlex.quote(shown)}"
+                ),
+            )
+        return StateNotProvisionedError(
+            self.qualified_name,
+            detail,
+            database=shown,
+            command=self.upgrade_command,
+            python=self._upgrade_call,
+        )
+
     @contextmanager
     def _connect(self, *, write: bool, call: _Call | None = None) -> Iterator[Connection]:
         """A connection for one statement: in autocommit where the driver switches for free
@@ -259,30 +362,105 @@ class _Storage:
                     except Exception:  # a connection the server closed: never reuse it
                         conn.invalidate()
 
-    def _write(self, statement: Any, params: Mapping[str, Any]) -> CursorResult[Any]:
+    def _execute_write(
+        self, statement: Any, params: Mapping[str, Any], *, core: bool = False
+    ) -> WriteResult:
+        """One write: compiled once and run on the pooled connection where ``StatementRunner``
+        may, else (or with ``core``) through Core (listeners, echo, other drivers). Failures
+        leave as ``StateError``s; a lost reply after the statement was sent in autocommit (the
+        direct path always is) is ``StateOutcomeUnknownError``."""
+        runner = self._runner
+        call = _Call(self.backend_row.self_committing)
+        if not core and runner.usable():
+            plan = runner.plan(statement)
+            if plan is not None:
+                # A connection that cannot be had raises a StateError before anything is sent;
+                # once the statement is on its way it commits by itself (autocommit).
+                call.sent = call.self_committing = True
+                try:
+                    return runner.write(plan, params)
+                except StateError:
+                    raise
+                except Exception:
+                    with self._translated_errors(call):  # no context manager on the happy path
+                        raise
+        with self._connect(write=True, call=call) as conn:
+            call.sent = True
+            # The row count is read when the statement ran: some drivers (psycopg 3) forget it
+            # once the cursor is closed, and an INSERT's is not kept otherwise.
+            result: CursorResult[Any] = conn.execute(
+                statement, params, execution_options=_KEEP_ROWCOUNT
+            )
+            return result
+
+    def _execute_read(
+        self, statement: Any, params: Mapping[str, Any], *, core: bool = False
+    ) -> list[Sequence[Any]]:
+        """One read, on the same two paths as ``_execute_write``; rows unpack by position
+        (with ``core``, they are Core's ``Row`` objects, readable by name too)."""
+        runner = self._runner
+        if not core and runner.usable():
+            plan = runner.plan(statement)
+            if plan is not None:
+                try:
+                    return runner.read(plan, params)
+                except StateError:
+                    raise
+                except Exception:
+                    with self._translated_errors():
+                        raise
+        with self._connect(write=False) as conn:
+            return list(conn.execute(statement, params).all())
+
+    def _write(
+        self, statement: Any, params: Mapping[str, Any], *, core: bool = False
+    ) -> WriteResult:
         """Run one write in its own transaction; a deadlock victim is sent again (bounded).
 
         The server rolled the victim's whole transaction - this one statement - back, so a
         retry cannot apply it twice.
         """
-        attempts = self.backend_row.retry.write_attempts
-        for attempt in range(attempts):
-            call = _Call(self.backend_row.self_committing)
+        policy = self.backend_row.retry
+        for attempt in range(policy.write_attempts):
             try:
-                with self._connect(write=True, call=call) as conn:
-                    call.sent = True
-                    # The row count is read when the statement ran: some drivers (psycopg 3)
-                    # forget it once the cursor is closed, and an INSERT's is not kept otherwise.
-                    result: CursorResult[Any] = conn.execute(
-                        statement, params, execution_options=_KEEP_ROWCOUNT
-                    )
-                    return result
+                return self._execute_write(statement, params, core=core)
             except StateDeadlockError as error:
-                if attempt + 1 == attempts:
+                if attempt + 1 == policy.write_attempts:
                     raise
                 log.info("retrying a write on %s after %s", self.qualified_name, error.__cause__)
-                time.sleep(0.005 * 2**attempt * (1 + random.random()))  # noqa: S311 - jitter
+                time.sleep(policy.delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _write_together(self, writes: Sequence[tuple[Any, Mapping[str, Any]]]) -> None:
+        """Run writes in one transaction where the direct path can (one commit instead of one per
+        statement), retried whole after a deadlock; elsewhere each alone through ``_write``."""
+        runner = self._runner
+        plans = (
+            [runner.plan(statement) for statement, _ in writes]
+            if runner.transactional and runner.usable()
+            else []
+        )
+        if not plans or None in plans:
+            for statement, params in writes:
+                self._write(statement, params)
+            return
+        together = [(plan, params) for plan, (_, params) in zip(plans, writes, strict=True)]
+        for attempt in range(self.backend_row.retry.write_attempts):
+            # Sent, and its COMMIT may be in flight: a lost reply leaves the outcome unknown.
+            call = _Call()
+            call.sent = call.committing = True
+            try:
+                runner.write_together(together)  # type: ignore[arg-type]
+                return
+            except DBAPIError as error:
+                if (
+                    attempt + 1 == self.backend_row.retry.write_attempts
+                    or not is_transient_conflict(error, self.engine.dialect.name)
+                ):
+                    with self._translated_errors(call):
+                        raise
+                log.info("retrying writes on %s after %s", self.qualified_name, error.orig)
+                time.sleep(self.backend_row.retry.delay(attempt))
 
     def check_same_database(self, connectable: Connection | Engine) -> None:
         """Refuse (``DatabaseMismatchError``) a connection or engine of another database than
@@ -320,12 +498,14 @@ class _Storage:
             )
             return result
 
-    def _read(self, statement: Any, params: Mapping[str, Any]) -> list[Row[Any]]:
-        """Run a read; a read is idempotent, so a lost connection is retried once."""
+    def _read(
+        self, statement: Any, params: Mapping[str, Any], *, core: bool = False
+    ) -> list[Sequence[Any]]:
+        """Run a read (rows unpack by position); a read is idempotent, so a lost connection is
+        retried once."""
         for attempt in range(self.backend_row.retry.read_attempts):
             try:
-                with self._connect(write=False) as conn:
-                    return list(conn.execute(statement, params).all())
+                return self._execute_read(statement, params, core=core)
             except StateUnavailableError as error:
                 # A lost or refused connection; a lock timeout is not retried (it waited already).
                 if (
@@ -336,7 +516,7 @@ class _Storage:
                 log.info("retrying a read on %s after a lost connection", self.qualified_name)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _rowcount(self, result: CursorResult[Any]) -> int:
+    def _rowcount(self, result: WriteResult) -> int:
         """The rows a statement changed; a driver that cannot tell (-1) gets a typed error."""
         count = int(result.rowcount)
         if count < 0:
@@ -346,6 +526,20 @@ class _Storage:
                 "applied cannot be told; load the state to learn it"
             )
         return count
+
+    def execute_read(self, statement: Any, params: Mapping[str, Any]) -> list[Row[Any]]:
+        """One read over this storage's table, with its retry and error translation.
+
+        For operator tools beyond the runtime's methods (``dpone_state.operations``,
+        ``dpone_state.portability``), so they never bypass either. Off the hot path, it runs
+        through Core, so its rows read by name.
+        """
+        return cast("list[Row[Any]]", self._read(statement, params, core=True))
+
+    def execute_write(self, statement: Any, params: Mapping[str, Any]) -> CursorResult[Any]:
+        """One write in its own transaction, with the deadlock retry and error translation
+        (through Core, as ``execute_read``)."""
+        return cast("CursorResult[Any]", self._write(statement, params, core=True))
 
     def _param(self, column: str) -> BindParameter[Any]:
         """A placeholder for a value of ``column`` (typed like it), bound at execution."""
@@ -359,7 +553,12 @@ class _Storage:
                 raise self._error(error, connecting=True) from error
             with conn, migration_lock(conn, provisioning_lock_name(self.schema)):
                 create_schema_if_missing(conn, self.schema)  # guarded per dialect (ddl.py)
-                self.table.metadata.create_all(conn, checkfirst=True)
+                if conn.dialect.name == "bigquery":  # clustered by the key (ddl.py)
+                    conn.execute(CreateTableIfMissing(self.table))
+                    if isinstance(self, XMinStateStorage):
+                        provision_bigquery_lock(conn, self.schema, self.table_name)
+                else:
+                    self.table.metadata.create_all(conn, checkfirst=True)
                 added = add_missing_nullable_columns(conn, self.table)
                 conn.commit()
         return added
@@ -402,18 +601,32 @@ class ProbeResult(str, Enum):
         return self.value
 
 
-def xmin_state_from_row(row: Row[Any]) -> XMinState:
-    """The checkpoint a row of the XMin table holds (its ``__dpone__loaded_at`` is the time)."""
-    return XMinState.from_storage(
-        xmin_value=row.xmin_value,
-        timestamp=row._mapping[LOADED_AT],
-        is_initial=bool(row.is_initial),
-        wraparound_detected=bool(row.wraparound_detected),
-        frozen_xid=row.frozen_xid,
-        revision=row.revision,
-        extraction_identity=row._mapping.get("extraction_identity"),
-        source_fingerprint=row._mapping.get("source_fingerprint"),
+def xmin_state_from_row(row: Sequence[Any]) -> XMinState:
+    """The checkpoint in a row of ``(xmin_value, __dpone__loaded_at, is_initial,
+    wraparound_detected, frozen_xid, revision, extraction_identity, source_fingerprint)`` (the
+    load statement's columns, in order)."""
+    (
+        xmin_value,
+        loaded_at,
+        is_initial,
+        wraparound_detected,
+        frozen_xid,
+        revision,
+        extraction_identity,
+        source_fingerprint,
+    ) = row
+    state: XMinState = object.__new__(XMinState)  # as ``XMinState.from_storage``, unvalidated
+    state.__dict__.update(
+        xmin_value=xmin_value,
+        timestamp=loaded_at,
+        is_initial=bool(is_initial),
+        wraparound_detected=bool(wraparound_detected),
+        frozen_xid=frozen_xid,
+        revision=revision or 0,  # NULL on BigQuery rows written before the upgrade
+        extraction_identity=extraction_identity,
+        source_fingerprint=source_fingerprint,
     )
+    return state
 
 
 class XMinStateStorage(_Storage):
@@ -436,22 +649,26 @@ class XMinStateStorage(_Storage):
         )
         # A deleted checkpoint stays as a tombstone: its revision negated (-(r + 1)), so the
         # next checkpoint of the key continues at r + 2 and a revision is never reused.
-        deleted = t.c.revision < 0
-        live = t.c.revision >= 0
+        # (BigQuery: an adopted legacy row's revision may be NULL until the backfill, 0 then.)
+        deleted = revision_or_zero(t.c.revision) < 0
+        live = revision_or_zero(t.c.revision) >= 0
         row = {name: self._param(name) for name in (*_XMIN_KEY, *_XMIN_VALUES, LOADED_AT)}
-        upsert = {
-            "rows": [{**row, "revision": 1}],
-            "key": _XMIN_KEY,
-            "update": {
-                **dict.fromkeys(_XMIN_VALUES, INCOMING),
-                LOADED_AT: IncomingWhen(deleted),  # a new checkpoint after a delete
-                "revision": case((deleted, 1 - t.c.revision), else_=t.c.revision + 1),
-            },
+        self._update: dict[str, UpdateValue] = {
+            **dict.fromkeys(_XMIN_VALUES, INCOMING),
+            LOADED_AT: IncomingWhen(deleted),  # a new checkpoint after a delete
+            "revision": case((deleted, 1 - t.c.revision), else_=revision_or_zero(t.c.revision) + 1),
         }
+        self._unversioned = revision_or_zero(t.c.revision) <= 0
+        upsert = {"rows": [{**row, "revision": 1}], "key": _XMIN_KEY, "update": self._update}
         # Statements are built once: each call binds its values, and compiles nothing.
         self._save = Upsert(t, **upsert)  # type: ignore[arg-type]
         # Expected revision 0: no checkpoint (none, deleted, or one the legacy runtime wrote).
-        self._save_if_unversioned = Upsert(t, **upsert, where=t.c.revision <= 0)  # type: ignore[arg-type]
+        self._save_if_unversioned = Upsert(t, **upsert, where=self._unversioned)  # type: ignore[arg-type]
+        # BigQuery: compare-and-set first writes go in a transaction behind the lock row
+        # (LockedScript); other writes stay plain DML, which BigQuery queues per table.
+        self._lock = (
+            lock_table(t.metadata, self.schema) if self.backend_row.first_write_lock else None
+        )
         self._save_if_revision = (
             update(t)
             .where(key, t.c.revision == bindparam("p_expected_revision", type_=t.c.revision.type))
@@ -468,7 +685,7 @@ class XMinStateStorage(_Storage):
             "update": {**upsert["update"], LAST_LOAD_ID: INCOMING},  # type: ignore[dict-item]
         }
         self._save_receipt = Upsert(t, **receipt)  # type: ignore[arg-type]
-        self._save_receipt_if_unversioned = Upsert(t, **receipt, where=t.c.revision == 0)  # type: ignore[arg-type]
+        self._save_receipt_if_unversioned = Upsert(t, **receipt, where=self._unversioned)  # type: ignore[arg-type]
         self._save_receipt_if_revision = self._save_if_revision.values(
             {LAST_LOAD_ID: self._param(LAST_LOAD_ID)}
         )
@@ -498,8 +715,11 @@ class XMinStateStorage(_Storage):
         ).where(key)
         # Naming ``revision`` also makes an unmigrated dpone table refuse the delete as it
         # refuses every other statement (StateNotProvisionedError).
-        self._delete = update(t).where(key, live).values(revision=-(t.c.revision + 1))
+        self._delete = (
+            update(t).where(key, live).values(revision=-(revision_or_zero(t.c.revision) + 1))
+        )
         self._bulk_statements: dict[int, Upsert] = {}
+        self._bulk_names: dict[int, list[str]] = {}  # their parameter names, row by row
 
     def _build_table(self) -> Table:
         return xmin_state_table(new_metadata(), self.schema, self.table_name)
@@ -633,11 +853,15 @@ class XMinStateStorage(_Storage):
     ) -> bool:
         """Send the save once; whether it applied (always, without ``expected_revision``)."""
 
-        def write(statement: Any, values: dict[str, Any]) -> CursorResult[Any]:
+        def write(statement: Any, values: dict[str, Any]) -> WriteResult:
             if connection is None:
                 return self._write(statement, values)
             return self._on_connection(connection, statement, values)
 
+        if self._lock is not None and expected_revision == 0 and connection is None and not receipt:
+            # Raises RevisionConflictError itself when the stored revision is not 0.
+            self._save_locked(params["p_source_schema"], params["p_source_table"], params)
+            return True
         if expected_revision is None:
             write(self._save_receipt if receipt else self._save, params)
             return True
@@ -645,7 +869,7 @@ class XMinStateStorage(_Storage):
             statement = self._save_receipt_if_unversioned if receipt else self._save_if_unversioned
             result = write(statement, params)
             self._rowcount(result)
-            return upsert_applied(result)
+            return upsert_applied(result, self.engine.dialect.name)
         # The row must exist at that revision: a conditional UPDATE says so on every dialect.
         update_params = {k: v for k, v in params.items() if k != f"p_{LOADED_AT}"}
         update_params["p_expected_revision"] = expected_revision
@@ -656,9 +880,13 @@ class XMinStateStorage(_Storage):
         """After a lost reply: ``True`` if the stored row is this call's write, ``False`` if
         the row is as it was expected before it (nothing applied), ``None`` if unknowable."""
         try:
-            rows = self._read(
-                self._written,
-                {k: params[k] for k in ("p_source_schema", "p_source_table")},
+            rows = cast(
+                "list[Row[Any]]",
+                self._read(
+                    self._written,
+                    {k: params[k] for k in ("p_source_schema", "p_source_table")},
+                    core=True,  # Core's rows, read by name
+                ),
             )
         except StateError:
             return None
@@ -679,6 +907,42 @@ class XMinStateStorage(_Storage):
             )
             return False if unchanged else None
         return None
+
+    def _locked_upsert(self, rows: list[dict[str, Any]], *, guarded: bool) -> Upsert:
+        """An upsert of ``rows`` (values, not placeholders) for a ``LockedScript``."""
+        spelled = [
+            {name: script_string(v) if isinstance(v, str) else v for name, v in row.items()}
+            for row in rows
+        ]
+        return Upsert(
+            self.table,
+            [{**row, "revision": 1} for row in spelled],
+            key=_XMIN_KEY,
+            update=self._update,
+            where=self._unversioned if guarded else None,
+        )
+
+    def _save_locked(
+        self, source_schema: str, source_table: str, params: Mapping[str, Any]
+    ) -> None:
+        """BigQuery, ``expected_revision=0``: the guarded upsert in a transaction behind the
+        lock row; a stored revision other than 0 aborts it (``RevisionConflictError``)."""
+        assert self._lock is not None
+        t = self.table
+        row = {name[2:]: value for name, value in params.items()}
+        conflict = select(func.ERROR(literal(BIGQUERY_CONFLICT_MARKER))).where(
+            t.c.source_schema == script_string(row["source_schema"]),
+            t.c.source_table == script_string(row["source_table"]),
+            revision_or_zero(t.c.revision) > 0,  # none, legacy (0) or deleted (< 0) may go
+        )
+        upsert = self._locked_upsert([row], guarded=True)
+        try:
+            self._write(LockedScript(self._lock, self.table_name, [upsert], [conflict]), {})
+        except StateError as error:
+            cause = error.__cause__
+            if isinstance(cause, DBAPIError) and BIGQUERY_CONFLICT_MARKER in str(cause.orig):
+                raise RevisionConflictError(source_schema, source_table, 0) from None
+            raise
 
     def probe(
         self, source_schema: str, source_table: str, load_id: str, *, expected_revision: int
@@ -704,7 +968,7 @@ class XMinStateStorage(_Storage):
         rows = self._read(self._probe, params)
         if rows and rows[0][0] == load_id:
             return ProbeResult.COMMITTED
-        stored = rows[0].revision if rows else None
+        stored = rows[0][1] if rows else None
         if (stored is None and expected_revision == 0) or stored == expected_revision:
             return ProbeResult.NOT_COMMITTED
         return ProbeResult.SUPERSEDED
@@ -716,7 +980,7 @@ class XMinStateStorage(_Storage):
         The bulk path for backends with DML quotas (BigQuery): last writer wins per key, as in
         ``save_state`` without ``expected_revision``. Each statement is atomic on its own.
         """
-        params: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []  # values in the order of ``_BULK_COLUMNS``
         now = utc_now()
         # In key order: concurrent bulk writers then lock their common keys in one order and
         # cannot deadlock each other.
@@ -724,38 +988,42 @@ class XMinStateStorage(_Storage):
             if not isinstance(key, tuple) or len(key) != 2:
                 raise InvalidStateError("states", "keys must be (source_schema, source_table)")
             state = XMinState.from_object(given)
-            params.append(
-                {
-                    "source_schema": check_key_name("source_schema", key[0]),
-                    "source_table": check_key_name("source_table", key[1]),
-                    "xmin_value": state.xmin_value,
-                    "is_initial": state.is_initial,
-                    "wraparound_detected": state.wraparound_detected,
-                    "frozen_xid": state.frozen_xid,
-                    "extraction_identity": state.extraction_identity,
-                    "source_fingerprint": state.source_fingerprint,
-                    UPDATED_AT: now,
-                    LOADED_AT: now,  # kept by an existing row, as in save_state
-                }
+            rows.append(
+                (
+                    check_key_name("source_schema", key[0]),
+                    check_key_name("source_table", key[1]),
+                    state.xmin_value,
+                    state.is_initial,
+                    state.wraparound_detected,
+                    state.frozen_xid,
+                    state.extraction_identity,
+                    state.source_fingerprint,
+                    now,
+                    now,  # __dpone__loaded_at: kept by an existing row, as in save_state
+                )
             )
+        if self.backend_row.case_insensitive_keys:
+            _refuse_colliding_keys([(row[0], row[1]) for row in rows])
         per_statement = BULK_ROWS
         limit = self.backend_row.max_parameters  # SQL Server refuses more than 2100
-        if limit is not None and params:  # a row binds its values and its first revision
-            per_statement = min(BULK_ROWS, (limit - 10) // (len(params[0]) + 1))
-        for start in range(0, len(params), per_statement):
-            batch = params[start : start + per_statement]
-            bound = {
-                f"p_{name}_{i}": value for i, row in enumerate(batch) for name, value in row.items()
-            }
-            self._write(self._bulk_statement(len(batch)), bound)
-        return len(params)
+        if limit is not None:  # a row binds its values and its first revision
+            per_statement = min(BULK_ROWS, (limit - 10) // (len(_BULK_COLUMNS) + 1))
+        writes: list[tuple[Upsert, dict[str, Any]]] = []
+        for start in range(0, len(rows), per_statement):
+            batch = rows[start : start + per_statement]
+            statement = self._bulk_statement(len(batch))
+            names = self._bulk_names[len(batch)]
+            writes.append((statement, dict(zip(names, chain.from_iterable(batch), strict=True))))
+        self._write_together(writes)
+        return len(rows)
 
     def _bulk_statement(self, rows: int) -> Upsert:
         """The multi-row upsert for ``rows`` checkpoints, built (and compiled) once per size."""
         statement = self._bulk_statements.get(rows)
         if statement is None:
             t = self.table
-            names = (*_XMIN_KEY, *_XMIN_VALUES, LOADED_AT)
+            names = _BULK_COLUMNS
+            self._bulk_names[rows] = [f"p_{n}_{i}" for i in range(rows) for n in names]
             statement = Upsert(
                 t,
                 [
@@ -766,7 +1034,7 @@ class XMinStateStorage(_Storage):
                     for i in range(rows)
                 ],
                 key=_XMIN_KEY,
-                update=self._save.upsert_update,
+                update=self._update,
             )
             self._bulk_statements[rows] = statement
         return statement
@@ -786,21 +1054,21 @@ class XMinStateStorage(_Storage):
             t.c.source_table,
             t.c.xmin_value,
             t.c[LOADED_AT],
-            t.c[UPDATED_AT],
             t.c.is_initial,
             t.c.wraparound_detected,
             t.c.frozen_xid,
             t.c.revision,
             t.c.extraction_identity,
             t.c.source_fingerprint,
-        ).where(t.c.revision >= 0)  # a tombstone (a deleted checkpoint) is none
+            t.c[UPDATED_AT],
+        ).where(revision_or_zero(t.c.revision) >= 0)  # a tombstone (a deleted checkpoint) is none
         statement = statement.order_by(t.c.source_schema, t.c.source_table)
         return [
             Checkpoint(
-                source_schema=row.source_schema,
-                source_table=row.source_table,
-                state=xmin_state_from_row(row),
-                updated_at=to_utc(UPDATED_AT, row._mapping[UPDATED_AT]),
+                source_schema=row[0],
+                source_table=row[1],
+                state=xmin_state_from_row(row[2:10]),
+                updated_at=to_utc(UPDATED_AT, row[10]),
             )
             for row in self._read(statement, {})
         ]
@@ -823,6 +1091,29 @@ def _bulk_key(item: tuple[Any, Any]) -> tuple[str, str]:
     return ("", "")
 
 
+def _refuse_colliding_keys(keys: list[tuple[str, str]]) -> None:
+    """Raise ``KeyCollisionError`` when two keys compare equal on SQL Server: equal once
+    trailing spaces are ignored and case is folded (a legacy case-insensitive table)."""
+    seen: dict[tuple[str, str], tuple[str, str]] = {}
+    collisions = []
+    for key in keys:
+        folded = (key[0].rstrip(" ").casefold(), key[1].rstrip(" ").casefold())
+        other = seen.setdefault(folded, key)
+        if other != key:
+            collisions.append((other, key))
+    if collisions:
+        raise KeyCollisionError(collisions)
+
+
+def provision_bigquery_lock(conn: Connection, schema: str | None, name: str) -> None:
+    """BigQuery: create the lock table if missing and give table ``name`` its lock row."""
+    lock = lock_table(new_metadata(), schema)
+    conn.execute(CreateTableIfMissing(lock))
+    conn.execute(
+        Upsert(lock, [{"name": name, "holds": 0}], key=["name"], update={}),
+    )
+
+
 _XMIN_KEY: Final = ("source_schema", "source_table")
 #: XMin columns every save writes.
 _XMIN_VALUES: Final = (
@@ -834,6 +1125,8 @@ _XMIN_VALUES: Final = (
     "source_fingerprint",
     UPDATED_AT,
 )
+#: Columns of each row of a bulk save, in order.
+_BULK_COLUMNS: Final = (*_XMIN_KEY, *_XMIN_VALUES, LOADED_AT)
 
 #: Run-row columns an upsert of an existing run changes (the rest keep their first values).
 _RUN_UPDATED_COLUMNS: Final = (
@@ -898,6 +1191,7 @@ class RunStateStorage(_Storage):
         self._get = by_dag.where(t.c.execution_date == self._param("execution_date"))
         newest_first = t.c.execution_date.desc()
         self._list = by_dag.order_by(newest_first)
+        self._pages: dict[tuple[Select[Any], int], Select[Any]] = {}
         at = t.c.execution_date == self._param("execution_date")
         before = t.c.execution_date < bindparam("p_before", type_=t.c.execution_date.type)
         self._list_at = self._list.where(at)
@@ -908,6 +1202,7 @@ class RunStateStorage(_Storage):
         # as it refuses every other statement (StateNotProvisionedError), not delete quietly.
         provisioned = t.c.process_name.is_(None) | t.c.process_name.is_not(None)
         self._prune = delete(t).where(older, provisioned)
+        self._prune_top: dict[int, DeleteTop] = {}
         # Batched pruning walks the retention index in (execution_date, dag_id) order: find the
         # last row of the next batch, then delete up to and including it.
         self._prune_boundary = (
@@ -921,6 +1216,9 @@ class RunStateStorage(_Storage):
         self._prune_batch = delete(t).where(
             older,
             provisioned,
+            # Redundant with the next condition, but a range the index scan can stop at: without
+            # it the scan reads the whole remaining backlog and filters it (a growing cost).
+            t.c.execution_date <= boundary_date,
             (t.c.execution_date < boundary_date)
             | ((t.c.execution_date == boundary_date) & (t.c.dag_id <= self._param("dag_id"))),
         )
@@ -933,8 +1231,8 @@ class RunStateStorage(_Storage):
             id_kind=run_id_kind(self.engine.dialect.name),
         )
 
-    def _to_model(self, row: Row[Any]) -> RunState:
-        return RunState.from_storage(**dict(zip(self._fields, row, strict=True)))
+    def _to_models(self, rows: Sequence[Sequence[Any]]) -> list[RunState]:
+        return runs_from_rows(self._fields, rows)
 
     def save_run_state(self, run_state: RunState) -> None:
         """Upsert the run row: a new run is inserted; an existing one gets its outcome updated.
@@ -963,7 +1261,7 @@ class RunStateStorage(_Storage):
                 "p_execution_date": to_utc("execution_date", execution_date),
             },
         )
-        return self._to_model(rows[0]) if rows else None
+        return self._to_models(rows)[0] if rows else None
 
     def get_run_states_by_dag(
         self,
@@ -990,7 +1288,18 @@ class RunStateStorage(_Storage):
             params["p_before"] = to_utc("before", before)
             statement = self._list_at_before if execution_date is not None else self._list_before
         # ``limit(n)`` keeps SQL Server's ``TOP n`` (a literal, checked int) on every dialect.
-        return [self._to_model(row) for row in self._read(statement.limit(limit), params)]
+        return self._to_models(self._read(self._page(statement, limit), params))
+
+    def _page(self, statement: Select[Any], limit: int) -> Select[Any]:
+        """``statement.limit(limit)``, built once per limit: a new ``Select`` per call costs a
+        full cache-key walk in Core and a compile on the direct path."""
+        pages = self._pages
+        page = pages.get((statement, limit))
+        if page is None:
+            if len(pages) >= _MAX_PAGES:
+                pages.clear()
+            page = pages[(statement, limit)] = statement.limit(limit)
+        return page
 
     def count_runs_before(self, cutoff: datetime) -> int:
         """How many runs have an ``execution_date`` before ``cutoff`` (what a prune deletes)."""
@@ -1005,6 +1314,10 @@ class RunStateStorage(_Storage):
 
         One statement by default. With ``batch_size``, deletes in transactions of at most
         ``batch_size`` rows (two statements each), so a large backlog never holds a long lock.
+        SQL Server always deletes in batches (``DELETE TOP (n)``, ``n`` = ``batch_size`` or the
+        row's ``prune_batch_rows``), below the count where it escalates to a table lock.
+        BigQuery ignores ``batch_size``: every statement is a billed job and locks no row a run
+        waits on.
         """
         cutoff = prune_cutoff(days_to_keep)
         if batch_size is not None and (
@@ -1015,7 +1328,10 @@ class RunStateStorage(_Storage):
             raise InvalidStateError(
                 "batch_size", f"must be an integer in 1 .. {MAX_BIGINT} or None"
             )
-        if batch_size is None:
+        row = self.backend_row
+        if row.prune_batch_rows is not None:
+            return self._prune_in_top_batches(cutoff, batch_size or row.prune_batch_rows)
+        if batch_size is None or not row.batched_prune:
             return self._rowcount(self._write(self._prune, {"p_cutoff": cutoff}))
         deleted = 0
         while True:
@@ -1026,7 +1342,19 @@ class RunStateStorage(_Storage):
                 return deleted + self._rowcount(self._write(self._prune, {"p_cutoff": cutoff}))
             boundary = {
                 "p_cutoff": cutoff,
-                "p_boundary_date": last[0].execution_date,
-                "p_dag_id": last[0].dag_id,
+                "p_boundary_date": last[0][0],
+                "p_dag_id": last[0][1],
             }
             deleted += self._rowcount(self._write(self._prune_batch, boundary))
+
+    def _prune_in_top_batches(self, cutoff: datetime, batch: int) -> int:
+        """SQL Server: ``DELETE TOP (batch) … WHERE execution_date < ?`` until a short batch."""
+        statement = self._prune_top.get(batch)
+        if statement is None:
+            statement = self._prune_top[batch] = DeleteTop(self._prune, batch)
+        deleted = 0
+        while True:
+            count = self._rowcount(self._write(statement, {"p_cutoff": cutoff}))
+            deleted += count
+            if count < batch:
+                return deleted

@@ -21,6 +21,7 @@ from sqlalchemy import (
     false,
     text,
 )
+from sqlalchemy.sql.elements import conv
 
 from dpone_state.coltypes import (
     MYSQL_TABLE_OPTIONS,
@@ -45,6 +46,7 @@ from dpone_state.models import (
 )
 
 __all__ = [
+    "BIGQUERY_LOCK_TABLE",
     "DEFAULT_RUN_TABLE",
     "DEFAULT_SCHEMA",
     "DEFAULT_XMIN_TABLE",
@@ -55,6 +57,7 @@ __all__ = [
     "StateTables",
     "build_tables",
     "check_backend_names",
+    "lock_table",
     "run_id_kind",
     "run_state_table",
     "xmin_extraction_columns",
@@ -114,7 +117,7 @@ def xmin_state_table(metadata: MetaData, schema: str | None, name: str) -> Table
         Column("revision", big_integer(), nullable=False, server_default=text("0")),
         *xmin_extraction_columns(),
         Column(LAST_LOAD_ID, name_text(LOAD_ID_MAX), nullable=True),
-        PrimaryKeyConstraint("source_schema", "source_table", name=f"pk_{name}_source"),
+        PrimaryKeyConstraint("source_schema", "source_table", name=conv(f"pk_{name}_source")),
         schema=schema,
         **MYSQL_TABLE_OPTIONS,
     )
@@ -159,12 +162,28 @@ def run_state_table(
         Column("rows_deleted", big_integer(), nullable=True),
         *_timestamps(),
         Column("process_name", name_text(PROCESS_NAME_MAX), nullable=True),
-        PrimaryKeyConstraint("dag_id", "execution_date", name=f"pk_{name}_dag_execution"),
+        PrimaryKeyConstraint("dag_id", "execution_date", name=conv(f"pk_{name}_dag_execution")),
         schema=schema,
         **MYSQL_TABLE_OPTIONS,
     )
     Index(None, table.c.execution_date).ddl_if(callable_=_has_indexes)
     return table
+
+
+#: BigQuery: the table of lock rows that make concurrent first writes conflict (one row per
+#: XMin table, named after it; see ``upsert.LockedScript``).
+BIGQUERY_LOCK_TABLE = "dpone_state_locks"
+
+
+def lock_table(metadata: MetaData, schema: str | None) -> Table:
+    """BigQuery's lock table: ``name`` (the locked table's name) and a counter ``holds``."""
+    return Table(
+        BIGQUERY_LOCK_TABLE,
+        metadata,
+        Column("name", name_text(NAME_MAX), nullable=False),
+        Column("holds", big_integer(), nullable=False),
+        schema=schema,
+    )
 
 
 def _has_indexes(*args: Any, dialect: Any, **kw: Any) -> bool:

@@ -13,7 +13,7 @@ The compilations are registered here, when ``Upsert`` is defined, so an Engine m
 ``create_state_engine`` (no backend module imported) still compiles it.
 
 An optional ``where`` guard (compare-and-set) makes the UPDATE conditional; whether the
-statement wrote anything is read back with ``upsert_applied(result)``.
+statement wrote anything is read back with ``upsert_applied(result, dialect_name)``.
 """
 
 from __future__ import annotations
@@ -22,26 +22,43 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from sqlalchemy import Column, Table, and_, bindparam, case, column, func, literal
+from sqlalchemy import (
+    Column,
+    Table,
+    and_,
+    bindparam,
+    case,
+    column,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy import table as table_clause
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import ClauseElement, ColumnElement
+from sqlalchemy.sql import ClauseElement, ColumnElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.dml import Delete, Insert
 from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.sql.visitors import InternalTraversal, iterate
 
+from dpone_state.execution import WriteResult
+
 __all__ = [
+    "BIGQUERY_CONFLICT_MARKER",
     "BIGQUERY_MERGE",
+    "BIGQUERY_NO_LOCK_MARKER",
     "INCOMING",
     "MSSQL_MERGE",
+    "DeleteTop",
     "Incoming",
     "IncomingWhen",
+    "LockedScript",
     "MergeSyntax",
     "Upsert",
     "compile_merge",
+    "script_string",
     "upsert_applied",
 ]
 
@@ -347,10 +364,137 @@ def _compile_bigquery(element: Upsert, compiler: SQLCompiler, **kw: Any) -> str:
     return compile_merge(element, compiler, BIGQUERY_MERGE, **kw)
 
 
-def upsert_applied(result: CursorResult[Any]) -> bool:
-    """Whether a guarded ``Upsert`` wrote (inserted or updated) its row."""
+def upsert_applied(result: WriteResult, dialect_name: str) -> bool:
+    """Whether a guarded ``Upsert`` wrote (inserted or updated) its row, from the write's
+    result on a ``dialect_name`` engine."""
     if result.rowcount <= 0:
         return False
-    if result.context.dialect.name in ("mysql", "mariadb"):
+    if dialect_name in ("mysql", "mariadb"):
         return bool(result.lastrowid != MYSQL_GUARD_FAILED_MARKER)
     return True
+
+
+#: Message of the error a locked first write raises when the stored revision is not 0.
+BIGQUERY_CONFLICT_MARKER: Final = "dpone-state: revision conflict"
+#: Message of the error a locked write raises when its lock row is missing (not provisioned).
+BIGQUERY_NO_LOCK_MARKER: Final = "dpone-state: lock row missing"
+
+
+#: Characters a script literal carries as they are; every other one is ``CHR(code point)``.
+_PLAIN_CHARACTERS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-.,:;/()[]{}<>=+*#@!?&|^~$"
+)
+
+
+def script_string(value: str) -> ColumnElement[str]:
+    """A string for a ``LockedScript``, spelled without any escape: runs of plain characters as
+    quoted literals, every other character (quotes, backslash, ``%``, control characters,
+    non-ASCII) as ``CHR(code point)``, joined by ``CONCAT``. Nothing in ``value`` can end the
+    literal, and nothing depends on how a parser reads escapes (the emulator and BigQuery
+    differ there)."""
+    parts: list[ColumnElement[str]] = []
+    run = ""
+    for character in value:
+        if character in _PLAIN_CHARACTERS:
+            run += character
+            continue
+        if run:
+            parts.append(literal(run))
+            run = ""
+        parts.append(func.CHR(literal(ord(character))))
+    if run or not parts:
+        parts.append(literal(run))
+    return parts[0] if len(parts) == 1 else func.CONCAT(*parts)
+
+
+class LockedScript(Executable, ClauseElement):
+    """BigQuery: ``statements`` in one multi-statement transaction that first updates a lock row.
+
+    BigQuery runs DML under snapshot isolation and detects conflicts only between statements that
+    *mutate* rows of the same table; a MERGE that only inserts mutates nothing that exists, so two
+    concurrent first writes of one key would both insert. Updating the row ``name`` of the lock
+    table first makes every such transaction a mutation of that row: of two concurrent ones,
+    one is aborted ("could not serialize access … due to concurrent update", retried by the
+    storage) and runs again on a snapshot that holds the other's row. ``checks`` run after the
+    lock, inside the transaction; each ``SELECT ERROR(…)`` aborts the transaction when it
+    returns a row.
+
+    Values are rendered as literals: the emulator the suite runs on passes no query parameters
+    to scripts. Build the statements per call, with values, never from placeholders, and every
+    string as ``script_string``.
+    """
+
+    inherit_cache = False
+
+    def __init__(
+        self,
+        lock: Table,
+        name: str,
+        statements: Sequence[ClauseElement],
+        checks: Sequence[ClauseElement] = (),
+    ) -> None:
+        self.lock = lock
+        self.name = name
+        self.statements = list(statements)
+        self.checks = list(checks)
+
+
+@compiles(LockedScript)
+def _compile_locked_unsupported(element: LockedScript, compiler: SQLCompiler, **kw: Any) -> str:
+    raise CompileError("LockedScript is a BigQuery multi-statement transaction")
+
+
+@compiles(LockedScript, "bigquery")
+def _compile_locked_bigquery(element: LockedScript, compiler: SQLCompiler, **kw: Any) -> str:
+    """``BEGIN TRANSACTION; UPDATE lock …; [checks;] statements; COMMIT TRANSACTION;``"""
+    lock = element.lock
+    name = script_string(element.name)
+    missing = (
+        select(func.ERROR(literal(BIGQUERY_NO_LOCK_MARKER)))
+        .select_from(
+            select(func.count().label("n")).where(lock.c.name == name).subquery("lock_rows")
+        )
+        .where(column("n") == 0)
+    )
+    touch = update(lock).where(lock.c.name == name).values(holds=lock.c.holds + 1)
+    dialect = compiler.dialect
+
+    def inline(statement: ClauseElement) -> str:
+        # Each statement gets a compiler of its own (one compiler compiles one statement).
+        compiled = statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        return str(compiled)
+
+    parts = [
+        "BEGIN TRANSACTION",
+        inline(touch),
+        inline(missing),
+        *(inline(check) for check in element.checks),
+        *(inline(statement) for statement in element.statements),
+        "COMMIT TRANSACTION",
+    ]
+    return ";\n".join(part.strip().rstrip(";") for part in parts) + ";"
+
+
+class DeleteTop(Executable, ClauseElement):
+    """SQL Server: ``DELETE TOP (n) FROM …`` — ``delete`` limited to ``n`` rows per statement."""
+
+    inherit_cache = False
+
+    def __init__(self, delete: Delete, rows: int) -> None:
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+            raise ValueError("DELETE TOP needs a row count >= 1")
+        self.delete = delete
+        self.rows = rows
+
+
+@compiles(DeleteTop)
+def _compile_delete_top_unsupported(element: DeleteTop, compiler: SQLCompiler, **kw: Any) -> str:
+    raise CompileError("DELETE TOP (n) is SQL Server's; other dialects delete without it")
+
+
+@compiles(DeleteTop, "mssql")
+def _compile_delete_top(element: DeleteTop, compiler: SQLCompiler, **kw: Any) -> str:
+    text = str(compiler.process(element.delete, **kw))
+    if not text.startswith("DELETE FROM "):
+        raise CompileError(f"unexpected DELETE form: {text[:40]!r}")
+    return f"DELETE TOP ({element.rows}) FROM {text[len('DELETE FROM ') :]}"

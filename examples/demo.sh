@@ -1,28 +1,27 @@
 #!/usr/bin/env bash
-# `make demo`: the main job on the embedded SQLite default, driven by the dpone-state command.
-# Provision with the packaged migrations, let the runtime (examples/demo.py) checkpoint a table
-# and record a run, then inspect, repair and prune the state from the shell.
+# `make demo`: one pipeline's state on the embedded SQLite backend, told step by step.
+# The dpone-state command provisions and checks the database; examples/demo.py is the runtime's
+# side (checkpoint, compare-and-set, runs, retention). Safe to run again.
+#
+# VENV      the interpreter's venv (make demo: .demo/venv, the package without dev tools)
+# DEMO_DIR  where the state file goes (default .demo; `make clean` removes it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=${VENV:-.venv}
-export DPONE_STATE_URL=sqlite:///demo/dpone_state.db   # what both the command and demo.py use
+VENV=${VENV:-.demo/venv}
+DEMO_DIR=${DEMO_DIR:-.demo}
+mkdir -p "$DEMO_DIR"
+export PATH="$VENV/bin:$PATH"
+export DPONE_STATE_URL="sqlite:///$DEMO_DIR/dpone_state.db"   # the command and demo.py use it
 
-state() {
-  echo
-  echo "\$ dpone-state $*"
-  "$VENV/bin/dpone-state" "$@"
-}
+echo "dpone-state demo: the state of one pipeline, in $DEMO_DIR/dpone_state.db"
+echo
+echo "== 1. Provision the tables with the packaged migrations (idempotent)"
+echo "\$ dpone-state upgrade"
+dpone-state upgrade
 
-state upgrade                                # provision (idempotent)
+python examples/demo.py
+
 echo
-echo "\$ python examples/demo.py                  # the runtime's side: checkpoint + run"
-"$VENV/bin/python" examples/demo.py
-state xmin list
-state runs list demo_orders --limit 3
-state xmin set public.orders 5000            # repair a checkpoint (compare-and-set)
-state xmin show public.orders --json
-state runs prune --days 30 --dry-run
-state doctor
-echo
-echo "\$ dpone-state sql --dialect mssql | head    # the script a DBA runs by hand"
-"$VENV/bin/dpone-state" sql --dialect mssql | head -n 8
+echo "== 6. Health: the database, the migration revision, each table's shape"
+echo "\$ dpone-state doctor"
+dpone-state doctor

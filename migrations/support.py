@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from alembic import context, op
-from sqlalchemy import Column, Index, Table, func, inspect, select
+from sqlalchemy import Column, Index, Table, func, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -23,18 +23,23 @@ from dpone_state.ddl import (
     CreateTableIfMissing,
     default_constraint_name,
 )
+from dpone_state.errors import IncompatibleTableError
 from dpone_state.migrate import DowngradeRefusedError, MigrationSettings
 
 __all__ = [
     "RESOLVED_KEY",
+    "add_bigquery_column",
     "add_column_if_absent",
     "create_index_if_absent",
     "create_table_if_absent",
     "dialect_name",
     "drop_column",
+    "drop_index",
     "refuse_if_tables_hold_rows",
     "refuse_to_drop_rows",
+    "set_bigquery_default",
     "settings",
+    "shape_differences",
 ]
 
 log = logging.getLogger("dpone_state.migrations")
@@ -59,17 +64,66 @@ def _inspector() -> Any:
 
 
 def create_table_if_absent(table: Table) -> None:
-    """Create ``table`` unless a table of that name exists (adoption keeps it as it is)."""
+    """Create ``table`` unless a table of that name exists (adoption keeps it as it is, after
+    checking it is the shape ``table`` describes: ``IncompatibleTableError`` otherwise).
+
+    BigQuery's tables are created clustered by their key (``CreateTableIfMissing``).
+    """
     if context.is_offline_mode():
         op.execute(CreateTableIfMissing(table))
     elif _inspector().has_table(table.name, schema=table.schema):
+        differences = shape_differences(table)
+        if differences:
+            raise IncompatibleTableError(table.fullname, differences)
         log.info("adopting the existing table %s", table.fullname)
+    elif dialect_name() == "bigquery":
+        op.execute(CreateTableIfMissing(table))
     else:
         op.execute(CreateTable(table))
 
 
+def shape_differences(table: Table) -> list[str]:
+    """How the existing table of ``table``'s name differs from it, where adopting it would break
+    it: columns missing, columns it requires that dpone-state never writes (dpone's newer
+    process-scoped run table: ``run_state_key``, ``process_name NOT NULL``), another key."""
+    inspector = _inspector()
+    found = {c["name"]: c for c in inspector.get_columns(table.name, schema=table.schema)}
+    differences = []
+    missing = [column.name for column in table.columns if column.name not in found]
+    if missing:
+        differences.append(f"missing column(s) {', '.join(missing)}")
+    for name, column in found.items():
+        if name in table.c or column.get("nullable", True):
+            continue
+        if (
+            column.get("default") is None
+            and not column.get("identity")
+            and column.get("autoincrement") is not True
+        ):
+            differences.append(f"column {name} is NOT NULL and dpone-state never writes it")
+    process_name = found.get("process_name")
+    if process_name is not None and not process_name.get("nullable", True):
+        differences.append("process_name is NOT NULL (dpone's process-scoped run table)")
+    if dialect_name() != "bigquery":  # BigQuery has no enforced keys
+        expected = [column.name for column in table.primary_key.columns]
+        key = inspector.get_pk_constraint(table.name, schema=table.schema)
+        actual = list(key.get("constrained_columns") or [])
+        if actual != expected:
+            differences.append(
+                f"primary key is ({', '.join(actual)}), expected ({', '.join(expected)})"
+            )
+    return differences
+
+
 def add_column_if_absent(table: str, column: Column[Any], schema: str | None) -> None:
-    """Add ``column`` to ``table`` unless the table already has a column of that name."""
+    """Add ``column`` to ``table`` unless the table already has a column of that name.
+
+    BigQuery cannot add a REQUIRED column: there it is added NULLABLE, its default set, and the
+    rows it already holds get the default (``backfill_bigquery_column``).
+    """
+    if dialect_name() == "bigquery":
+        add_bigquery_column(table, column, schema)
+        return
     if context.is_offline_mode():
         op.execute(AddColumnIfMissing(table, column, schema))
         return
@@ -80,8 +134,39 @@ def add_column_if_absent(table: str, column: Column[Any], schema: str | None) ->
         op.execute(AddStateColumn(table, column, schema))
 
 
+def add_bigquery_column(table: str, column: Column[Any], schema: str | None) -> None:
+    """BigQuery: ``ADD COLUMN IF NOT EXISTS`` as NULLABLE; with a default, ``SET DEFAULT`` and
+    ``UPDATE … SET col = default WHERE col IS NULL`` (readers also take NULL for it)."""
+    target = _bigquery_target(table, schema)
+    name = op.get_context().dialect.identifier_preparer.quote(column.name)
+    sql_type = column.type.compile(dialect=op.get_context().dialect)
+    op.execute(text(f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {name} {sql_type}"))
+    default = column.server_default
+    if default is None:
+        return
+    value = str(getattr(default, "arg", default))
+    set_bigquery_default(table, column.name, value, schema)
+    op.execute(text(f"UPDATE {target} SET {name} = {value} WHERE {name} IS NULL"))
+
+
+def _bigquery_target(table: str, schema: str | None) -> str:
+    preparer = op.get_context().dialect.identifier_preparer
+    quoted = preparer.quote(table)
+    return f"{preparer.quote_schema(schema)}.{quoted}" if schema else quoted
+
+
+def set_bigquery_default(table: str, column: str, expression: str, schema: str | None) -> None:
+    """BigQuery: ``ALTER TABLE … ALTER COLUMN … SET DEFAULT expression`` (idempotent)."""
+    name = op.get_context().dialect.identifier_preparer.quote(column)
+    target = _bigquery_target(table, schema)
+    op.execute(text(f"ALTER TABLE {target} ALTER COLUMN {name} SET DEFAULT {expression}"))
+
+
 def create_index_if_absent(index: Index) -> None:
-    """Create ``index`` unless its table has an index of that name."""
+    """Create ``index`` unless its table has an index of that name (BigQuery has no indexes:
+    nothing there; its tables are clustered by their key instead)."""
+    if dialect_name() == "bigquery":
+        return
     if context.is_offline_mode():
         op.execute(CreateIndexIfMissing(index))
         return
@@ -92,6 +177,15 @@ def create_index_if_absent(index: Index) -> None:
         log.info("adopting the existing index %s", index.name)
     else:
         op.execute(CreateIndex(index))
+
+
+def drop_index(index: Index) -> None:
+    """Drop ``index`` (nothing on BigQuery, which has none)."""
+    if dialect_name() == "bigquery":
+        return
+    table = index.table
+    assert table is not None
+    op.drop_index(str(index.name), table_name=table.name, schema=table.schema)
 
 
 def drop_column(table: str, column: str, schema: str | None, *, has_default: bool) -> None:

@@ -24,6 +24,21 @@ from dpone_state import create_state_engine
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def free_port() -> str:
+    """A TCP port on 127.0.0.1 that is free now and not handed out before in this process
+    (for a throwaway server of one test run: two servers never get the same one)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return str(port)
+
+
 @dataclass
 class Backend:
     """One backend of the suite: where it is and how to make and drop an isolated schema."""
@@ -37,6 +52,9 @@ class Backend:
     make_engine: Callable[[str], Engine] = field(default=create_state_engine)
     #: A faster "is it there" check than a query (None: run ``SELECT 1``).
     probe: Callable[[Engine], str | None] | None = None
+    #: Provision by adopting dpone's legacy tables (created as dpone's runtime creates them,
+    #: then ``dpone-state upgrade``) instead of ``create_tables()``.
+    adopts_legacy: bool = False
 
     @property
     def url(self) -> str | None:
@@ -90,6 +108,50 @@ def _bigquery_engine(url: str) -> Engine:
         client_options={"api_endpoint": BIGQUERY_EMULATOR},
     )
     return create_bigquery_engine(client=client)
+
+
+def bigquery_client_of(engine: Engine) -> Any:
+    """The ``google.cloud.bigquery.Client`` behind a BigQuery engine."""
+    with engine.connect() as conn:
+        return conn.connection.dbapi_connection._client  # type: ignore[union-attr]
+
+
+def create_dpone_bigquery_tables(
+    engine: Engine,
+    dataset: str,
+    xmin_table: str = "etl_xmin_state",
+    run_table: str = "etl_run_state",
+) -> None:
+    """dpone's BigQuery state tables, created as dpone's runtime creates them (its
+    ``xmin_storage.py`` / ``run_state.py``: ``client.create_table`` with these schemas)."""
+    from google.cloud import bigquery  # noqa: PLC0415
+
+    def field(name: str, kind: str, required: bool = False) -> Any:
+        return bigquery.SchemaField(name, kind, mode="REQUIRED" if required else "NULLABLE")
+
+    stamps = [field("__dpone__loaded_at", "TIMESTAMP", True)]
+    stamps.append(field("__dpone__updated_at", "TIMESTAMP", True))
+    client = bigquery_client_of(engine)
+    client.create_dataset(dataset, exists_ok=True)
+    xmin = [
+        field("source_schema", "STRING", True),
+        field("source_table", "STRING", True),
+        field("xmin_value", "INT64", True),
+        field("is_initial", "BOOL", True),
+        field("wraparound_detected", "BOOL", True),
+        field("frozen_xid", "INT64"),
+        *stamps,
+    ]
+    names = ["dag_id", "source_schema", "source_table", "target_schema", "target_table"]
+    run = [field(name, "STRING", True) for name in (*names, "load_strategy")]
+    run += [field("execution_date", "TIMESTAMP", True), field("state", "STRING", True)]
+    run += [field("started_at", "TIMESTAMP", True), field("ended_at", "TIMESTAMP")]
+    run += [field("duration_min", "FLOAT64"), field("error_message", "STRING")]
+    run += [field(f"rows_{kind}", "INT64") for kind in ("read", "written", "updated", "deleted")]
+    run += stamps
+    project = client.project
+    for name, schema in ((xmin_table, xmin), (run_table, run)):
+        client.create_table(bigquery.Table(f"{project}.{dataset}.{name}", schema=schema))
 
 
 def _bigquery_probe(engine: Engine) -> str | None:
@@ -174,6 +236,17 @@ BACKENDS: dict[str, Backend] = {
         ),
         make_engine=_bigquery_engine,
         probe=_bigquery_probe,
+    ),
+    # dpone's existing BigQuery tables, adopted by `dpone-state upgrade`: the same suite on them.
+    "bigquery_adopted": Backend(
+        name="bigquery_adopted",
+        env_var="DPONE_STATE_TEST_BIGQUERY_URL",
+        default_url=f"bigquery://{BIGQUERY_PROJECT or 'dpone-test'}",
+        required_in_ci=True,
+        how_to_enable="as bigquery",
+        make_engine=_bigquery_engine,
+        probe=_bigquery_probe,
+        adopts_legacy=True,
     ),
 }
 

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dpone_state import RunStateStorage, XMinStateStorage
-from tests.backends import BACKENDS, IN_CI, Backend, reachable
+from dpone_state.cli import main as cli_main
+from tests.backends import BACKENDS, IN_CI, Backend, create_dpone_bigquery_tables, reachable
 
 
 @dataclass
@@ -47,6 +48,13 @@ def _engine_or_skip(backend: Backend, tmp_root: Path) -> tuple[Engine, str]:
     return engine, url
 
 
+def adopt_legacy_tables(engine: Engine, url: str, schema: str) -> None:
+    """dpone's own BigQuery tables, then `dpone-state upgrade` on them (exit 0 or fail)."""
+    create_dpone_bigquery_tables(engine, schema)
+    code = cli_main(["--url", url, "--schema", schema, "upgrade"])
+    assert code == 0, "dpone-state upgrade failed on dpone's legacy BigQuery tables"
+
+
 @pytest.fixture(scope="session", params=sorted(BACKENDS))
 def state_db(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -56,8 +64,12 @@ def state_db(
     engine, url = _engine_or_skip(backend, tmp_path_factory.mktemp(backend.name))
     schema = backend.new_schema_name()
     db = StateDB(backend, engine, url, schema)
-    db.xmin().create_tables()
-    db.runs().create_tables()
+    if backend.adopts_legacy:
+        assert schema is not None
+        adopt_legacy_tables(engine, url, schema)
+    else:
+        db.xmin().create_tables()
+        db.runs().create_tables()
     try:
         yield db
     finally:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 
 from dpone_state import RunStateStorage, XMinStateStorage
+from dpone_state.mssql import declared_input_size, declared_type_name
 
 #: ``SERVERPROPERTY('ProductVersion')`` of SQL Server 2022; sets the dialect's version switches.
 SQL_SERVER_2022 = (16, 0, 1000, 6)
@@ -76,7 +77,7 @@ class Emitted:
     """A statement as the driver receives it: T-SQL text and parameter names in order."""
 
     sql: str
-    parameters: list[tuple[str, str, Any]]  # (name, SQL type, value)
+    parameters: list[tuple[str, str, Any]]  # (name, declared SQL type, value)
 
 
 def emit(engine: Engine, captured: Captured) -> Emitted:
@@ -89,8 +90,9 @@ def emit(engine: Engine, captured: Captured) -> Emitted:
     assert expanded.positiontup is not None
     parameters = []
     for name in expanded.positiontup:
-        sql_type = compiled.binds[name].type.compile(dialect=engine.dialect)
-        parameters.append((name, sql_type, expanded.parameters[name]))
+        # The type the parameter is declared with: the engine's do_setinputsizes hook.
+        size = declared_input_size(compiled.binds[name].type, engine.dialect)
+        parameters.append((name, declared_type_name(size), expanded.parameters[name]))
     return Emitted(expanded.statement, parameters)
 
 

@@ -2,13 +2,13 @@
 
 Each backend gets a database provisioned by ``dpone-state upgrade`` (PostgreSQL: a schema of
 its own). Every command runs at least once per backend as a subprocess (``db.sub``); the
-variations of a command run through ``main()`` in-process (``db``) to keep the suite fast.
+variations of a command run through ``main()`` in-process under Click's ``CliRunner``
+isolation (``db``) to keep the suite fast. JSON output is parsed back.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import pty
@@ -20,11 +20,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
+from click.testing import CliRunner
 from sqlalchemy.engine import Engine
 
-from dpone_state import RunState, RunStateStatus, RunStateStorage, XMinStateStorage
-from dpone_state.cli import build_parser, format_qualified, main, split_qualified
+from dpone_state import RunState, RunStateStatus, RunStateStorage, XMinState, XMinStateStorage
+from dpone_state.cli import cli, format_qualified, main, printable, split_qualified
 from tests.backends import BACKENDS
 from tests.conftest import _engine_or_skip
 
@@ -62,15 +64,14 @@ def run_cli(*args: str, cwd: Path | None = None, stdin: Any = subprocess.DEVNULL
     return Result(done.returncode, done.stdout, done.stderr)
 
 
-def call_cli(*args: str) -> Result:
-    """``main()`` in this process (argparse exits become exit codes)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exit_:
-            code = int(exit_.code or 0)
-    return Result(code, out.getvalue(), err.getvalue())
+def call_cli(*args: str, env: dict[str, str | None] | None = None) -> Result:
+    """``main()`` in this process, its streams captured by Click's ``CliRunner``."""
+    clean: dict[str, str | None] = dict.fromkeys(
+        (k for k in os.environ if k.startswith("DPONE_STATE_")), None
+    )
+    with CliRunner().isolation(env=clean | (env or {})) as (out, err, _):
+        code = main(list(args))
+    return Result(code, out.getvalue().decode(), err.getvalue().decode())
 
 
 @dataclass
@@ -206,6 +207,8 @@ def test_sql_prints_the_offline_script_without_connecting() -> None:
         assert "ops.etl_xmin_state" in result.out
     for dialect in ("mysql", "sqlite"):
         assert "CREATE TABLE" in call_cli("sql", "--dialect", dialect).out
+    as_json = call_cli("sql", "--dialect", "postgresql", "--json").json()
+    assert as_json["dialect"] == "postgresql" and "CREATE TABLE" in as_json["sql"]
     # Without --dialect, the dialect of the configured URL (still no connection).
     default = run_cli("--url", UNREACHABLE, "sql")
     assert default.code == 0, default.err
@@ -223,12 +226,23 @@ def test_xmin_set_show_list_reset(cli_db: CliDB) -> None:
     assert first.json()["previous"] is None
     assert first.json()["saved"]["xmin_value"] == 1000
 
-    second = cli_db("xmin", "set", key, "2500", "--json")
+    # Moving an existing checkpoint needs --yes, and says by how much and what it means.
+    refused = cli_db.sub("xmin", "set", key, "2500", "--json")
+    assert refused.code == 2
+    assert "forward by 1500 transactions (1000 -> 2500)" in _one_line(refused.err)
+    assert "never read" in refused.err
+    assert refused.json()["error"]["exit_code"] == 2
+    second = cli_db("xmin", "set", key, "2500", "--yes", "--json")
     assert second.code == 0, second.err
+    assert second.json()["moved_by"] == 1500
     assert second.json()["previous"]["revision"] == 1
     assert (second.json()["saved"]["xmin_value"], second.json()["saved"]["revision"]) == (2500, 2)
 
-    stale = cli_db("xmin", "set", key, "9999", "--expected-revision", "1")
+    back = cli_db("xmin", "set", key, "100")
+    assert back.code == 2
+    assert "backward by 2400 transactions (2500 -> 100)" in _one_line(back.err)
+    assert "read again" in back.err
+    stale = cli_db("xmin", "set", key, "9999", "--expected-revision", "1", "--yes")
     assert stale.code == 1
     assert "not at revision 1" in _one_line(stale.err)
 
@@ -326,7 +340,9 @@ def test_runs_list_show_prune(cli_db: CliDB) -> None:
     assert dates == [now, now - timedelta(days=1)]
     assert listed.json()[0]["state"] == "success"
     human = cli_db("runs", "list", dag)
-    assert human.out.splitlines()[0].split()[:2] == ["execution_date", "state"]
+    assert human.out.splitlines()[0].split()[:4] == [
+        "dag_id", "execution_date", "state", "load_strategy"
+    ]  # fmt: skip
     assert len(human.out.splitlines()) == 2 + 3
 
     naive = old.replace(tzinfo=None).isoformat()  # naive = UTC
@@ -342,7 +358,10 @@ def test_runs_list_show_prune(cli_db: CliDB) -> None:
     assert dry.code == 0, dry.err
     assert dry.json()["would_delete"] == 1
     assert len(storage.get_run_states_by_dag(dag)) == 3  # nothing deleted
-    pruned = cli_db("runs", "prune", "--days", "30", "--json")
+    refused = cli_db("runs", "prune", "--days", "30")  # no terminal, no --yes
+    assert refused.code == 2
+    assert "pass --yes to delete 1 run(s)" in _one_line(refused.err)
+    pruned = cli_db("runs", "prune", "--days", "30", "--yes", "--json")
     assert pruned.code == 0, pruned.err
     assert pruned.json()["deleted"] == 1
     assert [r.execution_date for r in storage.get_run_states_by_dag(dag)] == [
@@ -359,7 +378,10 @@ def test_runs_list_show_prune(cli_db: CliDB) -> None:
     "args",
     [
         ["xmin", "bogus"],
-        ["runs", "list"],
+        ["upgrade", "no_such_revision"],
+        ["downgrade", "abc123"],
+        ["--url", "postgresql+psycopg2://u:pw@db:abc/meta", "xmin", "list"],
+        ["runs", "list", "--state", "lost"],
         ["runs", "prune", "--days", "-1"],
         ["runs", "show", "dag", "not-a-date"],
         ["xmin", "show", "a.b.c"],
@@ -431,6 +453,11 @@ def test_url_from_the_environment_and_config_from_a_manifest(tmp_path: Path) -> 
     assert call_cli("--config", str(manifest), "xmin", "set", "a.b", "3").code == 0
     shown = run_cli("--config", str(manifest), "xmin", "show", "a.b", "--json")
     assert shown.json()["xmin_value"] == 3
+    # The table variables fill in for a URL only: a manifest names its own tables.
+    beside = call_cli(
+        "--config", str(manifest), "xmin", "show", "a.b", env={"DPONE_STATE_XMIN_TABLE": "other"}
+    )
+    assert beside.code == 0, beside.err
     assert (tmp_path / "m.db").exists()
 
     bad = tmp_path / "bad.yaml"
@@ -445,18 +472,24 @@ def test_url_from_the_environment_and_config_from_a_manifest(tmp_path: Path) -> 
 # ------------------------------------------------------------------ in-process pieces
 
 
-def test_every_command_has_help_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
-    commands = [
-        ["upgrade"], ["downgrade"], ["current"], ["history"], ["sql"], ["doctor"],
-        ["xmin"], ["xmin", "list"], ["xmin", "show"], ["xmin", "set"], ["xmin", "reset"],
-        ["runs"], ["runs", "list"], ["runs", "show"], ["runs", "prune"],
-    ]  # fmt: skip
-    for command in commands:
-        with pytest.raises(SystemExit) as exit_info:
-            build_parser().parse_args([*command, "--help"])
-        assert exit_info.value.code == 0
-        text = capsys.readouterr().out
-        assert "example:" in text and "dpone-state " + " ".join(command) in text, command
+def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append((*path, name))
+        if isinstance(command, click.Group):
+            found += _commands(command, (*path, name))
+    return found
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    commands = _commands(cli)
+    assert len(commands) >= 23, commands
+    for command in [(), *commands]:
+        result = call_cli(*command, "--help")
+        assert result.code == 0, (command, result.err)
+        text = result.out
+        assert "Example" in text and " ".join(("dpone-state", *command)) in text, command
+        assert "--json" in text and "--quiet" in text, command
 
 
 @pytest.mark.parametrize(
@@ -479,3 +512,460 @@ def test_qualified_names_refused(text: str) -> None:
 
     with pytest.raises(UsageError):
         split_qualified(text)
+
+
+# ------------------------------------------------------------------ the command line itself
+
+
+def test_bare_call_lists_commands_version_and_completion() -> None:
+    bare = run_cli()
+    assert bare.code == 0, bare.err
+    for command in ("upgrade", "doctor", "xmin", "runs", "export", "import", "copy"):
+        assert f"\n  {command} " in bare.out, command
+    assert call_cli("xmin").out.count("\n  ") >= 4  # a group alone lists its commands
+
+    from dpone_state import __version__  # noqa: PLC0415
+
+    version = run_cli("--version")
+    assert (version.code, version.out.strip()) == (0, f"dpone-state {__version__}")
+
+    script = call_cli("completion", "bash")
+    assert script.code == 0
+    assert "_DPONE_STATE_COMPLETE" in script.out and "complete " in script.out
+    # The script's protocol: completions of a partial command line.
+    done = subprocess.run(
+        [sys.executable, "-m", "dpone_state.cli"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=_env() | {"_DPONE_STATE_COMPLETE": "bash_complete", "COMP_WORDS": "dpone-state ru",
+                      "COMP_CWORD": "1"},
+        timeout=60,
+    )  # fmt: skip
+    assert "plain,runs" in done.stdout.split(), done.stdout + done.stderr
+
+
+def test_importing_the_library_loads_neither_click_nor_rich() -> None:
+    code = "import sys, dpone_state; print(sorted({'click', 'rich'} & set(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=_env()
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_json_errors_and_quiet(tmp_path: Path) -> None:
+    url = ["--url", f"sqlite:///{tmp_path / 'q.db'}"]
+    # Usage errors found by the parser and errors found by a command: a JSON object on stdout.
+    for args, code in (
+        (["runs", "list", "--limit", "0", "--json"], 2),
+        (["--json", "xmin", "show", "a.b.c"], 2),
+        ([*url, "xmin", "show", "a.b", "--json"], 1),  # the database does not exist
+    ):
+        result = run_cli(*args)
+        assert result.code == code, result
+        error = result.json()["error"]
+        assert error["exit_code"] == code
+        assert error["message"] and error["type"]
+        assert _one_line(result.err).startswith("dpone-state")
+    assert call_cli(*url, "upgrade", "--quiet").out == ""
+    assert call_cli(*url, "xmin", "set", "a.b", "1", "-q").out == ""
+    assert call_cli(*url, "xmin", "list", "-q").out == ""
+    quiet_error = call_cli(*url, "xmin", "show", "x.y", "-q")
+    assert (quiet_error.code, quiet_error.out) == (1, "")
+    assert "no checkpoint for x.y" in quiet_error.err
+
+
+@pytest.mark.parametrize("password", ["a", "state", "s3cr3t-pw"])
+def test_the_password_field_is_masked_and_the_message_kept(password: str) -> None:
+    # Masking the password as a substring of the text garbled the message and spelled the
+    # password out in its gaps ("c***nnot connect to the st***te d***t***b***se").
+    url = f"postgresql+psycopg2://etl:{password}@127.0.0.1:1/meta"
+    result = run_cli("--url", url, "xmin", "list")
+    assert result.code == 1
+    line = _one_line(result.err)
+    assert (
+        "cannot connect to the state database postgresql+psycopg2://etl:***@127.0.0.1:1/meta"
+        in line
+    )
+    assert "***" not in line.replace("etl:***@", "")
+    assert "etl:state@" not in line and "st***te" not in line
+    if password == "s3cr3t-pw":
+        assert password not in result.out + result.err
+
+
+def test_a_non_numeric_port_is_a_usage_error(tmp_path: Path) -> None:
+    bad = "postgresql+psycopg2://etl:pw@db.example:fivefourthreetwo/meta"
+    for args in (["--url", bad, "xmin", "list"], ["--url", bad, "doctor"], ["--url", bad, "sql"]):
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.code == 2, result
+        assert "port is not a number" in _one_line(result.err)
+        assert "pw" not in result.err
+    in_env = _env() | {"DPONE_STATE_URL": bad}
+    for args, code in ((["history"], 0), (["current"], 2), (["runs", "dags"], 2)):
+        done = subprocess.run(
+            [sys.executable, "-m", "dpone_state.cli", *args],
+            check=False, capture_output=True, text=True, env=in_env, cwd=tmp_path, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == code, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+        if code:
+            assert "port is not a number" in _one_line(done.stderr)
+
+
+def test_control_characters_in_stored_names_are_escaped(cli_db: CliDB) -> None:
+    storage = XMinStateStorage(cli_db.engine, schema=cli_db.schema)
+    forged = "evil\npublic  forged  1"
+    erasing = "term\x1b[2K\rwiped"
+    storage.save_state("ctl", forged, XMinState(xmin_value=5))
+    storage.save_state("ctl", erasing, XMinState(xmin_value=6))
+    try:
+        listed = cli_db.sub("xmin", "list", "ctl.*")
+        assert listed.code == 0, listed.err
+        lines = listed.out.splitlines()
+        assert len(lines) == 2 + 2, listed.out  # header, rule, one line per checkpoint
+        assert "\x1b" not in listed.out and "\r" not in listed.out
+        assert "evil\\npublic  forged  1" in listed.out
+        assert "term\\x1b[2K\\rwiped" in listed.out
+        shown = cli_db("xmin", "show", "--source-schema", "ctl", "--source-table", erasing)
+        assert "term\\x1b[2K\\rwiped" in shown.out and "\x1b" not in shown.out
+        as_json = cli_db("xmin", "list", "ctl.*", "--json").json()
+        assert {c["source_table"] for c in as_json} == {forged, erasing}  # exact in JSON
+        missing = cli_db("xmin", "show", "--source-schema", "ctl", "--source-table", "a\x1bb")
+        assert missing.code == 1 and "\x1b" not in missing.err
+    finally:
+        storage.delete_state("ctl", forged)
+        storage.delete_state("ctl", erasing)
+
+
+def test_printable() -> None:
+    assert printable("plain name") == "plain name"
+    assert printable("a\nb\tc\x1b\x7f\u202e\u2028") == "a\\nb\\tc\\x1b\\x7f\\u202e\\u2028"
+    assert printable("naïve ü 名前") == "naïve ü 名前"
+
+
+READ_ONLY = [
+    ["current"],
+    ["doctor"],
+    ["downgrade", "-1"],
+    ["xmin", "list"],
+    ["xmin", "show", "a.b"],
+    ["xmin", "set", "a.b", "5"],
+    ["xmin", "reset", "a.b", "--yes"],
+    ["runs", "list"],
+    ["runs", "show", "dag", "2024-01-01"],
+    ["runs", "dags"],
+    ["runs", "prune", "--days", "3", "--dry-run"],
+    ["export"],
+]
+
+
+@pytest.mark.parametrize("args", READ_ONLY, ids=" ".join)
+@pytest.mark.parametrize("where", ["missing.db", "no/such/dir/state.db"])
+def test_commands_other_than_upgrade_never_create_a_database(
+    args: list[str], where: str, tmp_path: Path
+) -> None:
+    path = tmp_path / where
+    result = call_cli("--url", f"sqlite:///{path}", *args)
+    assert result.code == 1, result
+    line = _one_line(result.err)
+    assert f"the state database {path} does not exist" in line
+    assert "dpone-state upgrade" in line
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_only_as_a_subprocess_from_the_environment(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "dpone_state.cli", "xmin", "list", "--json"],
+        check=False, capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        env=_env(),  # the default: ./dpone_state.db
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "dpone_state.db does not exist" in json.loads(done.stdout)["error"]["message"]
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ runs: repair and prune
+
+
+def test_runs_filters_show_by_printed_second_dags(cli_db: CliDB) -> None:
+    storage = cli_db.runs()
+    base = datetime(2024, 5, 1, 2, 0, 0, 123456, tzinfo=timezone.utc)
+    dags = [f"flt_a_{cli_db.backend}", f"flt_b_{cli_db.backend}"]
+    failed = _run(dags[0], base, RunStateStatus.FAILED)
+    failed = RunState(
+        **{**failed.__dict__, "error_message": "boom: " + "x" * 200 + "\nsecond line"}
+    )
+    storage.save_run_state(failed)
+    storage.save_run_state(_run(dags[0], base + timedelta(days=1)))
+    storage.save_run_state(_run(dags[1], base + timedelta(days=2), RunStateStatus.RUNNING))
+
+    every = cli_db.sub("runs", "list", "--json", "--since", "2024-05-01", "--before", "2024-05-04")
+    assert every.code == 0, every.err
+    ours = [r for r in every.json() if r["dag_id"] in dags]
+    assert [(r["dag_id"], r["state"]) for r in ours] == [
+        (dags[1], "running"), (dags[0], "success"), (dags[0], "failed")
+    ]  # fmt: skip
+    only_failed = cli_db("runs", "list", dags[0], "--state", "failed", "--json").json()
+    assert [r["state"] for r in only_failed] == ["failed"]
+    assert only_failed[0]["error_message"] == failed.error_message
+    since = cli_db("runs", "list", dags[0], "--since", "2024-05-02T00:00:00Z", "--json").json()
+    assert [r["state"] for r in since] == ["success"]
+
+    human = cli_db("runs", "list", dags[0], "--state", "failed")
+    header, _, row = human.out.splitlines()
+    assert "error_message" in header
+    assert "boom: xxx" in row and "second line" not in row and row.endswith("…")
+    printed = row.split()[1]
+    assert printed == "2024-05-01T02:00:00+00:00"  # seconds only, as a person reads it
+    shown = cli_db.sub("runs", "show", dags[0], printed, "--json")
+    assert shown.code == 0, shown.err
+    assert datetime.fromisoformat(shown.json()["execution_date"]) == base
+
+    listed_dags = cli_db.sub("runs", "dags", "--json")
+    assert listed_dags.code == 0, listed_dags.err
+    summary = {d["dag_id"]: d for d in listed_dags.json() if d["dag_id"] in dags}
+    assert summary[dags[0]]["runs"] == 2
+    assert summary[dags[0]]["last_state"] == "success"
+    assert datetime.fromisoformat(summary[dags[1]]["last_execution_date"]) == base + timedelta(
+        days=2
+    )
+    assert "last_state" in cli_db("runs", "dags").out.splitlines()[0]
+
+
+def test_runs_mark_failed_and_delete(cli_db: CliDB) -> None:
+    storage = cli_db.runs()
+    dag = f"stuck_{cli_db.backend}"
+    when = datetime(2024, 6, 1, 3, 0, tzinfo=timezone.utc)
+    storage.save_run_state(_run(dag, when, RunStateStatus.RUNNING))
+    no_reason = cli_db("runs", "mark-failed", dag, "2024-06-01T03:00:00Z")
+    assert no_reason.code == 2 and "--reason" in no_reason.err
+
+    marked = cli_db.sub(
+        "runs", "mark-failed", dag, "2024-06-01T03:00:00Z", "--reason", "worker lost", "--json"
+    )
+    assert marked.code == 0, marked.err
+    assert (marked.json()["state"], marked.json()["error_message"]) == ("failed", "worker lost")
+    run = storage.get_run_state(dag, when)
+    assert run is not None and run.state is RunStateStatus.FAILED and run.ended_at is not None
+    again = cli_db("runs", "mark-failed", dag, "2024-06-01T03:00:00Z", "--reason", "x")
+    assert again.code == 1
+    assert "is failed, not running; nothing changed" in _one_line(again.err)
+
+    refused = cli_db.sub("runs", "delete", dag, "2024-06-01T03:00:00Z")
+    assert refused.code == 2 and "--yes" in _one_line(refused.err)
+    deleted = cli_db.sub("runs", "delete", dag, "2024-06-01T03:00:00Z", "--yes", "--json")
+    assert deleted.code == 0, deleted.err
+    assert deleted.json()["deleted"] is True
+    assert storage.get_run_state(dag, when) is None
+    assert cli_db("runs", "delete", dag, "2024-06-01T03:00:00Z", "--yes").code == 1
+
+
+def test_runs_prune_by_dag_in_batches(cli_db: CliDB) -> None:
+    storage = cli_db.runs()
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    keep, prune = f"keep_{cli_db.backend}", f"prune_{cli_db.backend}"
+    for day in range(40, 47):
+        storage.save_run_state(_run(prune, now - timedelta(days=day)))
+        storage.save_run_state(_run(keep, now - timedelta(days=day)))
+    dry = cli_db("runs", "prune", "--days", "30", "--dag", prune, "--dry-run", "--json")
+    assert dry.json()["would_delete"] == 7
+    pruned = cli_db.sub(
+        "runs", "prune", "--days", "30", "--dag", prune, "--batch-size", "3", "--yes", "--json"
+    )
+    assert pruned.code == 0, pruned.err
+    assert (pruned.json()["deleted"], pruned.json()["dag_id"]) == (7, prune)
+    assert storage.get_run_states_by_dag(prune) == []
+    assert len(storage.get_run_states_by_dag(keep)) == 7
+    assert cli_db("runs", "prune", "--days", "30", "--dag", keep, "--yes").code == 0
+    assert storage.get_run_states_by_dag(keep) == []
+
+
+def test_prune_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    url = ["--url", f"sqlite:///{tmp_path / 'bar.db'}"]
+    assert call_cli(*url, "upgrade").code == 0
+    storage = RunStateStorage(url[1])
+    old = datetime.now(timezone.utc) - timedelta(days=100)
+    for minute in range(30):
+        storage.save_run_state(_run("bar", old + timedelta(minutes=minute)))
+    storage.engine.dispose()
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "dpone_state.cli", *url, "runs", "prune", "--days", "30",
+             "--batch-size", "5", "--yes"],
+            check=False, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower,
+            env=_env() | {"TERM": "xterm", "COLUMNS": "100"}, timeout=60,
+        )  # fmt: skip
+        os.close(follower)
+        screen = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(leader, 65536):
+                screen += chunk
+    finally:
+        os.close(leader)
+    assert done.returncode == 0
+    assert b"pruning runs" in screen
+    assert b"/30" in screen  # "5/30", "10/30", ...
+    assert b"deleted 30 run(s)" in done.stdout
+
+
+# ------------------------------------------------------------------ configuration
+
+
+def test_two_stores_in_one_schema_with_their_own_version_tables(cli_db: CliDB) -> None:
+    stores = {
+        name: [f"--xmin-table={name}_xmin", f"--run-table={name}_runs",
+               f"--version-table={name}_version"]
+        for name in ("blue", "green")
+    }  # fmt: skip
+    for options in stores.values():
+        up = cli_db.sub(*options, "upgrade", "--json")
+        assert up.code == 0, up.err
+        assert up.json()["from"] is None
+    head = cli_db("history", "--json").json()[0]["revision"]
+    down = cli_db(*stores["blue"], "downgrade", "-1")
+    assert down.code == 0, down.err
+    assert cli_db(*stores["blue"], "current", "--json").json()["up_to_date"] is False
+    assert cli_db(*stores["green"], "current", "--json").json()["current"] == head
+    assert cli_db(*stores["green"], "doctor").code == 0
+    assert cli_db(*stores["blue"], "doctor").code == 1
+    for options in stores.values():
+        assert cli_db(*options, "upgrade").code == 0
+        assert cli_db(*options, "downgrade", "base", "--drop-data").code == 0
+
+
+def test_the_environment_means_the_same_to_the_command_and_alembic(
+    cli_db: CliDB, tmp_path: Path
+) -> None:
+    url = cli_db.options[1]
+    env = _env() | {
+        "DPONE_STATE_URL": url,
+        "DPONE_STATE_SCHEMA": cli_db.schema or "none",
+        "DPONE_STATE_XMIN_TABLE": "env_xmin",
+        "DPONE_STATE_RUN_TABLE": "env_runs",
+        "DPONE_STATE_VERSION_TABLE": "env_version",
+    }
+    repo = Path(__file__).resolve().parents[1]
+
+    def command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(args), check=False, capture_output=True, text=True, env=env, cwd=repo,
+            timeout=120,
+        )  # fmt: skip
+
+    up = command(sys.executable, "-m", "dpone_state.cli", "upgrade", "--json")
+    assert up.returncode == 0, up.stderr
+    alembic = command(sys.executable, "-m", "alembic", "current")
+    assert alembic.returncode == 0, alembic.stderr
+    assert json.loads(up.stdout)["to"] in alembic.stdout
+    check = call_cli(
+        *cli_db.options, "--xmin-table", "env_xmin", "--run-table", "env_runs",
+        "--version-table", "env_version", "doctor",
+    )  # fmt: skip
+    assert check.code == 0, check.out
+    down = command(sys.executable, "-m", "alembic", "downgrade", "base")
+    assert down.returncode == 0, down.stderr
+    gone = command(sys.executable, "-m", "dpone_state.cli", "current", "--json")
+    assert json.loads(gone.stdout)["current"] is None
+
+
+def test_the_migrate_api_reads_the_same_variables(
+    cli_db: CliDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dpone_state import migrate  # noqa: PLC0415
+
+    env = {
+        "DPONE_STATE_SCHEMA": cli_db.schema or "none",
+        "DPONE_STATE_XMIN_TABLE": "api_xmin",
+        "DPONE_STATE_RUN_TABLE": "api_runs",
+        "DPONE_STATE_VERSION_TABLE": "api_version",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    migrate.upgrade(cli_db.engine)  # names from the environment, as alembic and the command
+    head = migrate.current(cli_db.engine)
+    assert head is not None
+    seen = call_cli(*cli_db.options[:2], "current", "--json", env=dict(env))
+    assert seen.json()["current"] == head, seen
+    assert call_cli(*cli_db.options[:2], "doctor", env=dict(env)).code == 0
+    migrate.downgrade(cli_db.engine, "base")
+    assert migrate.current(cli_db.engine) is None
+    assert (
+        call_cli(*cli_db.options[:2], "current", "--json", env=dict(env)).json()["current"] is None
+    )
+
+
+# ------------------------------------------------------------------ xmin health
+
+
+@pytest.fixture
+def pg_source() -> Iterator[tuple[str, Engine, str]]:
+    """A PostgreSQL source (the suite's server) with a table in a schema of its own."""
+    backend = BACKENDS["postgresql"]
+    engine, url = _engine_or_skip(backend, Path("."))
+    schema = backend.new_schema_name()
+    assert schema is not None
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        conn.exec_driver_sql(f'CREATE TABLE "{schema}".orders (id int)')
+        conn.exec_driver_sql(f'INSERT INTO "{schema}".orders VALUES (1)')
+    try:
+        yield url, engine, schema
+    finally:
+        backend.drop_schema(engine, schema)
+        engine.dispose()
+
+
+def test_xmin_health_for_cron(cli_db: CliDB, pg_source: tuple[str, Engine, str]) -> None:
+    url, engine, schema = pg_source
+    with engine.begin() as conn:
+        # The source's snapshot xmin (other sessions' open transactions hold it back).
+        now = int(
+            conn.exec_driver_sql("SELECT txid_snapshot_xmin(txid_current_snapshot())").scalar_one()
+        )
+    storage = XMinStateStorage(cli_db.engine, schema=cli_db.schema)
+    storage.save_state(schema, "orders", XMinState(xmin_value=now))
+    try:
+        healthy = cli_db.sub("xmin", "health", f"{schema}.*", "--source", url, "--json")
+        assert healthy.code == 0, healthy.out + healthy.err
+        report = healthy.json()
+        assert report["ok"] is True
+        (checkpoint,) = report["checkpoints"]
+        assert (checkpoint["source_table"], checkpoint["verdict"]) == ("orders", "ok")
+        assert checkpoint["anchor"] >= now and checkpoint["xids_behind"] >= 0
+        human = cli_db("xmin", "health", f"{schema}.*", "--source", url)
+        assert human.code == 0
+        assert "verdict" in human.out.splitlines()[0]
+        assert human.out.rstrip().endswith("1 ok, 0 warn, 0 full refresh due")
+
+        # A threshold crossed: warn (exit 1), unless only a due full refresh should fail.
+        strict = ["xmin", "health", f"{schema}.*", "--source", url, "--max-xids-behind", "0"]
+        assert cli_db(*strict).code == 1
+        assert cli_db(*strict, "--fail-on", "full-refresh-due").code == 0
+
+        # A checkpoint ahead of the source (a restore, another cluster): full refresh due.
+        storage.save_state(schema, "orders", XMinState(xmin_value=now + 10_000_000))
+        due = cli_db.sub("xmin", "health", f"{schema}.*", "--source", url, "--json")
+        assert due.code == 1, due.err
+        assert due.json()["ok"] is False
+        assert due.json()["checkpoints"][0]["verdict"] == "full refresh due"
+        assert due.json()["checkpoints"][0]["full_refresh_reason"]
+        other = cli_db("xmin", "health", "no_such.*", "--source", url, "--json")
+        assert (other.code, other.json()["checkpoints"]) == (0, [])
+    finally:
+        storage.delete_state(schema, "orders")
+
+
+def test_xmin_health_refuses_what_is_not_a_postgres_source(tmp_path: Path) -> None:
+    url = ["--url", f"sqlite:///{tmp_path / 'h.db'}"]
+    assert call_cli(*url, "upgrade").code == 0
+    not_postgres = call_cli(*url, "xmin", "health", "--source", f"sqlite:///{tmp_path / 'h.db'}")
+    assert not_postgres.code == 2
+    assert "PostgreSQL source" in _one_line(not_postgres.err)
+    down = call_cli(*url, "xmin", "health", "--source", UNREACHABLE)
+    assert down.code == 1
+    assert "s3cr3t" not in down.err
+    assert call_cli(*url, "xmin", "health").code == 2  # --source is required
+    bad_age = call_cli(*url, "xmin", "health", "--source", UNREACHABLE, "--max-age", "soon")
+    assert bad_age.code == 2 and "duration" in bad_age.err

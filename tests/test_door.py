@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 import base64
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from dpone_state import (
     settings_from_url,
 )
 from dpone_state.backends import bigquery as bigquery_hooks
-from dpone_state.cli import _DEFAULTS, build_parser, open_target
+from dpone_state.cli import Options, Store, cli, open_store
 
 
 @pytest.fixture(scope="module")
@@ -74,16 +76,19 @@ def clients(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return made
 
 
-def _cli_stores(*argv: str) -> StateStores:
-    args = build_parser().parse_args(["xmin", "list", *argv])
-    for name, value in _DEFAULTS.items():
-        if not hasattr(args, name):
-            setattr(args, name, value)
-    args.engines = []
-    return open_target(args)
+@contextmanager
+def _cli_stores(*argv: str) -> Iterator[Store]:
+    """What the command opens for these options (parsed by the command itself)."""
+    options = Options()
+    with cli.make_context("dpone-state", list(argv), obj=options):
+        store = open_store(options)
+    try:
+        yield store
+    finally:
+        store.engine.dispose()
 
 
-def _engine_facts(stores: StateStores) -> tuple[str, str | None, str | None]:
+def _engine_facts(stores: StateStores | Store) -> tuple[str, str | None, str | None]:
     return (
         stores.engine.url.render_as_string(hide_password=False),
         stores.xmin.schema,

@@ -27,7 +27,7 @@ from dpone_state import (
     create_state_engine,
 )
 from dpone_state.engine import ping_when_idle
-from tests.backends import IN_CI
+from tests.backends import IN_CI, free_port
 from tests.conftest import StateDB
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def _killed_writer(url: str, schema: str | None, in_commit: Any) -> None:
 
 def test_writer_killed_mid_transaction_leaves_no_partial_row(db: StateDB) -> None:
     """Killed after its statement ran and before its COMMIT: the transaction rolls back."""
-    if db.backend.name == "bigquery":
+    if db.engine.dialect.name == "bigquery":
         pytest.skip("each BigQuery DML statement commits on its own: no transaction to kill")
     if db.xmin().autocommit:
         pytest.skip(
@@ -81,7 +81,7 @@ def _blocked_writer(url: str, schema: str | None, started: Any) -> None:
 def test_writer_killed_mid_statement_leaves_no_partial_row(db: StateDB) -> None:
     """Killed while its upsert waits inside the server behind another transaction's lock on
     the key: afterwards the row is absent or whole, never half-written, and the key is free."""
-    if db.backend.name == "bigquery":
+    if db.engine.dialect.name == "bigquery":
         pytest.skip("BigQuery has no row locks to hold a statement in flight")
     xmin = db.xmin()
     ctx = mp.get_context("spawn")
@@ -128,16 +128,18 @@ def _cluster(command: str, env: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def throwaway_pg() -> Iterator[tuple[str, dict[str, str]]]:
-    """A throwaway PostgreSQL cluster of this module's own (port 55434)."""
+    """A throwaway PostgreSQL cluster of this module's own, on a free port (or
+    ``DPONE_STATE_TEST_FAULT_PG_PORT``) with a data dir named after it."""
     if not list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")):
         reason = "PostgreSQL server binaries missing (apt-get install postgresql)"
         if IN_CI:
             pytest.fail(f"required in CI: {reason}", pytrace=False)
         pytest.skip(reason)
+    port = os.environ.get("DPONE_STATE_TEST_FAULT_PG_PORT") or free_port()
     env = {
         **os.environ,
-        "DPONE_STATE_PG_CLUSTER_DIR": f"/tmp/dpone-state-pg-faults-{os.getpid()}",
-        "DPONE_STATE_PG_CLUSTER_PORT": os.environ.get("DPONE_STATE_TEST_FAULT_PG_PORT", "55434"),
+        "DPONE_STATE_PG_CLUSTER_DIR": f"/tmp/dpone-state-pg-faults-{port}-{os.getpid()}",
+        "DPONE_STATE_PG_CLUSTER_PORT": port,
     }
     _cluster("destroy", env)
     _cluster("init", env)

@@ -25,15 +25,24 @@ from dpone_state import (
     create_state_engine,
 )
 from dpone_state.engine import pings_when_idle
-from dpone_state.failures import is_connection_failure, is_missing_table
+from dpone_state.failures import (
+    is_connection_failure,
+    is_lock_timeout,
+    is_missing_column,
+    is_missing_table,
+)
 from dpone_state.mssql import (
     FREETDS_TDS_VERSION,
+    LOCK_TIMEOUT_MS,
     LOGIN_TIMEOUT_SECONDS,
+    SESSION_SETTINGS,
     MssqlRunStateStorage,
     MssqlXMinStateStorage,
+    declared_type_name,
     engine_options,
 )
 from tests.backends import IN_CI
+from tests.mssql_offline import CapturingRuns, capture
 
 PASSWORD = "Sup3r-s3cret-pw"
 ODBC_HINT = (
@@ -70,10 +79,7 @@ def test_engine_options() -> None:
     plain = engine_options(
         make_url("mssql+pyodbc://u:p@h:1433/db?driver=ODBC+Driver+18+for+SQL+Server")
     )
-    assert plain == {
-        "fast_executemany": True,
-        "connect_args": {"timeout": LOGIN_TIMEOUT_SECONDS},
-    }
+    assert plain == {"connect_args": {"timeout": LOGIN_TIMEOUT_SECONDS}}  # no fast_executemany
     freetds = engine_options(make_url("mssql+pyodbc://u:p@h:1433/db?driver=FreeTDS"))
     assert freetds["connect_args"] == {
         "timeout": LOGIN_TIMEOUT_SECONDS,
@@ -89,7 +95,7 @@ def test_engine_uses_the_options() -> None:
     _pyodbc_with_freetds()
     engine = create_state_engine(f"mssql+pyodbc://sa:{PASSWORD}@127.0.0.1:1433/db?driver=FreeTDS")
     assert engine.dialect.name == "mssql"
-    assert engine.dialect.fast_executemany is True  # type: ignore[attr-defined]
+    assert engine.dialect.fast_executemany is False  # type: ignore[attr-defined]
     assert pings_when_idle(engine)
     assert PASSWORD not in repr(MssqlXMinStateStorage(engine))
 
@@ -153,3 +159,76 @@ def test_merge_is_registered_without_importing_the_mssql_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("False MERGE INTO etl_state.etl_xmin_state WITH (HOLDLOCK)")
+
+
+def test_session_settings_abort_on_error_and_bound_lock_waits() -> None:
+    assert "SET NOCOUNT OFF" in SESSION_SETTINGS
+    assert "SET XACT_ABORT ON" in SESSION_SETTINGS
+    assert f"SET LOCK_TIMEOUT {LOCK_TIMEOUT_MS}" in SESSION_SETTINGS
+    assert 0 < LOCK_TIMEOUT_MS <= 60_000
+
+
+def test_the_engine_declares_every_parameter_once_per_statement() -> None:
+    """The engine's do_setinputsizes hook, on SQLAlchemy's own input-size lookup for the run
+    upsert: strings NVARCHAR(4000) whatever their length, NULLs typed, integers BIGINT."""
+    _pyodbc_with_freetds()
+    engine = create_state_engine("mssql+pyodbc://sa:pw@127.0.0.1:1433/db?driver=FreeTDS")
+    engine.dialect.dbapi = engine.dialect.import_dbapi()  # as the first connect does
+    runs = CapturingRuns(engine)
+    captured = capture(lambda: runs.get_run_states_by_dag("d", limit=5))
+    compiled = captured.statement.compile(dialect=engine.dialect)
+    declared = []
+    for statement in (
+        compiled,
+        capture(lambda: _save(runs)).statement.compile(dialect=engine.dialect),
+    ):
+        sizes = dict(statement._get_set_input_sizes_lookup())
+        context = type("Context", (), {"dialect": engine.dialect})()
+        engine.dialect.dispatch.do_setinputsizes(sizes, None, "", {}, context)
+        declared.append({bind.key: sizes[bind] for bind in sizes})
+    upsert = declared[1]
+    assert all(isinstance(size, tuple) for size in upsert.values()), upsert
+    names = {key: declared_type_name(size) for key, size in upsert.items()}
+    assert names["p_dag_id"] == names["p_process_name"] == "NVARCHAR(4000)"
+    assert names["p_error_message"] == "NVARCHAR(max)"
+    assert names["p_rows_read"] == "BIGINT"  # NULL in this call, declared all the same
+    assert names["p_ended_at"] == "DATETIME2(7)"
+    assert names["p_duration_min"] == "FLOAT"
+
+
+def _save(runs: MssqlRunStateStorage) -> None:
+    from datetime import datetime, timezone  # noqa: PLC0415
+
+    from dpone_state import RunState  # noqa: PLC0415
+
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    runs.save_run_state(RunState("d", "s", "t", "ts", "tt", "full", t0, "running", t0))
+
+
+def test_lock_timeout_and_unmigrated_table_are_read_from_the_odbc_error() -> None:
+    pyodbc = _pyodbc_with_freetds()
+    for driver in (
+        "[FreeTDS][SQL Server]",
+        "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]",
+    ):
+        timeout = pyodbc.OperationalError(
+            "HYT00",
+            f"[HYT00] {driver}Lock request time out period exceeded. (1222) (SQLExecDirectW)",
+        )
+        assert is_lock_timeout(sa.exc.OperationalError("MERGE", {}, timeout), "mssql")
+        column = pyodbc.ProgrammingError(
+            "42S22", f"[42S22] {driver}Invalid column name 'revision'. (207) (SQLExecDirectW)"
+        )
+        assert is_missing_column(sa.exc.ProgrammingError("SELECT", {}, column), "mssql")
+    other = pyodbc.ProgrammingError(
+        "42S22", "[42S22] [FreeTDS][SQL Server]Invalid column name 'colour'. (207) (SQLExecDirectW)"
+    )
+    assert not is_lock_timeout(sa.exc.ProgrammingError("SELECT", {}, other), "mssql")
+
+
+def test_the_applock_status_is_the_batchs_first_result() -> None:
+    from dpone_state.locks import MSSQL_APPLOCK  # noqa: PLC0415
+
+    batch = MSSQL_APPLOCK.text
+    assert batch.startswith("SET NOCOUNT ON;")
+    assert batch.index("SELECT @status") < batch.index("SET NOCOUNT OFF")

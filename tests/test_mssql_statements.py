@@ -27,10 +27,10 @@ import pytest
 import sqlalchemy as sa
 import sqlglot
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.schema import CreateSchema
 from sqlglot import exp
 
-from dpone_state import RunState, XMinState, XMinStateStorage
+from dpone_state import KeyCollisionError, RunState, XMinState, XMinStateStorage
+from dpone_state.ddl import CreateSchemaIfMissing
 from dpone_state.tables import build_tables
 from dpone_state.upsert import INCOMING, MergeSyntax, Upsert, compile_merge
 from tests.mssql_offline import (
@@ -70,13 +70,6 @@ _ROWCOUNT_NOTE = (
     "The driver's row count (SQLRowCount; SET NOCOUNT OFF is set on every connection) is the "
     "number of rows the MERGE inserted or updated: 1 when it wrote, 0 when the guard failed.",
 )
-
-
-def _send_prune_batch() -> None:
-    # The second statement of a batched prune: the storage's own DELETE, with the boundary row
-    # the first statement (delete_old_states_batch_boundary) returned on a real database.
-    boundary = {"p_cutoff": T0, "p_boundary_date": T0, "p_dag_id": DAG}
-    raise Captured(RUNS._prune_batch, boundary)
 
 
 @dataclass(frozen=True)
@@ -139,8 +132,11 @@ CASES: dict[str, Case] = {
         exp.Merge,
         (
             *_MERGE_NOTE,
-            "The bulk path: up to 500 rows in one VALUES table (keys are distinct: they come "
-            "from a mapping), last writer wins per key, one statement, one transaction.",
+            "The bulk path: up to 232 rows in one VALUES table (2100 parameters at most), "
+            "last writer wins per key, one statement, one transaction. Rows are sent in key "
+            "order, so two bulk writers lock shared keys in the same order (no deadlock between "
+            "them); keys SQL Server would compare as equal (case on a legacy case-insensitive "
+            "collation) are refused before sending (KeyCollisionError).",
         ),
     ),
     "save_state_receipt_insert": Case(
@@ -248,34 +244,22 @@ CASES: dict[str, Case] = {
         ("Paging back through history: runs strictly before `before`, newest first.",),
     ),
     "delete_old_states": Case(
-        "RunStateStorage.delete_old_states(days_to_keep=30)",
+        "RunStateStorage.delete_old_states(days_to_keep=30)  # sent until a batch is short",
         lambda: RUNS.delete_old_states(30),
         exp.Delete,
         (
-            "Retention by execution_date (index ix_<table>_execution_date); the row count is the "
-            "exact number of runs deleted.",
-        ),
-    ),
-    "delete_old_states_batch_boundary": Case(
-        "RunStateStorage.delete_old_states(days_to_keep=30, batch_size=100)  # 1st statement",
-        lambda: RUNS.delete_old_states(30, batch_size=100),
-        exp.Select,
-        (
-            "Batched retention, step 1: the last row of the next batch, walking "
-            "(execution_date, dag_id) in order with OFFSET batch_size-1 ROWS FETCH FIRST 1 ROWS "
-            "ONLY (both bound). dag_id orders by the column's collation, the same one the DELETE "
-            "compares with, so the batches tile the old rows exactly.",
+            "Retention by execution_date (index ix_<table>_execution_date), 4000 rows per "
+            "statement, each in its own transaction, repeated until one deletes fewer: each row "
+            "takes a key lock in the clustered index and one in the retention index, and SQL "
+            "Server escalates a statement to a table lock (blocking every run upsert) once it "
+            "holds about 5000 locks on one index. The row counts add up to the runs deleted.",
         ),
     ),
     "delete_old_states_batch": Case(
-        "RunStateStorage.delete_old_states(days_to_keep=30, batch_size=100)  # 2nd statement",
-        _send_prune_batch,
+        "RunStateStorage.delete_old_states(days_to_keep=30, batch_size=100)",
+        lambda: RUNS.delete_old_states(30, batch_size=100),
         exp.Delete,
-        (
-            "Batched retention, step 2 (own transaction): delete the old rows up to and including "
-            "the boundary row. A row that became old in between is only deleted earlier; none is "
-            "deleted that is not older than the cutoff.",
-        ),
+        ("The same loop with batch_size rows per statement (TOP (n): a checked int >= 1).",),
     ),
 }
 
@@ -328,7 +312,8 @@ def golden_text(case: Case, sql: str, parameters: list[tuple[str, str, object]])
         "",
         *case.notes,
         "",
-        "Parameters, in order (name: type it is bound with = value in this call):",
+        "Parameters, in order (name: type declared to the server by the engine's "
+        "do_setinputsizes hook, NULLs included = value in this call):",
     ]
     header += [
         f"  {i}. {name}: {sql_type} = {_shown(value)}"
@@ -370,12 +355,22 @@ def test_parameters_are_typed_like_their_columns() -> None:
     emitted = emit(ENGINE, capture(CASES["save_run_state"].run))
     types = {name: sql_type for name, sql_type, _ in emitted.parameters}
     values = {name: value for name, _, value in emitted.parameters}
-    assert values["p_ended_at"] is None and types["p_ended_at"] == "DATETIME2"
+    assert values["p_ended_at"] is None and types["p_ended_at"] == "DATETIME2(7)"
     assert values["p_rows_read"] is None and types["p_rows_read"] == "BIGINT"
     assert types["p_error_message"] == "NVARCHAR(max)"
     assert types["p_duration_min"] == "FLOAT"
-    assert types["p_execution_date"] == "DATETIME2"
-    assert values["p_dag_id"] == DAG
+    assert types["p_execution_date"] == "DATETIME2(7)"
+    assert values["p_dag_id"] == DAG and types["p_dag_id"] == "NVARCHAR(4000)"
+    assert types["p_state"] == types["p_process_name"] == "NVARCHAR(4000)"
+
+
+def test_every_parameter_of_every_statement_is_declared() -> None:
+    """No parameter is left for the driver to infer (a NULL would cost a describe round trip,
+    a string a plan per length)."""
+    for case in CASES.values():
+        emitted = emit(ENGINE, capture(case.run))
+        undeclared = [name for name, sql_type, _ in emitted.parameters if "infers" in sql_type]
+        assert undeclared == [], (case.call, undeclared)
 
 
 def test_the_compare_and_set_guard_reads_the_target_row() -> None:
@@ -526,10 +521,10 @@ DDL_CASES = {
 
 
 def _create_tables_ddl(table: sa.Table) -> list[str]:
-    # create_tables(): CREATE SCHEMA when has_schema() says it is missing (T-SQL has no
-    # CREATE SCHEMA IF NOT EXISTS), then metadata.create_all().
+    # create_tables(): the guarded CREATE SCHEMA (dynamic SQL: CREATE SCHEMA must be alone in
+    # its batch) when has_schema() says it is missing, then metadata.create_all().
     assert table.schema is not None
-    schema = str(CreateSchema(table.schema).compile(dialect=ENGINE.dialect))
+    schema = str(CreateSchemaIfMissing(table.schema).compile(dialect=ENGINE.dialect))
     return [schema, *ddl(ENGINE, table.metadata)]
 
 
@@ -551,7 +546,10 @@ def test_create_tables_ddl(name: str) -> None:
         "defaults.",
     ]
     check_golden(name, _comment(notes) + "\n" + ";\n\n".join(statements) + ";\n")
-    trees = [parse_tsql(sql) for sql in statements]
+    guard = f"IF SCHEMA_ID(N'{table.schema}') IS NULL\nBEGIN\n    EXEC sp_executesql N'"
+    assert statements[0].startswith(guard)
+    inner = statements[0][len(guard) :].split("';", 1)[0].replace("''", "'")
+    trees = [parse_tsql(sql) for sql in [inner, *statements[1:]]]
     assert all(isinstance(tree, exp.Create) for tree in trees)
     assert trees[0].args["kind"] == "SCHEMA"
     create = trees[1]
@@ -596,3 +594,59 @@ def test_bulk_saves_stay_within_sql_servers_2100_parameters() -> None:
     assert sorted(tables) == sorted(f"t{i}" for i in range(1200))
     assert len(emitted) == 7  # 1200 rows, 11 parameters each: 190 rows per statement
     parse_tsql(emitted[0].sql)
+
+
+def test_bulk_saves_refuse_keys_sql_server_compares_as_equal() -> None:
+    """On a legacy case-insensitive table two such keys fail the whole batch (Msg 8672 / 2627);
+    the collision is found before anything is sent, and named."""
+    storage = _RecordingXMin(ENGINE)
+    storage.sent = []
+    states = {("Public", "Orders"): XMinState(1), ("public", "orders"): XMinState(2)}
+    states[("public", "other")] = XMinState(3)
+    with pytest.raises(KeyCollisionError) as raised:
+        storage.save_states(states)
+    assert storage.sent == []
+    assert raised.value.keys == [(("Public", "Orders"), ("public", "orders"))]
+    assert "'Public', 'Orders'" in str(raised.value)
+
+
+def test_bulk_rows_are_sent_in_key_order() -> None:
+    """Two bulk writers lock shared keys in one order: no deadlock between them."""
+    storage = _RecordingXMin(ENGINE)
+    storage.sent = []
+    storage.save_states(
+        {("b", "2"): XMinState(1), ("a", "9"): XMinState(2), ("b", "1"): XMinState(3)}
+    )
+    (emitted,) = [emit(ENGINE, captured) for captured in storage.sent]
+    keys = [
+        value
+        for name, _, value in emitted.parameters
+        if name.startswith(("p_source_schema", "p_source_table"))
+    ]
+    assert keys == ["a", "9", "b", "1", "b", "2"]
+
+
+def test_doctor_warns_on_case_insensitive_keys_and_datetime_columns() -> None:
+    """What reflection returns for dpone's legacy SQL Server table with the server's default
+    collation and ``datetime`` columns (a DBA's variant of the v1 layout)."""
+    from sqlalchemy.dialects import mssql  # noqa: PLC0415
+
+    from dpone_state.doctor import mssql_column_warnings  # noqa: PLC0415
+
+    table = XMIN.table
+    columns = {
+        name: {"name": name, "type": mssql.NVARCHAR(256, collation="SQL_Latin1_General_CP1_CI_AS")}
+        for name in ("source_schema", "source_table")
+    }
+    columns["__dpone__loaded_at"] = {"name": "__dpone__loaded_at", "type": mssql.DATETIME()}
+    columns["__dpone__updated_at"] = {"name": "__dpone__updated_at", "type": mssql.DATETIME2()}
+    warnings = mssql_column_warnings("mssql", table, columns)
+    assert len(warnings) == 3, warnings
+    assert "SQL_Latin1_General_CP1_CI_AS" in warnings[0] and "Key collation" in warnings[0]
+    assert "__dpone__loaded_at is datetime" in warnings[2]
+    exact = {
+        name: {"name": name, "type": mssql.NVARCHAR(128, collation="Latin1_General_100_BIN2")}
+        for name in ("source_schema", "source_table")
+    }
+    assert mssql_column_warnings("mssql", table, exact) == []
+    assert mssql_column_warnings("postgresql", table, columns) == []

@@ -29,14 +29,27 @@ def test_shipped_offline_script_is_up_to_date(dialect: str) -> None:
     )
 
 
+#: The first line of every batch after BEGIN TRANSACTION (sqlglot cannot parse THROW).
+ABORTED_GUARD = migrate._MSSQL_ABORTED.rstrip("\n")
+
+
+#: sqlglot cannot parse THROW: each one is read as a SELECT (checked separately).
+THROW = re.compile(r"THROW 50000, N'(?:[^']|'')*', 1")
+
+
 def _batches(script: str) -> list[str]:
-    """The script's batches (split at ``GO``), without comment lines."""
+    """The script's batches (split at ``GO``), without comment lines and the abort guard, each
+    THROW read as ``SELECT 1``."""
     batches = re.split(r"^GO\s*$", script, flags=re.MULTILINE)
     cleaned = (
-        "\n".join(line for line in batch.splitlines() if not line.lstrip().startswith("--"))
+        "\n".join(
+            line
+            for line in batch.splitlines()
+            if not line.lstrip().startswith("--") and line != ABORTED_GUARD
+        )
         for batch in batches
     )
-    return [batch.strip() for batch in cleaned if batch.strip()]
+    return [THROW.sub("SELECT 1", batch.strip()) for batch in cleaned if batch.strip()]
 
 
 def _assert_parsed(sql: str) -> list[exp.Expression]:
@@ -59,26 +72,66 @@ def test_sql_server_script_parses_as_tsql_statement_by_statement() -> None:
     statements = [tree for batch in batches for tree in _assert_parsed(batch)]
     # sqlglot reads some unknown statements as an alias instead of a Command: only the kinds
     # of statement this script is made of may appear, and IF blocks hold only DDL.
-    allowed = (exp.IfBlock, exp.Transaction, exp.Create, exp.Alter, exp.Insert, exp.Update)
+    allowed = (exp.IfBlock, exp.Set, exp.Transaction, exp.Create, exp.Alter, exp.Update)
     for tree in statements:
         assert isinstance(tree, (*allowed, exp.Commit)), tree.sql("tsql")
         if isinstance(tree, exp.IfBlock):
             body = [e for e in tree.args["true"].expressions if not isinstance(e, exp.EndStatement)]
-            assert body and all(
-                isinstance(e, (exp.Create, exp.Alter, exp.ExecuteSql)) for e in body
-            )
+            kinds = (exp.Create, exp.Alter, exp.ExecuteSql, exp.Insert, exp.IfBlock)
+            thrown = [e for e in body if isinstance(e, exp.Select)]  # a THROW (see THROW)
+            assert all(e.sql("tsql") == "SELECT 1" for e in thrown), body
+            assert body and all(isinstance(e, kinds) for e in body if e not in thrown)
     kinds = [type(_assert_parsed(batch)[0]).__name__ for batch in batches]
-    # guarded schema | BEGIN + version table | 2 guarded tables | version insert |
-    # 2 guarded columns | guarded index | version update | 2 guarded columns (0003) |
-    # version update | process_name widened (0004) | version update | guarded receipt column
-    # (0005) | version update | COMMIT
-    assert kinds.count("IfBlock") == 9, kinds
-    assert len(batches) == 17, batches
+    # guarded schema | XACT_ABORT, BEGIN + guarded version table | 2 guarded tables |
+    # guarded version insert | 2 guarded columns | guarded index | version update |
+    # 2 guarded columns (0003) | version update | process_name widened (0004) |
+    # version update | guarded receipt column (0005) | version update |
+    # version update (0006: BigQuery only) | COMMIT
+    assert kinds.count("IfBlock") == 10, kinds
+    assert len(batches) == 18, batches
+    # The two tables are adopted only when they are dpone's v1 shape (else THROW).
+    assert len(re.findall(r"exists but is not dpone''s v1 state table", script)) == 2
+
+
+def test_sql_server_script_is_safe_to_rerun_and_to_fail() -> None:
+    """Rerun: the version table and its first row are created only where missing (every other
+    step was guarded already). Failure: XACT_ABORT rolls the transaction back and every later
+    batch refuses to run, so a client that continues after an error (sqlcmd without -b, SSMS)
+    applies nothing more. The header says how to run it."""
+    for name in ("mssql.sql", "mssql-downgrade.sql"):
+        script = (SQL_DIR / name).read_text(encoding="utf-8")
+        assert f"sqlcmd -b -S SERVER -d DATABASE -i {name}" in script
+        raw = re.split(r"^GO\s*$", script, flags=re.MULTILINE)
+        begin = next(i for i, batch in enumerate(raw) if "BEGIN TRANSACTION;" in batch)
+        assert "SET XACT_ABORT ON;\nBEGIN TRANSACTION;" in raw[begin]
+        later = [batch for batch in raw[begin + 1 :] if batch.strip()]
+        assert later and all(ABORTED_GUARD in batch for batch in later), name
+        for batch in _batches(script):
+            _assert_parsed(batch)
+    script = (SQL_DIR / "mssql.sql").read_text(encoding="utf-8")
+    assert (
+        "IF OBJECT_ID(N'etl_state.dpone_state_alembic_version', N'U') IS NULL\nBEGIN\n"
+        "CREATE TABLE etl_state.dpone_state_alembic_version"
+    ) in script
+    assert (
+        "IF NOT EXISTS (SELECT 1 FROM etl_state.dpone_state_alembic_version)\nBEGIN\n"
+        "INSERT INTO etl_state.dpone_state_alembic_version"
+    ) in script
+    assert "Safe to run again" in script
+
+
+def test_shipped_downgrade_script_is_up_to_date() -> None:
+    shipped = SQL_DIR / "mssql-downgrade.sql"
+    assert shipped.read_text(encoding="utf-8") == migrate.offline_downgrade_sql("mssql"), REFRESH
+    script = shipped.read_text(encoding="utf-8")
+    assert "ALTER TABLE etl_state.etl_xmin_state DROP COLUMN revision;" in script
+    assert "DROP TABLE" not in script  # back to dpone's legacy tables: the rows stay
 
 
 def test_sql_server_script_has_the_types_and_names() -> None:
     script = (SQL_DIR / "mssql.sql").read_text(encoding="utf-8")
-    assert script.startswith(
+    assert script.startswith(migrate.MSSQL_UPGRADE_HEADER)
+    assert script[len(migrate.MSSQL_UPGRADE_HEADER) :].startswith(
         "IF SCHEMA_ID(N'etl_state') IS NULL\nBEGIN\n"
         "    EXEC sp_executesql N'CREATE SCHEMA etl_state';\nEND;\n\nGO\n"
     )

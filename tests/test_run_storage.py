@@ -197,7 +197,10 @@ def test_batched_prune_deletes_everything_old_in_bounded_batches(
     with recorded(db.engine) as statements:
         assert runs.delete_old_states(30, batch_size=3) == 14
     deletes = [i for i, sql in enumerate(statements) if sql.lstrip().upper().startswith("DELETE")]
-    assert len(deletes) == 5  # 3 + 3 + 3 + 3 + 2
+    if db.engine.dialect.name == "bigquery":
+        assert len(deletes) == 1  # batch_size ignored: each statement is a billed job
+    else:
+        assert len(deletes) == 5  # 3 + 3 + 3 + 3 + 2
     assert [r.dag_id for r in runs.get_run_states_by_dag("dag_new")] == ["dag_new"]
     assert runs.delete_old_states(30, batch_size=3) == 0
     with pytest.raises(InvalidStateError, match="batch_size"):

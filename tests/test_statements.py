@@ -6,6 +6,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 import pytest
+import sqlglot
+from sqlglot import exp
 
 from dpone_state import RevisionConflictError, RunState, XMinState
 from tests.backends import recorded
@@ -56,6 +58,24 @@ def test_values_reach_sql_only_as_bound_parameters(db: StateDB) -> None:
         db.xmin().load_state(evil, evil)
         db.runs().save_run_state(run)
         db.runs().get_run_states_by_dag(evil)
-    assert len(statements) == 4
-    assert not [sql for sql in statements if "DROP TABLE" in sql]
+        db.xmin().save_state(evil, "new", XMinState(1), expected_revision=0)
+    assert len(statements) == 5
+    for sql in statements:
+        if sql.startswith("BEGIN TRANSACTION"):  # BigQuery's locked first write: literals
+            assert_only_literals(sql)
+        else:
+            assert "DROP TABLE" not in sql
     assert db.xmin().load_state(evil, evil) is not None
+
+
+def assert_only_literals(script: str) -> None:
+    """BigQuery's locked script carries values as literals (the emulator passes no parameters to
+    multi-statement queries), spelled so that nothing in a value can end one: parsed as
+    GoogleSQL it is exactly the script's own statements, and no string literal in it holds a
+    quote, a backslash or a ``%`` (those characters travel as ``CHR(n)``)."""
+    parsed = sqlglot.parse(script.replace("%%", "%"), read="bigquery")  # the DB-API's unescape
+    kinds = [type(statement).__name__ for statement in parsed if statement is not None]
+    # lock, lock-row check, revision check, the upsert: nothing else, whatever the values hold
+    assert kinds == ["Transaction", "Update", "Select", "Select", "Merge", "Commit"], kinds
+    strings = [lit.this for st in parsed if st for lit in st.find_all(exp.Literal) if lit.is_string]
+    assert strings and not [text for text in strings if set(text) & set("'\\%\"")], strings

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -44,7 +43,7 @@ from dpone_state import (
     select_strategy,
 )
 from dpone_state.xmin import anchor_statement
-from tests.backends import IN_CI
+from tests.backends import IN_CI, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "services" / "pg-cluster.sh"
@@ -52,15 +51,9 @@ PG_BIN = Path(os.environ.get("DPONE_STATE_PG_BIN", "/usr/lib/postgresql/15/bin")
 EPOCH = 1 << 32
 
 
-def _free_port() -> str:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return str(probe.getsockname()[1])
-
-
 # A free port and a data dir of its own by default, so that two test sessions on one machine
 # (two worktrees) never share, or destroy, each other's cluster.
-CLUSTER_PORT = os.environ.get("DPONE_STATE_TEST_XMIN_CLUSTER_PORT") or _free_port()
+CLUSTER_PORT = os.environ.get("DPONE_STATE_TEST_XMIN_CLUSTER_PORT") or free_port()
 CLUSTER_DIR = os.environ.get("DPONE_STATE_TEST_XMIN_CLUSTER_DIR") or (
     f"/tmp/dpone-state-pg-xmin-{CLUSTER_PORT}"
 )

@@ -38,12 +38,12 @@ from dpone_state import (
     XMinStateStorage,
     create_state_engine,
 )
-from tests.backends import IN_CI
-from tests.test_xmin_extraction import PG_BIN, SCRIPT, _cluster_unavailable, _free_port
+from tests.backends import IN_CI, free_port
+from tests.test_xmin_extraction import PG_BIN, SCRIPT, _cluster_unavailable
 
 EPOCH = 1 << 32
-PORT = os.environ.get("DPONE_STATE_TEST_XMIN_SAFETY_PORT") or _free_port()
-STANDBY_PORT = os.environ.get("DPONE_STATE_TEST_XMIN_STANDBY_PORT") or _free_port()
+PORT = os.environ.get("DPONE_STATE_TEST_XMIN_SAFETY_PORT") or free_port()
+STANDBY_PORT = os.environ.get("DPONE_STATE_TEST_XMIN_STANDBY_PORT") or free_port()
 DATA_DIR = os.environ.get("DPONE_STATE_TEST_XMIN_SAFETY_DIR") or (
     f"/tmp/dpone-state-pg-xmin-safety-{PORT}"
 )

@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import PoolResetState
 
-__all__ = ["PING_AFTER_IDLE_SECONDS", "on_connect", "ping_when_idle", "pings_when_idle"]
+__all__ = [
+    "PING_AFTER_IDLE_SECONDS",
+    "STORAGE_CHECKOUT",
+    "keep_autocommit",
+    "keeps_autocommit",
+    "on_connect",
+    "ping_when_idle",
+    "pings_when_idle",
+]
 
 #: A pooled connection unused for longer than this is pinged before it is handed out.
 PING_AFTER_IDLE_SECONDS = 10.0
@@ -66,3 +77,43 @@ def on_connect(engine: Engine, *statements: str) -> None:
                 cursor.execute(statement)
         finally:
             cursor.close()
+
+
+#: Set while a storage checks a connection out: ``keep_autocommit``'s guard leaves it alone.
+STORAGE_CHECKOUT: ContextVar[bool] = ContextVar("dpone_state_storage_checkout", default=False)
+_KEEPING_POOLS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def keep_autocommit(
+    engine: Engine,
+    switch: Callable[[Any, bool], None],
+    in_autocommit: Callable[[Any], bool],
+) -> None:
+    """Let storages leave pooled connections of ``engine`` in autocommit, for a driver whose
+    switch is a round trip (PyMySQL): any other checkout gets the connection back in a
+    transaction, and the pool's reset on return is skipped for a connection in autocommit
+    (each statement committed itself: nothing to roll back).
+
+    The engine must be created with ``pool_reset_on_return=None``: the reset happens here.
+    """
+    _KEEPING_POOLS.add(engine.pool)
+
+    @event.listens_for(engine.pool, "checkout")
+    def _transactional_for_others(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if not STORAGE_CHECKOUT.get() and in_autocommit(dbapi_connection):
+            switch(dbapi_connection, False)
+
+    @event.listens_for(engine.pool, "reset")
+    def _rollback_unless_autocommit(
+        dbapi_connection: Any, record: Any, reset_state: PoolResetState
+    ) -> None:
+        if not reset_state.asyncio_safe or reset_state.transaction_was_reset:
+            return
+        if in_autocommit(dbapi_connection):
+            return
+        dbapi_connection.rollback()
+
+
+def keeps_autocommit(engine: Engine) -> bool:
+    """Whether ``keep_autocommit`` guards the engine's pool."""
+    return engine.pool in _KEEPING_POOLS

@@ -247,4 +247,15 @@ class BigQueryHooks(BackendHooks):
         return any(part in str(orig) for part in _MISSING_COLUMN)
 
     def is_transient_conflict(self, orig: BaseException) -> bool:
-        return "due to concurrent update" in str(orig)
+        text = str(orig).lower()
+        return any(marker in text for marker in _TRANSIENT)
+
+
+#: A DML job or transaction aborted by a concurrent one, or refused because the table's queue
+#: of mutating DML is full: each changed nothing.
+_TRANSIENT = (
+    "due to concurrent update",  # "Could not serialize access to table … due to concurrent update"
+    "could not serialize access",
+    "too many dml statements outstanding",
+    "transaction is aborted",
+)

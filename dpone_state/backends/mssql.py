@@ -1,22 +1,37 @@
-"""SQL Server's hooks: ``fast_executemany``, a login timeout, FreeTDS's protocol version,
-``SET NOCOUNT OFF`` on every new connection, an idle ping, and its driver's error codes.
+"""SQL Server's hooks: a login timeout, FreeTDS's protocol version, the session settings of
+every new connection (``SESSION_SETTINGS``), one parameter declaration per statement
+(``declared_input_size``), an idle ping, and its driver's error codes.
 
-Row counts decide ``upsert_applied`` and the delete counts, hence NOCOUNT OFF: a server
-configured with ``user options`` 512 (or a login trigger) starts sessions with NOCOUNT ON,
-then every row count reads -1 and a MERGE that wrote would look like one that did not.
+Declaring parameters once per statement, whatever their values, gives each statement one
+cached plan, and a NULL needs no round trip to describe it. ``fast_executemany`` is not set:
+no storage path calls ``executemany`` (bulk saves are one multi-row MERGE), and its known
+pitfalls (memory per row of ``NVARCHAR(max)``, truncation of longer values in later rows)
+should not be armed for callers sharing the engine.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Dialect, Engine
+from sqlalchemy.sql import sqltypes
+from sqlalchemy.types import TypeEngine
 
 from dpone_state.backends import on_connect, ping_when_idle
 from dpone_state.dialects import BackendHooks
 
-__all__ = ["FREETDS_TDS_VERSION", "LOGIN_TIMEOUT_SECONDS", "MssqlHooks", "engine_options"]
+__all__ = [
+    "FREETDS_TDS_VERSION",
+    "LOCK_TIMEOUT_MS",
+    "LOGIN_TIMEOUT_SECONDS",
+    "SESSION_SETTINGS",
+    "MssqlHooks",
+    "declared_input_size",
+    "declared_type_name",
+    "engine_options",
+]
 
 #: Seconds pyodbc waits for a login (ODBC ``SQL_ATTR_LOGIN_TIMEOUT``) before giving up.
 LOGIN_TIMEOUT_SECONDS = 15
@@ -29,14 +44,71 @@ _TIMEOUT_KEYS = frozenset({"timeout", "logintimeout", "login_timeout"})
 FREETDS_TDS_VERSION = "7.4"
 
 
+#: How long a statement waits for a lock before SQL Server cancels it (Msg 1222, raised as
+#: ``StateLockTimeoutError``). Storage statements hold locks for milliseconds; a wait this long
+#: means a stuck transaction, and failing beats hanging the ETL run.
+LOCK_TIMEOUT_MS: Final = 30_000
+
+#: Sent once per new connection. ``NOCOUNT OFF``: row counts decide ``upsert_applied`` and the
+#: delete counts (a server whose ``user options`` set NOCOUNT ON would make them -1).
+#: ``XACT_ABORT ON``: any error rolls the whole transaction back (no half-open transaction
+#: left on a pooled connection after a lock timeout, which alone aborts only the statement).
+#: ``LOCK_TIMEOUT``: bounded waits instead of the default of waiting forever.
+SESSION_SETTINGS: Final = f"SET NOCOUNT OFF; SET XACT_ABORT ON; SET LOCK_TIMEOUT {LOCK_TIMEOUT_MS};"
+
+# ODBC SQL type codes (sql.h / sqlext.h; the same in every driver manager).
+_SQL_WVARCHAR, _SQL_BIGINT, _SQL_TYPE_TIMESTAMP, _SQL_BIT, _SQL_DOUBLE = -9, -5, 93, -7, 8
+#: Longest NVARCHAR that is not ``max``.
+_NVARCHAR_MAX_LENGTH: Final = 4000
+
+InputSize = tuple[int, int, int]
+
+
+def declared_input_size(type_: TypeEngine[Any], dialect: Dialect) -> InputSize | None:
+    """The ``(ODBC type, size, decimal digits)`` a parameter of ``type_`` is declared with.
+
+    Bounded strings are all ``NVARCHAR(4000)`` (pyodbc would declare ``nvarchar(len(value))``,
+    one plan per combination of lengths), unbounded ones ``NVARCHAR(max)``, integers ``BIGINT``
+    (not ``int`` or ``bigint`` by value), timestamps ``DATETIME2(7)``, booleans ``BIT``, floats
+    ``FLOAT``. ``None`` leaves a type as the dialect declares it.
+    """
+    impl = type_._unwrapped_dialect_impl(dialect)  # what the dialect binds (variants resolved)
+    if isinstance(impl, sqltypes.String):
+        bounded = impl.length is not None and impl.length <= _NVARCHAR_MAX_LENGTH
+        return (_SQL_WVARCHAR, _NVARCHAR_MAX_LENGTH if bounded else 0, 0)
+    for kind, size in _DECLARED:  # Boolean before Integer: BIT is not BIGINT
+        if isinstance(impl, kind):
+            return size
+    return None
+
+
+_DECLARED: Final[tuple[tuple[type[TypeEngine[Any]], InputSize], ...]] = (
+    (sqltypes.Boolean, (_SQL_BIT, 0, 0)),
+    (sqltypes.Integer, (_SQL_BIGINT, 0, 0)),
+    (sqltypes.DateTime, (_SQL_TYPE_TIMESTAMP, 27, 7)),
+    (sqltypes.Float, (_SQL_DOUBLE, 0, 0)),
+)
+
+
+def declared_type_name(size: InputSize | None) -> str:
+    """The T-SQL type a declaration reaches the server as (``sp_executesql``'s declaration)."""
+    if size is None:
+        return "(as the driver infers)"
+    code, length, _ = size
+    names = {_SQL_BIGINT: "BIGINT", _SQL_BIT: "BIT", _SQL_DOUBLE: "FLOAT"}
+    if code == _SQL_WVARCHAR:
+        return f"NVARCHAR({length or 'max'})"
+    if code == _SQL_TYPE_TIMESTAMP:
+        return "DATETIME2(7)"
+    return names[code]
+
+
 def engine_options(url: URL) -> dict[str, Any]:
-    """``fast_executemany`` (pyodbc array binding), a login timeout, and for FreeTDS
-    ``TDS_Version=7.4`` unless the URL sets one (pyodbc adds unknown keywords to the
-    connection string)."""
+    """A login timeout, and for FreeTDS ``TDS_Version=7.4`` unless the URL sets one (pyodbc
+    adds unknown keywords to the connection string)."""
     options: dict[str, Any] = {}
     if url.get_driver_name() != "pyodbc":
         return options
-    options["fast_executemany"] = True
     keys = {key.lower() for key in url.query}
     connect_args: dict[str, Any] = {}
     if not _TIMEOUT_KEYS & keys:
@@ -57,8 +129,8 @@ _MISSING_NATIVE = re.compile(r"\(208\) \(SQL\w+\)\s*$")
 _MISSING_COLUMN_NATIVE = re.compile(r"\(207\) \(SQL\w+\)\s*$")
 #: Deadlock victim (1205) and snapshot conflict (3960), or SQLSTATE 40001.
 _TRANSIENT_NATIVE = re.compile(r"\((1205|3960)\) \(SQL\w+\)\s*$")
-#: Msg 1222, lock request time out
-_CANCELLED_NATIVE = re.compile(r"\(1222\) \(SQL\w+\)\s*$")
+#: Msg 1222 "Lock request time out period exceeded" (``SET LOCK_TIMEOUT``).
+_LOCK_TIMEOUT = re.compile(r"\(1222\) \(SQL\w+\)\s*$")
 #: Msg 18456 login failed, Msg 4060 cannot open the database
 _AUTH_NATIVE = re.compile(r"\((18456|4060)\) \(SQL\w+\)")
 
@@ -70,12 +142,24 @@ class MssqlHooks(BackendHooks):
         return engine_options(url)
 
     def prepare_engine(self, engine: Engine) -> None:
-        """Make every new connection report row counts (``SET NOCOUNT OFF``); ping idle ones.
-
-        One statement per new pooled connection, not per call.
-        """
+        """Session settings on every new connection (``SESSION_SETTINGS``, one batch per new
+        pooled connection, not per call); typed parameter declarations on every statement;
+        idle pings."""
         ping_when_idle(engine)
-        on_connect(engine, "SET NOCOUNT OFF")
+        on_connect(engine, SESSION_SETTINGS)
+
+        @event.listens_for(engine, "do_setinputsizes")
+        def _declare(
+            inputsizes: dict[Any, Any], cursor: Any, statement: str, parameters: Any, context: Any
+        ) -> None:
+            for bindparam in inputsizes:
+                size = declared_input_size(bindparam.type, context.dialect)
+                if size is not None:
+                    inputsizes[bindparam] = size
+
+    def is_lock_timeout(self, orig: BaseException) -> bool:
+        args: tuple[Any, ...] = getattr(orig, "args", ())
+        return bool(args) and _LOCK_TIMEOUT.search(str(args[-1])) is not None
 
     def is_missing_table(self, orig: BaseException) -> bool:
         args: tuple[Any, ...] = getattr(orig, "args", ())
@@ -94,10 +178,6 @@ class MssqlHooks(BackendHooks):
         return bool(args) and (
             args[0] == "40001" or _TRANSIENT_NATIVE.search(str(args[-1])) is not None
         )
-
-    def is_lock_timeout(self, orig: BaseException) -> bool:
-        args: tuple[Any, ...] = getattr(orig, "args", ())
-        return bool(args) and _CANCELLED_NATIVE.search(str(args[-1])) is not None
 
     def is_authentication_failure(self, orig: BaseException) -> bool:
         return any(_AUTH_NATIVE.search(str(arg)) for arg in getattr(orig, "args", ()))

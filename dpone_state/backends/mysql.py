@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.pool.base import reset_none
 
-from dpone_state.backends import ping_when_idle
+from dpone_state.backends import keep_autocommit, ping_when_idle
 from dpone_state.dialects import BackendHooks
 
 __all__ = ["LOCK_WAIT_SECONDS", "POOL_RECYCLE_SECONDS", "MysqlHooks"]
@@ -39,17 +40,32 @@ class MysqlHooks(BackendHooks):
 
     def engine_options(self, url: URL) -> dict[str, Any]:
         """Recycle pooled connections before the server's idle timeout; full Unicode; a
-        bounded wait for row locks."""
+        bounded wait for row locks; the pool's reset on return left to ``keep_autocommit``
+        (nothing for a connection a storage left in autocommit, a ROLLBACK otherwise)."""
         connect_args: dict[str, Any] = {
             "init_command": f"SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_SECONDS}"
         }
         if "charset" not in url.query:
             connect_args["charset"] = "utf8mb4"
-        return {"pool_recycle": POOL_RECYCLE_SECONDS, "connect_args": connect_args}
+        return {
+            "pool_recycle": POOL_RECYCLE_SECONDS,
+            "pool_reset_on_return": None,
+            "connect_args": connect_args,
+        }
 
     def prepare_engine(self, engine: Engine) -> None:
-        """Ping pooled connections that sat idle before handing them out."""
+        """Ping pooled connections that sat idle before handing them out; let storages keep
+        connections in autocommit (one statement per call at the server) where the pool's
+        reset is ours (``pool_reset_on_return=None``, the default of ``engine_options``)."""
         ping_when_idle(engine)
+        if engine.pool._reset_on_return is reset_none:
+            keep_autocommit(engine, self.set_autocommit, self.in_autocommit)
+
+    def set_autocommit(self, dbapi_connection: Any, on: bool) -> None:
+        dbapi_connection.autocommit(on)  # PyMySQL sends SET AUTOCOMMIT only on a change
+
+    def in_autocommit(self, dbapi_connection: Any) -> bool:
+        return bool(dbapi_connection.get_autocommit())  # the server's status flag, kept locally
 
     def is_missing_table(self, orig: BaseException) -> bool:
         return _code(orig) in _MISSING

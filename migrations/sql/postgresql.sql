@@ -74,5 +74,9 @@ ALTER TABLE etl_state.etl_xmin_state ADD COLUMN IF NOT EXISTS last_load_id TEXT;
 
 UPDATE etl_state.dpone_state_alembic_version SET version_num='0005' WHERE etl_state.dpone_state_alembic_version.version_num = '0004';
 
+-- Running upgrade 0005 -> 0006
+
+UPDATE etl_state.dpone_state_alembic_version SET version_num='0006' WHERE etl_state.dpone_state_alembic_version.version_num = '0005';
+
 COMMIT;
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from alembic import op
 from sqlalchemy import Column, Identity, PrimaryKeyConstraint, Table, false
+from sqlalchemy.sql.elements import conv
 
 from dpone_state.coltypes import (
     MYSQL_TABLE_OPTIONS,
@@ -64,7 +65,9 @@ def _legacy_tables() -> tuple[Table, Table]:
         Column("wraparound_detected", boolean(), nullable=False, server_default=false()),
         Column("frozen_xid", big_integer(), nullable=True),
         *_timestamps(),
-        PrimaryKeyConstraint("source_schema", "source_table", name=f"pk_{s.xmin_table}_source"),
+        PrimaryKeyConstraint(
+            "source_schema", "source_table", name=conv(f"pk_{s.xmin_table}_source")
+        ),
         schema=s.schema,
         **MYSQL_TABLE_OPTIONS,
     )
@@ -95,7 +98,9 @@ def _legacy_tables() -> tuple[Table, Table]:
         Column("rows_updated", big_integer(), nullable=True),
         Column("rows_deleted", big_integer(), nullable=True),
         *_timestamps(),
-        PrimaryKeyConstraint("dag_id", "execution_date", name=f"pk_{s.run_table}_dag_execution"),
+        PrimaryKeyConstraint(
+            "dag_id", "execution_date", name=conv(f"pk_{s.run_table}_dag_execution")
+        ),
         schema=s.schema,
         **MYSQL_TABLE_OPTIONS,
     )

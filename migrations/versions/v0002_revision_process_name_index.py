@@ -7,7 +7,9 @@ Create Date: 2025-01-01
 ``revision bigint NOT NULL DEFAULT 0`` gives every adopted checkpoint revision 0 (compare-and-
 set treats it as "never saved by dpone-state"); ``process_name`` is nullable; the index
 ``ix_<run table>_execution_date`` serves ``delete_old_states``. Each piece is added only where
-it is missing. Downgrade removes them again (their values are lost).
+it is missing. On BigQuery (no REQUIRED columns can be added, no indexes) ``revision`` is added
+NULLABLE with DEFAULT 0 and existing rows are set to 0; readers take NULL as 0 too.
+Downgrade removes them again (their values are lost).
 """
 
 from __future__ import annotations
@@ -66,6 +68,6 @@ def downgrade() -> None:
     )
     op.execute(xmin.delete().where(xmin.c.revision < 0))
     index = _index()
-    op.drop_index(str(index.name), table_name=s.run_table, schema=s.schema)
+    support.drop_index(index)
     support.drop_column(s.run_table, "process_name", s.schema, has_default=False)
     support.drop_column(s.xmin_table, "revision", s.schema, has_default=True)

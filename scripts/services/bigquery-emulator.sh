@@ -8,17 +8,17 @@
 #             apply two small source patches (failed jobs.query -> HTTP 4xx like real
 #             BigQuery; numDmlAffectedRows in getQueryResults). Idempotent; a fast
 #             no-op when already done.
-#   start     install if needed, start in the background (log .services/bqemulator.log,
-#             pid .services/bqemulator.pid), wait until the REST API answers.
-#             No-op when already running.
-#   stop      stop the emulator started by `start` (by pidfile). Idempotent.
+#   start     install if needed, start in the background (log .services/bqemulator-PORT.log,
+#             pid .services/bqemulator-PORT.pid), wait until the REST API answers.
+#             No-op when already running on that port.
+#   stop      stop the emulator `start` started on that port (by pidfile). Idempotent.
 #   restart   stop + start (the emulator is in-memory: a restart wipes all data).
 #   status    print state; exit 0 when running, 3 when not.
 #   logs      tail the log.
 #   env       print `export ...` lines for the client side.
 #
 # Environment:
-#   DPONE_STATE_BQ_EMULATOR_PORT           REST port (default 9050)
+#   DPONE_STATE_BQ_EMULATOR_PORT           REST port (default 9050; `make test` passes a free one)
 #   DPONE_STATE_BQ_EMULATOR_GRPC_PORT      gRPC port (default REST port + 10)
 #   DPONE_STATE_BQ_EMULATOR_PROJECT        default project id (default dpone-test)
 #   DPONE_STATE_BQ_EMULATOR_START_TIMEOUT  seconds to wait for readiness (default 60)
@@ -27,6 +27,8 @@
 #
 # Everything lives under <repo>/.services/ (gitignored). The emulator runs in its
 # own venv because its pins (protobuf, sqlglot, ...) conflict with the main one.
+# Each port has its own pid and log files, so emulators of two test runs (two
+# checkouts, or two runs of one) never see or stop each other.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -34,8 +36,6 @@ REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 SERVICES_DIR="$REPO_ROOT/.services"
 VENV="$SERVICES_DIR/bqemulator-venv"
 BQ_HOME="$SERVICES_DIR/bqemulator-home"
-LOG_FILE="$SERVICES_DIR/bqemulator.log"
-PID_FILE="$SERVICES_DIR/bqemulator.pid"
 REQ_FILE="$SERVICES_DIR/bqemulator-requirements.txt"
 STAMP_FILE="$VENV/.dpone-state-installed"
 
@@ -46,6 +46,8 @@ START_TIMEOUT="${DPONE_STATE_BQ_EMULATOR_START_TIMEOUT:-60}"
 PYTHON="${DPONE_STATE_BQ_EMULATOR_PYTHON:-python3}"
 HOST="127.0.0.1"
 ENDPOINT="http://$HOST:$PORT"
+LOG_FILE="$SERVICES_DIR/bqemulator-$PORT.log"
+PID_FILE="$SERVICES_DIR/bqemulator-$PORT.pid"
 
 # DuckDB extensions shipped as PyPI wheels; their version must equal duckdb's.
 DUCKDB_EXTENSIONS=(spatial avro)

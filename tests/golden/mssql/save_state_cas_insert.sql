@@ -16,23 +16,24 @@
 -- The driver's row count (SQLRowCount; SET NOCOUNT OFF is set on every connection) is the
 --   number of rows the MERGE inserted or updated: 1 when it wrote, 0 when the guard failed.
 --
--- Parameters, in order (name: type it is bound with = value in this call):
---   1. p_source_schema: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_schema_q7'
---   2. p_source_table: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_table_q7'
+-- Parameters, in order (name: type declared to the server by the engine's do_setinputsizes
+--   hook, NULLs included = value in this call):
+--   1. p_source_schema: NVARCHAR(4000) = 'src_schema_q7'
+--   2. p_source_table: NVARCHAR(4000) = 'src_table_q7'
 --   3. p_xmin_value: BIGINT = 42
 --   4. p_is_initial: BIT = False
 --   5. p_wraparound_detected: BIT = False
 --   6. p_frozen_xid: BIGINT = None
---   7. p_extraction_identity: NVARCHAR(1000) = None
---   8. p_source_fingerprint: NVARCHAR(1000) = None
---   9. p___dpone__updated_at: DATETIME2 = <current UTC time>
---   10. p___dpone__loaded_at: DATETIME2 = <current UTC time>
+--   7. p_extraction_identity: NVARCHAR(4000) = None
+--   8. p_source_fingerprint: NVARCHAR(4000) = None
+--   9. p___dpone__updated_at: DATETIME2(7) = <current UTC time>
+--   10. p___dpone__loaded_at: DATETIME2(7) = <current UTC time>
 --   11. param_1: BIGINT = 1
---   12. revision_1: BIGINT = 0
---   13. revision_2: BIGINT = 0
---   14. revision_3: BIGINT = 0
---   15. revision_4: BIGINT = 1
---   16. revision_5: BIGINT = 1
+--   12. param_2: BIGINT = 0
+--   13. param_3: BIGINT = 0
+--   14. param_4: BIGINT = 0
+--   15. revision_1: BIGINT = 1
+--   16. param_5: BIGINT = 1
 MERGE INTO etl_state.etl_xmin_state WITH (HOLDLOCK) AS target
 USING (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)) AS incoming (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, extraction_identity, source_fingerprint, __dpone__updated_at, __dpone__loaded_at, revision)
 ON target.source_schema = incoming.source_schema AND target.source_table = incoming.source_table

@@ -15,26 +15,27 @@
 -- The driver's row count (SQLRowCount; SET NOCOUNT OFF is set on every connection) is the
 --   number of rows the MERGE inserted or updated: 1 when it wrote, 0 when the guard failed.
 --
--- Parameters, in order (name: type it is bound with = value in this call):
---   1. p_source_schema: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_schema_q7'
---   2. p_source_table: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_table_q7'
+-- Parameters, in order (name: type declared to the server by the engine's do_setinputsizes
+--   hook, NULLs included = value in this call):
+--   1. p_source_schema: NVARCHAR(4000) = 'src_schema_q7'
+--   2. p_source_table: NVARCHAR(4000) = 'src_table_q7'
 --   3. p_xmin_value: BIGINT = 42
 --   4. p_is_initial: BIT = False
 --   5. p_wraparound_detected: BIT = False
 --   6. p_frozen_xid: BIGINT = None
---   7. p_extraction_identity: NVARCHAR(1000) = None
---   8. p_source_fingerprint: NVARCHAR(1000) = None
---   9. p___dpone__updated_at: DATETIME2 = <current UTC time>
---   10. p___dpone__loaded_at: DATETIME2 = <current UTC time>
---   11. p_last_load_id: NVARCHAR(128) = 'load_q7'
+--   7. p_extraction_identity: NVARCHAR(4000) = None
+--   8. p_source_fingerprint: NVARCHAR(4000) = None
+--   9. p___dpone__updated_at: DATETIME2(7) = <current UTC time>
+--   10. p___dpone__loaded_at: DATETIME2(7) = <current UTC time>
+--   11. p_last_load_id: NVARCHAR(4000) = 'load_q7'
 --   12. param_1: BIGINT = 1
---   13. revision_1: BIGINT = 0
---   14. revision_2: BIGINT = 0
---   15. revision_3: BIGINT = 0
---   16. revision_4: BIGINT = 1
---   17. revision_5: BIGINT = 1
+--   13. param_2: BIGINT = 0
+--   14. param_3: BIGINT = 0
+--   15. param_4: BIGINT = 0
+--   16. revision_1: BIGINT = 1
+--   17. param_5: BIGINT = 1
 MERGE INTO etl_state.etl_xmin_state WITH (HOLDLOCK) AS target
 USING (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)) AS incoming (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, extraction_identity, source_fingerprint, __dpone__updated_at, __dpone__loaded_at, last_load_id, revision)
 ON target.source_schema = incoming.source_schema AND target.source_table = incoming.source_table
-WHEN MATCHED AND target.revision = ? THEN UPDATE SET xmin_value = incoming.xmin_value, is_initial = incoming.is_initial, wraparound_detected = incoming.wraparound_detected, frozen_xid = incoming.frozen_xid, extraction_identity = incoming.extraction_identity, source_fingerprint = incoming.source_fingerprint, __dpone__updated_at = incoming.__dpone__updated_at, __dpone__loaded_at = CASE WHEN (target.revision < ?) THEN incoming.__dpone__loaded_at ELSE target.__dpone__loaded_at END, revision = CASE WHEN (target.revision < ?) THEN ? - target.revision ELSE target.revision + ? END, last_load_id = incoming.last_load_id
+WHEN MATCHED AND target.revision <= ? THEN UPDATE SET xmin_value = incoming.xmin_value, is_initial = incoming.is_initial, wraparound_detected = incoming.wraparound_detected, frozen_xid = incoming.frozen_xid, extraction_identity = incoming.extraction_identity, source_fingerprint = incoming.source_fingerprint, __dpone__updated_at = incoming.__dpone__updated_at, __dpone__loaded_at = CASE WHEN (target.revision < ?) THEN incoming.__dpone__loaded_at ELSE target.__dpone__loaded_at END, revision = CASE WHEN (target.revision < ?) THEN ? - target.revision ELSE target.revision + ? END, last_load_id = incoming.last_load_id
 WHEN NOT MATCHED THEN INSERT (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, extraction_identity, source_fingerprint, __dpone__updated_at, __dpone__loaded_at, last_load_id, revision) VALUES (incoming.source_schema, incoming.source_table, incoming.xmin_value, incoming.is_initial, incoming.wraparound_detected, incoming.frozen_xid, incoming.extraction_identity, incoming.source_fingerprint, incoming.__dpone__updated_at, incoming.__dpone__loaded_at, incoming.last_load_id, incoming.revision);

@@ -9,36 +9,40 @@
 --   deadlock on it) and then finds the committed row and updates it: no primary-key violation,
 --   no lost update. Without HOLDLOCK two first writers of one key both see no row and both
 --   insert.
--- The bulk path: up to 500 rows in one VALUES table (keys are distinct: they come from a
---   mapping), last writer wins per key, one statement, one transaction.
+-- The bulk path: up to 232 rows in one VALUES table (2100 parameters at most), last writer wins
+--   per key, one statement, one transaction. Rows are sent in key order, so two bulk writers
+--   lock shared keys in the same order (no deadlock between them); keys SQL Server would
+--   compare as equal (case on a legacy case-insensitive collation) are refused before sending
+--   (KeyCollisionError).
 --
--- Parameters, in order (name: type it is bound with = value in this call):
---   1. p_source_schema_0: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_schema_q7'
---   2. p_source_table_0: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'other_q7'
+-- Parameters, in order (name: type declared to the server by the engine's do_setinputsizes
+--   hook, NULLs included = value in this call):
+--   1. p_source_schema_0: NVARCHAR(4000) = 'src_schema_q7'
+--   2. p_source_table_0: NVARCHAR(4000) = 'other_q7'
 --   3. p_xmin_value_0: BIGINT = 43
 --   4. p_is_initial_0: BIT = False
 --   5. p_wraparound_detected_0: BIT = False
 --   6. p_frozen_xid_0: BIGINT = None
---   7. p_extraction_identity_0: NVARCHAR(1000) = None
---   8. p_source_fingerprint_0: NVARCHAR(1000) = None
---   9. p___dpone__updated_at_0: DATETIME2 = <current UTC time>
---   10. p___dpone__loaded_at_0: DATETIME2 = <current UTC time>
+--   7. p_extraction_identity_0: NVARCHAR(4000) = None
+--   8. p_source_fingerprint_0: NVARCHAR(4000) = None
+--   9. p___dpone__updated_at_0: DATETIME2(7) = <current UTC time>
+--   10. p___dpone__loaded_at_0: DATETIME2(7) = <current UTC time>
 --   11. param_1: BIGINT = 1
---   12. p_source_schema_1: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_schema_q7'
---   13. p_source_table_1: NVARCHAR(128) COLLATE Latin1_General_100_BIN2 = 'src_table_q7'
+--   12. p_source_schema_1: NVARCHAR(4000) = 'src_schema_q7'
+--   13. p_source_table_1: NVARCHAR(4000) = 'src_table_q7'
 --   14. p_xmin_value_1: BIGINT = 42
 --   15. p_is_initial_1: BIT = False
 --   16. p_wraparound_detected_1: BIT = False
 --   17. p_frozen_xid_1: BIGINT = None
---   18. p_extraction_identity_1: NVARCHAR(1000) = None
---   19. p_source_fingerprint_1: NVARCHAR(1000) = None
---   20. p___dpone__updated_at_1: DATETIME2 = <current UTC time>
---   21. p___dpone__loaded_at_1: DATETIME2 = <current UTC time>
+--   18. p_extraction_identity_1: NVARCHAR(4000) = None
+--   19. p_source_fingerprint_1: NVARCHAR(4000) = None
+--   20. p___dpone__updated_at_1: DATETIME2(7) = <current UTC time>
+--   21. p___dpone__loaded_at_1: DATETIME2(7) = <current UTC time>
 --   22. param_2: BIGINT = 1
---   23. revision_1: BIGINT = 0
---   24. revision_2: BIGINT = 0
---   25. revision_3: BIGINT = 1
---   26. revision_4: BIGINT = 1
+--   23. param_3: BIGINT = 0
+--   24. param_4: BIGINT = 0
+--   25. revision_1: BIGINT = 1
+--   26. param_5: BIGINT = 1
 MERGE INTO etl_state.etl_xmin_state WITH (HOLDLOCK) AS target
 USING (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)) AS incoming (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, extraction_identity, source_fingerprint, __dpone__updated_at, __dpone__loaded_at, revision)
 ON target.source_schema = incoming.source_schema AND target.source_table = incoming.source_table

@@ -1,0 +1,346 @@
+"""How the storages send their one statement per call: compiled once, run on the pooled cursor.
+
+SQLAlchemy's per-execute machinery (``Connection``, the execution context, ``CursorResult``)
+costs more than a loopback round trip for the storages' one-row statements. ``StatementRunner``
+keeps the same Core statements but compiles each one once per engine and runs it directly on a
+pooled DBAPI connection, in autocommit: one statement at the server, nothing else.
+
+It is used only where that is exactly what Core would send:
+
+- drivers it knows (psycopg2 / psycopg, sqlite3, PyMySQL) and statements without per-execution
+  expansion (``IN`` lists, literal-execute parameters, Python-side defaults, RETURNING);
+- engines without listeners (``before_cursor_execute``, ``handle_error``, …) and without
+  ``echo``: where anything watches or changes execution, the storages use plain Core.
+
+Errors are raised as Core raises them (``DBAPIError`` subclasses, a lost connection invalidated
+together with the pool's older connections), so the storages' error handling is the same on
+both paths.
+
+Autocommit is switched per call where the driver does it without the server (psycopg, sqlite3).
+PyMySQL's switch is a round trip, so a connection used by a storage stays in autocommit:
+``dpone_state.backends.keep_autocommit`` (applied by ``create_state_engine`` on MySQL) switches it back for
+any other user of the pool at checkout, and makes the pool's reset on return free for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from dpone_state.backends import STORAGE_CHECKOUT, keeps_autocommit
+from dpone_state.dialects import by_dialect
+from dpone_state.engine import autocommit_switch, safe_url
+from dpone_state.errors import StateError, StateUnavailableError, first_line
+from dpone_state.failures import to_state_error
+
+__all__ = ["StatementRunner", "WriteResult", "cannot_connect"]
+
+
+class WriteResult(Protocol):
+    """What a storage reads back from a write: the rows it matched and the driver's insert id."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    @property
+    def lastrowid(self) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    rowcount: int
+    lastrowid: Any
+
+
+def cannot_connect(engine: Engine, error: Exception) -> StateError:
+    """The error of a storage call that found no connection to the state database: refused
+    credentials or a missing database are ``StateAuthenticationError`` (configuration), the
+    rest ``StateUnavailableError`` (nothing was sent; retryable)."""
+    if isinstance(error, DBAPIError):
+        return to_state_error(
+            error,
+            engine.dialect.name,
+            where=safe_url(engine.url),
+            table="the state table",
+            connecting=True,
+        )
+    return StateUnavailableError(
+        f"cannot connect to the state database {safe_url(engine.url)}: {first_line(error)}"
+    )
+
+
+def _has_listeners(target: Any) -> bool:
+    """Whether an engine or dialect has a listener now (``_has_events`` never turns back off)."""
+    if not target._has_events:
+        return False
+    dispatch = target.dispatch
+    return any(getattr(dispatch, name) for name in dispatch._event_names)
+
+
+class _Plan:
+    """One statement compiled once for one engine, with its parameter and row processing."""
+
+    __slots__ = ("binds", "positions", "processors", "result_types", "sql")
+
+    def __init__(self, compiled: SQLCompiler) -> None:
+        self.sql: str = compiled.string
+        processors = compiled._bind_processors
+        escaped: Mapping[str, str] = compiled.escaped_bind_names or {}
+        #: (name in the compiled SQL, the caller's key, the placeholder, its processor)
+        self.binds: list[tuple[str, str, Any, Callable[[Any], Any] | None]] = [
+            (escaped.get(name, name), bind.key, bind, processors.get(name))  # type: ignore[misc]
+            for bind, name in compiled.bind_names.items()
+        ]
+        positions = compiled.positiontup if compiled.positional else None
+        by_name = {name: (key, bind, process) for name, key, bind, process in self.binds}
+        #: Positional drivers: each placeholder's (key, placeholder, processor), in order.
+        self.positions: list[tuple[str, Any, Callable[[Any], Any] | None]] | None = (
+            [by_name[escaped.get(name, name)] for name in positions]
+            if positions is not None
+            else None
+        )
+        self.result_types = [column[3] for column in compiled._result_columns]
+        #: Result processors, found from the first cursor description (as Core does).
+        self.processors: list[tuple[int, Callable[[Any], Any]]] | None = None
+
+    def parameters(self, params: Mapping[str, Any]) -> Any:
+        """The DBAPI parameters for the caller's ``params`` (bind-processed, in driver order)."""
+        if self.positions is not None:
+            ordered = []
+            for key, bind, process in self.positions:
+                value = params[key] if key in params else self._default(bind, params)
+                ordered.append(value if process is None else process(value))
+            return tuple(ordered)
+        values: dict[str, Any] = {}
+        for name, key, bind, process in self.binds:
+            value = params[key] if key in params else self._default(bind, params)
+            values[name] = value if process is None else process(value)
+        return values
+
+    def _default(self, bind: Any, params: Mapping[str, Any]) -> Any:
+        if bind.required:
+            raise StatementError(
+                f"A value is required for bind parameter {bind.key!r}", self.sql, dict(params), None
+            )
+        return bind.effective_value
+
+
+def _plannable(compiled: SQLCompiler) -> bool:
+    """Whether a compiled statement runs as it is: nothing Core adds per execution."""
+    return not (
+        compiled.literal_execute_params
+        or compiled.post_compile_params
+        or compiled.insert_prefetch
+        or compiled.update_prefetch
+        or compiled.implicit_returning
+        or compiled.returning
+        or compiled.schema_translate_map
+        or any(isinstance(p, tuple) for p in compiled._bind_processors.values())
+    )
+
+
+#: Plans kept per runner: the storages' statements, and a bound on ad-hoc ones.
+_MAX_PLANS = 256
+
+
+class StatementRunner:
+    """Runs a storage's statements for one engine, each compiled once (``None`` plans: Core)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        kept = by_dialect(engine.dialect.name).kept_autocommit(engine.dialect.driver)
+        self._sticky = kept is not None
+        self._switch = autocommit_switch(engine) or (kept[0] if kept is not None else None)
+        self._plans: dict[Any, _Plan | None] = {}
+
+    def usable(self) -> bool:
+        """Whether calls may take the direct path now (checked per call: listeners come and go)."""
+        engine = self.engine
+        if self._switch is None or engine.echo or engine._execution_options:
+            return False
+        if self._sticky and not keeps_autocommit(engine):
+            return False
+        return not (_has_listeners(engine) or _has_listeners(engine.dialect))
+
+    def plan(self, statement: Any) -> _Plan | None:
+        """The compiled plan of ``statement``, or ``None`` when Core must run it."""
+        try:
+            return self._plans[statement]
+        except KeyError:
+            pass
+        compiled = statement.compile(dialect=self.engine.dialect)
+        plan = _Plan(compiled) if _plannable(compiled) else None
+        if len(self._plans) >= _MAX_PLANS:
+            self._plans.clear()
+        self._plans[statement] = plan
+        return plan
+
+    def write(self, plan: _Plan, params: Mapping[str, Any]) -> WriteResult:
+        """Run a write plan alone in autocommit: its row count and insert id."""
+        cursor, fairy = self._execute(plan, params)
+        try:
+            return _Written(
+                cursor.rowcount, getattr(cursor, "lastrowid", None)
+            )  # psycopg 3 has none
+        finally:
+            self._release(cursor, fairy)
+
+    @property
+    def transactional(self) -> bool:
+        """Whether ``write_together`` can put several writes in one transaction for free."""
+        return not self._sticky
+
+    def write_together(self, writes: Sequence[tuple[_Plan, Mapping[str, Any]]]) -> None:
+        """Run write plans in one transaction (one commit), on one pooled connection."""
+        engine = self.engine
+        try:
+            fairy = engine.pool.connect()
+        except DBAPIError as error:
+            raise cannot_connect(engine, error) from error
+        except engine.dialect.loaded_dbapi.Error as error:
+            wrapped = DBAPIError.instance(
+                None, None, error, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect
+            )
+            raise cannot_connect(engine, wrapped) from wrapped
+        dbapi_connection: Any = fairy.dbapi_connection
+        cursor = None
+        plan: _Plan | None = None
+        parameters: Any = None
+        try:
+            cursor = dbapi_connection.cursor()
+            for plan, params in writes:
+                parameters = plan.parameters(params)
+                cursor.execute(plan.sql, parameters)
+            dbapi_connection.commit()
+        except BaseException as error:
+            try:  # the pool's reset on return rolls the transaction back
+                self._raise_wrapped(error, plan, parameters, cursor, fairy)
+            finally:
+                self._release(cursor, fairy)
+            raise
+        self._release(cursor, fairy)
+
+    def read(self, plan: _Plan, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        """Run a read plan: its rows (sequences by position), values processed as Core would."""
+        cursor, fairy = self._execute(plan, params)
+        try:
+            try:
+                rows = cursor.fetchall()
+            except BaseException as error:
+                self._raise_wrapped(error, plan, params, cursor, fairy)
+                raise
+            processors = plan.processors
+            if processors is None:
+                processors = plan.processors = self._result_processors(plan, cursor)
+        finally:
+            self._release(cursor, fairy)
+        if not processors:
+            return list(rows)
+        processed: list[Sequence[Any]] = []
+        for raw in rows:
+            row = list(raw)
+            for index, process in processors:
+                row[index] = process(row[index])
+            processed.append(row)
+        return processed
+
+    def _result_processors(
+        self, plan: _Plan, cursor: Any
+    ) -> list[tuple[int, Callable[[Any], Any]]]:
+        dialect = self.engine.dialect
+        found: list[tuple[int, Callable[[Any], Any]]] = []
+        for index, (type_, description) in enumerate(
+            zip(plan.result_types, cursor.description, strict=True)
+        ):
+            process = type_._cached_result_processor(dialect, description[1])
+            if process is not None:
+                found.append((index, process))
+        return found
+
+    def _execute(self, plan: _Plan, params: Mapping[str, Any]) -> tuple[Any, Any]:
+        engine = self.engine
+        try:
+            parameters = plan.parameters(params)
+        except StatementError:
+            raise
+        except Exception as error:
+            raise StatementError(
+                str(error), plan.sql, dict(params), error, hide_parameters=engine.hide_parameters
+            ) from error
+        token = STORAGE_CHECKOUT.set(True) if self._sticky else None
+        try:
+            fairy = engine.pool.connect()
+        except DBAPIError as error:  # raised by a pool event (the idle ping)
+            raise cannot_connect(engine, error) from error
+        except engine.dialect.loaded_dbapi.Error as error:
+            wrapped = DBAPIError.instance(
+                None, None, error, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect
+            )
+            raise cannot_connect(engine, wrapped) from wrapped
+        finally:
+            if token is not None:
+                STORAGE_CHECKOUT.reset(token)
+        dbapi_connection: Any = fairy.dbapi_connection
+        cursor = None
+        try:
+            self._switch(dbapi_connection, True)  # type: ignore[misc]  # free if already on
+            cursor = dbapi_connection.cursor()
+            cursor.execute(plan.sql, parameters)
+        except BaseException as error:
+            try:
+                self._raise_wrapped(error, plan, parameters, cursor, fairy)
+            finally:
+                self._release(cursor, fairy)
+            raise
+        return cursor, fairy
+
+    def _raise_wrapped(
+        self,
+        error: BaseException,
+        plan: _Plan | None,
+        parameters: Any,
+        cursor: Any,
+        fairy: Any = None,
+    ) -> None:
+        """Invalidate what a failure broke and raise it as Core would (``DBAPIError``); other
+        exceptions are left to propagate."""
+        dialect = self.engine.dialect
+        dbapi_error = dialect.loaded_dbapi.Error
+        if not isinstance(error, Exception):  # interrupted mid-statement: never reuse it
+            if fairy is not None and fairy.is_valid:
+                fairy.invalidate(error)
+            return
+        if not isinstance(error, dbapi_error):
+            return
+        connection = fairy.dbapi_connection if fairy is not None else None
+        disconnect = dialect.is_disconnect(error, connection, cursor)
+        if disconnect and fairy is not None and fairy.is_valid:
+            self.engine.pool._invalidate(fairy, error)  # this one and every older connection
+        wrapped = DBAPIError.instance(
+            plan.sql if plan is not None else None,
+            parameters,
+            error,
+            dbapi_error,
+            hide_parameters=self.engine.hide_parameters,
+            connection_invalidated=disconnect,
+            dialect=dialect,
+        )
+        raise wrapped from error
+
+    def _release(self, cursor: Any, fairy: Any) -> None:
+        if fairy.dbapi_connection is None:  # invalidated: already back in the pool
+            return
+        try:
+            if cursor is not None:
+                cursor.close()
+            if not self._sticky:
+                self._switch(fairy.dbapi_connection, False)  # type: ignore[misc]
+        except Exception as error:  # a connection the server closed: never reuse it
+            fairy.invalidate(error)
+            return
+        fairy.close()
