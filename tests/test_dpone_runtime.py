@@ -53,6 +53,7 @@ from dpone_state import (
 from dpone_state.models import ERROR_MESSAGE_MAX, PROCESS_NAME_MAX
 from tests.backends import BACKENDS, Backend
 from tests.conftest import StateDB, _engine_or_skip
+from tests.dpone_models import DponeRunState, DponeStatus, DponeXMinState
 from tests.test_open_state import PASSWORD, Server, Vault, exercise, server_secret
 
 # The servers and Vault of tests/test_open_state.py, as fixtures of this module too.
@@ -211,49 +212,6 @@ def test_tracker_failure_is_recorded_whatever_the_diagnostics(runs: RunStateStor
     assert failed.process_name is not None and len(failed.process_name) == PROCESS_NAME_MAX
     assert failed.error_message is not None and failed.error_message.startswith("boom\ufffdx")
     assert len(failed.error_message) <= ERROR_MESSAGE_MAX
-
-
-class DponeStatus(Enum):
-    """dpone's ``RunStateStatus``: a plain ``Enum``."""
-
-    RUNNING = "running"
-    SUCCESS = "success"
-
-
-@dataclass
-class DponeRunState:
-    """dpone's ``RunState`` (``runtime/state/models.py``), field for field."""
-
-    dag_id: str
-    source_schema: str
-    source_table: str
-    target_schema: str
-    target_table: str
-    load_strategy: str
-    execution_date: datetime
-    state: DponeStatus
-    started_at: datetime
-    ended_at: datetime | None = None
-    duration_min: float | None = None
-    error_message: str | None = None
-    id: int | None = None
-    rows_read: int | None = None
-    rows_written: int | None = None
-    rows_updated: int | None = None
-    rows_deleted: int | None = None
-    process_name: str | None = None
-
-
-@dataclass
-class DponeXMinState:
-    """dpone's ``XMinState`` (``runtime/state/xmin_storage.py``)."""
-
-    xmin_value: int
-    timestamp: datetime
-    is_initial: bool = False
-    wraparound_detected: bool = False
-    frozen_xid: int | None = None
-    revision: int = 0
 
 
 def test_the_runtimes_own_model_objects_are_accepted(

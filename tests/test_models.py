@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from enum import Enum
 
 import pytest
 
@@ -17,6 +15,7 @@ from dpone_state.models import (
     NAME_MAX,
     check_key_name,
 )
+from tests.dpone_models import DponeRunState, DponeStatus, DponeXMinState
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
 
@@ -190,49 +189,6 @@ def test_to_dict_has_dpones_18_keys_and_round_trips() -> None:
         RunState.from_dict({**data, "started_at": "yesterday"})
     with pytest.raises(InvalidStateError, match="missing"):
         RunState.from_dict({k: v for k, v in data.items() if k != "dag_id"})
-
-
-class DponeStatus(Enum):
-    """dpone's own ``RunStateStatus`` (a plain Enum, not a str)."""
-
-    RUNNING = "running"
-    SUCCESS = "success"
-
-
-@dataclass
-class DponeRunState:
-    """The shape of ``dpone.runtime.state.models.RunState``."""
-
-    dag_id: str
-    source_schema: str
-    source_table: str
-    target_schema: str
-    target_table: str
-    load_strategy: str
-    execution_date: datetime
-    state: DponeStatus
-    started_at: datetime
-    ended_at: datetime | None = None
-    duration_min: float | None = None
-    error_message: str | None = None
-    id: int | None = None
-    rows_read: int | None = None
-    rows_written: int | None = None
-    rows_updated: int | None = None
-    rows_deleted: int | None = None
-    process_name: str | None = None
-
-
-@dataclass
-class DponeXMinState:
-    """The shape of ``dpone.runtime.state.xmin_storage.XMinState``."""
-
-    xmin_value: int
-    timestamp: datetime
-    is_initial: bool = False
-    wraparound_detected: bool = False
-    frozen_xid: int | None = None
-    revision: int = 0
 
 
 def test_from_object_reads_the_runtimes_own_models() -> None:
