@@ -10,7 +10,7 @@ import difflib
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final, Literal, Union, cast, get_args
 
@@ -25,6 +25,7 @@ from dpone_state.dialects import (
     by_dialect,
     by_state_type,
     for_sink,
+    safe_url,
 )
 from dpone_state.dpone_keys import disabled_state_type, translate_dpone_keys
 from dpone_state.errors import (
@@ -123,6 +124,17 @@ class StateSettings:
     def vault_path(self) -> str | None:
         """The Vault secret path: ``vault.path``, else the connection id."""
         return self.vault.path or self.connection_id
+
+    def __repr__(self) -> str:
+        """The fields, with the URL as ``safe_url`` shows it (secret query values masked)."""
+        shown = ", ".join(
+            f"{f.name}={safe_url(value)!r}"
+            if f.name == "url" and value is not None
+            else f"{f.name}={value!r}"
+            for f in fields(self)
+            for value in (getattr(self, f.name),)
+        )
+        return f"StateSettings({shown})"
 
 
 StateConfig = Union[str, "os.PathLike[str]", Mapping[str, Any], StateSettings]

@@ -2,8 +2,12 @@
 
 SQL Server makes every column DEFAULT a constraint and names it randomly when the DDL does
 not; a migration (or a DBA's script) could then not drop it by name. The hooks below render
-``CONSTRAINT df_<table>_<column> DEFAULT …`` in ``CREATE TABLE`` and in Alembic's
-``ADD COLUMN``. The ``…IfMissing`` constructs create a schema, table, column or index only
+``CONSTRAINT df_<table>_<column> DEFAULT …`` in ``CREATE TABLE`` of dpone-state's own tables
+(those in a ``new_metadata()``, marked in ``MetaData.info``) and in the ``AddStateColumn``
+construct the migrations use; every other table's DDL compiles exactly as SQLAlchemy and
+Alembic compile it (importing dpone-state changes nobody else's SQL).
+
+The ``…IfMissing`` constructs create a schema, table, column or index only
 where it is absent, spelled per dialect (``IF NOT EXISTS``, or an ``IF`` guard on SQL Server),
 for offline migration scripts that must adopt existing tables. ``create_tables()`` and the
 migrations both use this module.
@@ -27,7 +31,9 @@ from dpone_state.errors import StateConfigError
 
 __all__ = [
     "NO_SCHEMA_DIALECTS",
+    "OWN_METADATA_KEY",
     "AddColumnIfMissing",
+    "AddStateColumn",
     "CreateIndexIfMissing",
     "CreateSchemaIfMissing",
     "CreateTableIfMissing",
@@ -35,13 +41,20 @@ __all__ = [
     "capped_name",
     "create_schema_if_missing",
     "default_constraint_name",
-    "install_alembic_hooks",
 ]
 
 #: Dialects without schemas (a schema there would be an attached database, never created).
 NO_SCHEMA_DIALECTS = frozenset(
     name for row in BACKENDS if not row.has_schemas for name in row.dialects
 )
+#: Key in ``MetaData.info`` that marks dpone-state's own tables (``tables.new_metadata()``).
+OWN_METADATA_KEY = "dpone_state"
+
+
+def _is_own(column: Column[Any]) -> bool:
+    table = getattr(column, "table", None)
+    metadata = getattr(table, "metadata", None)
+    return bool(metadata is not None and metadata.info.get(OWN_METADATA_KEY))
 
 
 #: SQL Server's identifier limit (``sysname`` is ``nvarchar(128)``).
@@ -86,6 +99,8 @@ def _mssql_column_spec(compiler: DDLCompiler, column: Column[Any], **kw: Any) ->
 @compiles(CreateColumn, "mssql")
 def _create_column_mssql(create: CreateColumn, compiler: DDLCompiler, **kw: Any) -> Any:
     column = create.element
+    if not _is_own(column):  # someone else's table: SQLAlchemy's own rendering, untouched
+        return compiler.visit_create_column(create, **kw)  # type: ignore[no-untyped-call]
     if column.system:
         return None
     text = _mssql_column_spec(compiler, column, first_pk=kw.get("first_pk", False))
@@ -93,35 +108,41 @@ def _create_column_mssql(create: CreateColumn, compiler: DDLCompiler, **kw: Any)
     return f"{text} {constraints}" if constraints else text
 
 
-_alembic_hooks_installed = False
+class AddStateColumn(ExecutableDDLElement):
+    """Alembic's ``ADD COLUMN`` for a column of dpone-state's tables; on SQL Server its DEFAULT
+    is a named constraint (``df_<table>_<column>``)."""
+
+    def __init__(self, table_name: str, column: Column[Any], schema: str | None) -> None:
+        self.table_name = table_name
+        self.column = column
+        self.schema = schema
+        if getattr(column, "table", None) is None:  # DDL needs a table-bound column
+            Table(table_name, MetaData(), column, schema=schema)
 
 
-def install_alembic_hooks() -> None:
-    """Name the DEFAULT of Alembic's ``ADD COLUMN`` on SQL Server too (called by env.py).
+def _alembic_add_column(
+    table_name: str, column: Column[Any], schema: str | None, *, if_not_exists: bool
+) -> Any:
+    from alembic.ddl.base import AddColumn  # noqa: PLC0415 - Alembic stays off the hot path
 
-    Separate so that importing ``dpone_state`` (the runtime's hot path) does not import Alembic.
-    """
-    global _alembic_hooks_installed  # noqa: PLW0603 - registration happens once per process
-    if _alembic_hooks_installed:
-        return
-    from alembic.ddl.base import AddColumn, alter_table  # noqa: PLC0415
-
-    @compiles(AddColumn, "mssql")
-    def _add_column_mssql(element: AddColumn, compiler: DDLCompiler, **kw: Any) -> str:
-        return (
-            f"{alter_table(compiler, element.table_name, element.schema)} "
-            f"ADD {_mssql_column_spec(compiler, element.column)}"
-        )
-
-    _alembic_hooks_installed = True
+    return AddColumn(table_name, column, schema, if_not_exists=if_not_exists)
 
 
-def _alembic_add_column(element: AddColumnIfMissing, *, if_not_exists: bool) -> Any:
-    from alembic.ddl.base import AddColumn  # noqa: PLC0415
+@compiles(AddStateColumn)
+def _add_state_column(element: AddStateColumn, compiler: DDLCompiler, **kw: Any) -> str:
+    add = _alembic_add_column(
+        element.table_name, element.column, element.schema, if_not_exists=False
+    )
+    return str(compiler.process(add, **kw))
 
-    install_alembic_hooks()
-    return AddColumn(
-        element.table_name, element.column, element.schema, if_not_exists=if_not_exists
+
+@compiles(AddStateColumn, "mssql")
+def _add_state_column_mssql(element: AddStateColumn, compiler: DDLCompiler, **kw: Any) -> str:
+    from alembic.ddl.base import alter_table  # noqa: PLC0415
+
+    return (
+        f"{alter_table(compiler, element.table_name, element.schema)} "
+        f"ADD {_mssql_column_spec(compiler, element.column)}"
     )
 
 
@@ -142,10 +163,9 @@ def add_missing_nullable_columns(conn: Connection, table: Table) -> list[str]:
             continue
         detached = Column(column.name, column.type, nullable=True)
         Table(table.name, MetaData(), detached, schema=table.schema)
-        element = AddColumnIfMissing(table.name, detached, table.schema)
         # BigQuery's table metadata can lag its catalog (an emulator's does): guard there too.
         guarded = conn.dialect.name == "bigquery"
-        conn.execute(_alembic_add_column(element, if_not_exists=guarded))
+        conn.execute(_alembic_add_column(table.name, detached, table.schema, if_not_exists=guarded))
         added.append(column.name)
     return added
 
@@ -263,13 +283,16 @@ class AddColumnIfMissing(ExecutableDDLElement):
 
 @compiles(AddColumnIfMissing)
 def _add_column(element: AddColumnIfMissing, compiler: DDLCompiler, **kw: Any) -> str:
-    return str(compiler.process(_alembic_add_column(element, if_not_exists=True), **kw))
+    add = _alembic_add_column(
+        element.table_name, element.column, element.schema, if_not_exists=True
+    )
+    return str(compiler.process(add, **kw))
 
 
 @compiles(AddColumnIfMissing, "mssql")
 def _add_column_mssql_guarded(element: AddColumnIfMissing, compiler: DDLCompiler, **kw: Any) -> str:
     target = _mssql_object(compiler, element.table_name, element.schema)
-    add = compiler.process(_alembic_add_column(element, if_not_exists=False), **kw)
+    add = compiler.process(AddStateColumn(element.table_name, element.column, element.schema), **kw)
     return _guarded(f"COL_LENGTH({target}, {_nstring(element.column.name)}) IS NULL", add)
 
 

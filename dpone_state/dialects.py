@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -81,18 +82,32 @@ DEFAULT: Final = DefaultSchema()
 SchemaOption = str | None | DefaultSchema
 
 
-#: URL query keys whose values are secrets (a service-account key), masked like a password.
-SECRET_QUERY_KEYS: Final = frozenset({"credentials_base64"})
+#: Query parameters whose values are secrets, by a secret-like part of their name: passwords
+#: (``password``, ``sslpassword``, ODBC ``PWD``), tokens, keys, credentials (BigQuery's
+#: ``credentials_base64``), a whole ODBC connection string.
+_SECRET_QUERY_NAME: Final = re.compile(
+    r"pass|pwd|secret|token|credential|key|auth|signature|private|session|odbc_connect",
+    re.IGNORECASE,
+)
+_MASK: Final = "***"
 
 
 def safe_url(url: str | URL) -> str:
-    """The URL with its password (and any credentials in its query) masked, for messages."""
+    """The URL for logs, messages and reprs: the password field masked, and the value of every
+    query parameter whose name is secret-like (``password``, ``sslpassword``, ``token``, …).
+
+    Works on the URL's fields, never on free text (a password that also occurs elsewhere in a
+    message must not turn the rest of it into a puzzle that spells it out).
+    """
     try:
         parsed = make_url(url)
     except Exception:  # an unparsable URL may itself contain a secret
         return "<unparsable URL>"
-    hidden = {key: "***" for key in parsed.query if key in SECRET_QUERY_KEYS}
-    return parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+    hidden = {key: _MASK for key in parsed.query if _SECRET_QUERY_NAME.search(key)}
+    if not hidden:
+        return parsed.render_as_string(hide_password=True)
+    rendered = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+    return rendered.replace("%2A%2A%2A", _MASK)  # the mask as the password field shows it
 
 
 class BackendHooks:
@@ -141,7 +156,12 @@ class BackendHooks:
         return False
 
     def is_lock_timeout(self, orig: BaseException) -> bool:
-        """Whether the driver's error is a lock wait that hit the session's timeout."""
+        """Whether the statement gave up waiting for a lock or on a time limit, or was
+        cancelled by an operator, so the server rolled it back (nothing applied)."""
+        return False
+
+    def is_authentication_failure(self, orig: BaseException) -> bool:
+        """Whether connecting failed on credentials or a missing database (configuration)."""
         return False
 
 
@@ -224,6 +244,19 @@ class Backend:
     #: transaction is still open (a commit in flight) instead of reading around it.
     row_locks: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: The URL drivers (``+driver``) the extra installs; the first is the one to advise.
+    extra_drivers: tuple[str, ...] = ()
+    #: Each statement commits by itself when it runs (no transaction to roll back): a lost
+    #: reply after sending a write leaves its outcome unknown (BigQuery's DML jobs).
+    self_committing: bool = False
+    #: The longest identifier the backend keeps as written, and in what it counts (``None``:
+    #: no limit that matters). Derived names (keys, indexes, DEFAULT constraints) count too.
+    name_limit: tuple[int, Literal["bytes", "characters"]] | None = None
+    #: Identifiers hold only characters of the Basic Multilingual Plane (MySQL/MariaDB).
+    bmp_only_names: bool = False
+    #: A database lock serialises migrations and ``create_tables()`` (``locks.py``); without
+    #: one (BigQuery) a provisioning try that lost a race is made again (up to 3 tries).
+    has_database_lock: bool = True
     #: Rows per ``DELETE TOP (n)`` when ``delete_old_states`` prunes (always in batches there,
     #: below the lock count where the server escalates to a table lock); ``None``: one DELETE
     #: unless ``batch_size`` is given.
@@ -318,6 +351,8 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         default_port=5432,
         row_locks=True,
         client_autocommit_drivers=frozenset({"psycopg2", "psycopg"}),
+        extra_drivers=("psycopg2", "psycopg"),
+        name_limit=(63, "bytes"),  # longer names are truncated silently
         hooks_path="dpone_state.backends.postgres:PostgresHooks",
     ),
     Backend(
@@ -335,6 +370,8 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         default_port=1433,
         odbc_driver="ODBC Driver 18 for SQL Server",
         shipped_offline_script=True,
+        extra_drivers=("pyodbc",),
+        name_limit=(128, "characters"),  # sysname
         hooks_path="dpone_state.backends.mssql:MssqlHooks",
     ),
     Backend(
@@ -348,6 +385,10 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         sink_types=("bigquery",),  # dpone's BigQuery state runs on the sink's connection
         offline_sql=False,
         has_indexes=False,
+        extra_drivers=("bigquery",),
+        self_committing=True,
+        name_limit=(1024, "bytes"),
+        has_database_lock=False,
         retry=BIGQUERY_RETRY,
         batched_prune=False,
         first_write_lock=True,
@@ -362,6 +403,9 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         schema_meaning="database",
         run_id_kind="plain",
         connection_kind="server",
+        extra_drivers=("pymysql",),
+        name_limit=(64, "characters"),  # error 1059 beyond
+        bmp_only_names=True,
         default_port=3306,
         row_locks=True,
         server_autocommit_drivers=frozenset({"pymysql"}),

@@ -10,13 +10,16 @@ Each one says what went wrong and what to change, and never carries a secret. Th
     ├── StateNotProvisionedError                  the state tables do not exist, or are
     │                                             dpone's not yet migrated (.command says how)
     ├── RevisionConflictError                     a compare-and-set save lost
+    ├── StateUnavailableError                     nothing was applied; safe to retry
+    │   ├── StateLockTimeoutError                 a lock wait / time limit / cancel; rolled back
+    │   ├── StateDeadlockError                    lost a deadlock on every attempt; rolled back
+    │   └── VaultUnavailableError                 Vault is unreachable; safe to retry
     ├── StateOutcomeUnknownError                  a write's reply was lost: it may have applied
     ├── LoadNotCommittedError                     an exactly-once load committed nothing
     ├── LoadSupersededError                       its outcome was lost; the checkpoint moved on
     ├── DatabaseMismatchError (ValueError)        a connection to another database than the state's
-    ├── StateUnavailableError                     the database is unreachable; safe to retry
-    │   ├── StateLockTimeoutError                 SQL Server's lock timeout; rolled back
-    │   └── VaultUnavailableError                 Vault is unreachable; safe to retry
+    ├── StateRowCountUnknownError                 the driver reported no row count (-1)
+    ├── StateDatabaseError                        refused for a reason a retry does not cure
     ├── IncompatibleTableError                    a table of the name is not the v1 shape
     ├── UnsupportedBackendError (ValueError)      a dialect dpone-state does not support
     ├── BackendMismatchError (TypeError)          a backend's storage class got another engine
@@ -32,6 +35,7 @@ Each one says what went wrong and what to change, and never carries a secret. Th
     │   ├── ConflictingConfigKeysError            dpone's spelling and ours disagree
     │   ├── UnsupportedDponeFeatureError          a dpone key for a feature not provided here
     │   ├── StateDisabledError                    ``type: disabled``: there is no store
+    │   ├── StateAuthenticationError              credentials or database name refused
     │   └── StateCredentialsError                 BigQuery credentials missing or unreadable
     ├── BackendNotInstalledError                  a backend's driver (or hvac) is not installed
     ├── DowngradeRefusedError                     a downgrade would delete rows, unconfirmed
@@ -79,13 +83,17 @@ __all__ = [
     "SourceNotATableError",
     "SourcePermissionError",
     "SourceTableNotFoundError",
+    "StateAuthenticationError",
     "StateConfigError",
     "StateCredentialsError",
+    "StateDatabaseError",
+    "StateDeadlockError",
     "StateDisabledError",
     "StateError",
     "StateLockTimeoutError",
     "StateNotProvisionedError",
     "StateOutcomeUnknownError",
+    "StateRowCountUnknownError",
     "StateUnavailableError",
     "StrategyConfigurationError",
     "UnknownConfigKeyError",
@@ -179,15 +187,32 @@ class RevisionConflictError(StateError):
 
 
 class StateUnavailableError(StateError):
-    """The state database could not be reached or dropped the connection; safe to retry."""
+    """The state database could not be reached, dropped the connection, or gave up waiting,
+    and the call changed nothing: safe to retry as it is."""
 
 
 class StateLockTimeoutError(StateUnavailableError):
-    """A statement waited longer than the session's lock timeout (SQL Server Msg 1222).
+    """The statement waited for a lock (or ran) past its bound and was cancelled, or was
+    cancelled by an operator; the server rolled it back, so nothing changed: safe to retry.
 
-    With ``XACT_ABORT ON`` the server rolled the statement's transaction back: nothing was
-    written, and the call can be retried once the blocking transaction ends.
+    On SQL Server this is the session's ``LOCK_TIMEOUT`` (Msg 1222): with ``XACT_ABORT ON`` the
+    server rolled the statement's transaction back; retry once the blocking transaction ends.
     """
+
+
+class StateDeadlockError(StateUnavailableError):
+    """A write lost a deadlock or serialization conflict on every one of its attempts; each
+    was rolled back whole, so nothing changed: safe to retry."""
+
+
+class StateRowCountUnknownError(StateError):
+    """The driver did not report how many rows a statement changed (rowcount -1), so whether a
+    compare-and-set save or a delete applied cannot be told; load the state to learn it."""
+
+
+class StateDatabaseError(StateError):
+    """The database refused the statement for a reason a retry does not cure by itself (a
+    read-only file, a full disk, a value or name the backend cannot hold); nothing applied."""
 
 
 class KeyCollisionError(InvalidStateError):
@@ -325,6 +350,11 @@ class VaultAccessDeniedError(StateConfigError):
 
 class VaultUnavailableError(StateUnavailableError):
     """Vault (``VAULT_ADDR``) cannot be reached; safe to retry."""
+
+
+class StateAuthenticationError(StateConfigError):
+    """The server refused the connection's credentials (wrong password, unknown role or user)
+    or has no database of the configured name: a configuration error, not retryable."""
 
 
 class BackendNotInstalledError(StateError):

@@ -35,7 +35,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from dpone_state.backends import STORAGE_CHECKOUT, keeps_autocommit
 from dpone_state.dialects import by_dialect
 from dpone_state.engine import autocommit_switch, safe_url
-from dpone_state.errors import StateUnavailableError, first_line
+from dpone_state.errors import StateError, StateUnavailableError, first_line
+from dpone_state.failures import to_state_error
 
 __all__ = ["StatementRunner", "WriteResult", "cannot_connect"]
 
@@ -56,11 +57,20 @@ class _Written:
     lastrowid: Any
 
 
-def cannot_connect(engine: Engine, error: Exception) -> StateUnavailableError:
-    """The error of a storage call that found no connection to the state database."""
-    orig = error.orig if isinstance(error, DBAPIError) else error
+def cannot_connect(engine: Engine, error: Exception) -> StateError:
+    """The error of a storage call that found no connection to the state database: refused
+    credentials or a missing database are ``StateAuthenticationError`` (configuration), the
+    rest ``StateUnavailableError`` (nothing was sent; retryable)."""
+    if isinstance(error, DBAPIError):
+        return to_state_error(
+            error,
+            engine.dialect.name,
+            where=safe_url(engine.url),
+            table="the state table",
+            connecting=True,
+        )
     return StateUnavailableError(
-        f"cannot connect to the state database {safe_url(engine.url)}: {first_line(orig)}"
+        f"cannot connect to the state database {safe_url(engine.url)}: {first_line(error)}"
     )
 
 
@@ -174,7 +184,9 @@ class StatementRunner:
         """Run a write plan alone in autocommit: its row count and insert id."""
         cursor, fairy = self._execute(plan, params)
         try:
-            return _Written(cursor.rowcount, cursor.lastrowid)
+            return _Written(
+                cursor.rowcount, getattr(cursor, "lastrowid", None)
+            )  # psycopg 3 has none
         finally:
             self._release(cursor, fairy)
 

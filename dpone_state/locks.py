@@ -1,7 +1,8 @@
 """A database-wide lock around a migration, so two runtimes upgrading at once take turns.
 
 PostgreSQL: a session advisory lock; MySQL/MariaDB: ``GET_LOCK``; SQL Server:
-``sp_getapplock`` owned by the session. SQLite serializes writers on the file itself.
+``sp_getapplock`` owned by the session; SQLite: an exclusive transaction on the file
+(``BEGIN EXCLUSIVE``), which the block must commit (everything inside is one transaction).
 The lock is keyed by a name (schema and version table), so separate state stores do not wait
 for each other.
 """
@@ -18,10 +19,23 @@ from sqlalchemy.engine import Connection
 
 from dpone_state.errors import StateUnavailableError
 
-__all__ = ["LOCK_TIMEOUT_SECONDS", "MSSQL_APPLOCK", "migration_lock"]
+__all__ = [
+    "LOCK_TIMEOUT_SECONDS",
+    "MSSQL_APPLOCK",
+    "VERSION_TABLE",
+    "migration_lock",
+    "provisioning_lock_name",
+]
 
 #: How long a migration waits for another one to finish (MySQL and SQL Server; PostgreSQL waits).
 LOCK_TIMEOUT_SECONDS = 600
+#: Alembic's version table for the state tables (see ``dpone_state.migrate``).
+VERSION_TABLE = "dpone_state_alembic_version"
+
+
+def provisioning_lock_name(schema: str | None, version_table: str = VERSION_TABLE) -> str:
+    """The lock that migrations and ``create_tables()`` of one state schema share."""
+    return f"{schema or ''}.{version_table}"
 
 
 def _lock_key(name: str) -> int:
@@ -80,7 +94,17 @@ def migration_lock(connection: Connection, name: str) -> Iterator[None]:
             text("EXEC sp_releaseapplock @Resource = :name, @LockOwner = 'Session'"),
             {"name": lock},
         )
-    else:  # SQLite (file lock) and BigQuery (no locks): nothing to take
+    elif dialect == "sqlite":
+        if connection.in_transaction():
+            connection.commit()
+        connection.exec_driver_sql("BEGIN EXCLUSIVE")  # waits up to the busy timeout
+        try:
+            yield
+        finally:
+            if connection.in_transaction():
+                connection.rollback()  # the block did not commit: it failed
+        return
+    else:  # BigQuery (no locks): nothing to take
         yield
         return
     try:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from importlib import import_module as _import_module
 from pathlib import Path
@@ -22,7 +23,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 
 from dpone_state.dialects import (
     DEFAULT,
@@ -31,9 +33,13 @@ from dpone_state.dialects import (
     DefaultSchema,
     SchemaOption,
     find_dialect,
+    safe_url,
 )
 from dpone_state.engine import create_state_engine, default_url
-from dpone_state.errors import DowngradeRefusedError, InvalidIdentifierError
+from dpone_state.errors import DowngradeRefusedError, InvalidIdentifierError, StateError
+from dpone_state.failures import to_state_error
+from dpone_state.locks import VERSION_TABLE as _VERSION_TABLE
+from dpone_state.locks import provisioning_lock_name
 from dpone_state.models import check_identifier
 from dpone_state.tables import DEFAULT_RUN_TABLE, DEFAULT_XMIN_TABLE
 
@@ -56,7 +62,7 @@ __all__ = [
 
 #: Alembic's version table for the state tables: in the state schema, and named so it cannot
 #: collide with an application's own ``alembic_version``.
-VERSION_TABLE = "dpone_state_alembic_version"
+VERSION_TABLE = _VERSION_TABLE
 #: The packaged migration scripts (what ``script_location`` points at).
 SCRIPT_LOCATION = str(Path(_import_module("dpone_state.migrations").__file__ or "").parent)
 #: Dialects whose offline (``--sql``) scripts are shipped under ``migrations/sql/``.
@@ -109,7 +115,7 @@ class MigrationSettings:
     @property
     def lock_name(self) -> str:
         """The name of the migration lock: one per version table."""
-        return f"{self.schema_name or ''}.{self.version_table}"
+        return provisioning_lock_name(self.schema_name, self.version_table)
 
     @classmethod
     def from_options(
@@ -194,6 +200,26 @@ def _settings(
     )
 
 
+@contextmanager
+def _typed_errors(
+    url: str | Engine | None, table: str = VERSION_TABLE, *, connecting: bool = False
+) -> Iterator[None]:
+    """Database errors of a migration leave as ``StateError``s, as the storages' do."""
+    try:
+        yield
+    except StateError:
+        raise
+    except DBAPIError as error:
+        where = url.url if isinstance(url, Engine) else make_url(url or default_url())
+        raise to_state_error(
+            error,
+            where.get_backend_name(),
+            where=safe_url(where),
+            table=table,
+            connecting=connecting,
+        ) from error
+
+
 def upgrade(
     url: str | Engine | None = None,
     revision: str = "head",
@@ -214,7 +240,8 @@ def upgrade(
     settings = _settings(
         schema, xmin_table, run_table, version_table, drop_data=False, environ=environ
     )
-    command.upgrade(alembic_config(url or default_url(), settings), revision)
+    with _typed_errors(url):
+        command.upgrade(alembic_config(url or default_url(), settings), revision)
 
 
 def downgrade(
@@ -233,7 +260,8 @@ def downgrade(
     settings = _settings(
         schema, xmin_table, run_table, version_table, drop_data=drop_data, environ=environ
     )
-    command.downgrade(alembic_config(url or default_url(), settings), revision)
+    with _typed_errors(url):
+        command.downgrade(alembic_config(url or default_url(), settings), revision)
 
 
 def current(
@@ -250,7 +278,9 @@ def current(
         settings = _settings(
             schema, None, None, version_table, drop_data=False, environ=environ
         ).for_dialect(engine.dialect.name)
-        with engine.connect() as conn:
+        with _typed_errors(engine, connecting=True):
+            conn = engine.connect()
+        with _typed_errors(engine, settings.version_table), conn:
             context = MigrationContext.configure(
                 conn,
                 opts={

@@ -160,6 +160,10 @@ def check_identifier(field: str, value: object) -> str:
         raise InvalidIdentifierError(
             field, f"must be at most {IDENTIFIER_MAX} characters and contain no NUL"
         )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidIdentifierError(field, "is not valid Unicode (lone surrogate)") from None
     return value
 
 
@@ -308,7 +312,10 @@ def _duration(value: object) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidStateError("duration_min", "expected a number of minutes")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float (2**1024): not a finite number either
+        number = math.inf
     if not math.isfinite(number):
         log.warning("duration_min %r is not a finite number: stored as NULL", value)
         return None

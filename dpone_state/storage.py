@@ -23,6 +23,7 @@ from sqlalchemy import (
     Select,
     Table,
     bindparam,
+    case,
     delete,
     func,
     literal,
@@ -56,19 +57,24 @@ from dpone_state.errors import (
     InvalidStateError,
     KeyCollisionError,
     RevisionConflictError,
-    StateLockTimeoutError,
+    StateDatabaseError,
+    StateDeadlockError,
+    StateError,
     StateNotProvisionedError,
+    StateOutcomeUnknownError,
+    StateRowCountUnknownError,
     StateUnavailableError,
     first_line,
 )
 from dpone_state.execution import StatementRunner, WriteResult
 from dpone_state.failures import (
-    is_connection_failure,
-    is_lock_timeout,
-    is_missing_column,
+    Failure,
+    classify,
     is_missing_table,
     is_transient_conflict,
+    to_state_error,
 )
+from dpone_state.locks import migration_lock, provisioning_lock_name
 from dpone_state.models import (
     LOAD_ID_MAX,
     MAX_BIGINT,
@@ -91,6 +97,7 @@ from dpone_state.tables import (
     LAST_LOAD_ID,
     LOADED_AT,
     UPDATED_AT,
+    check_backend_names,
     lock_table,
     new_metadata,
     run_id_kind,
@@ -102,6 +109,7 @@ from dpone_state.upsert import (
     BIGQUERY_NO_LOCK_MARKER,
     INCOMING,
     DeleteTop,
+    IncomingWhen,
     LockedScript,
     UpdateValue,
     Upsert,
@@ -117,12 +125,26 @@ log = logging.getLogger("dpone_state")
 #: The default retry policy's attempts (each backend's row may carry its own ``retry``).
 WRITE_ATTEMPTS: Final = RetryPolicy.write_attempts
 READ_ATTEMPTS: Final = RetryPolicy.read_attempts
+#: Writes keep their row count from when they ran (psycopg 3 forgets an INSERT's later).
+_KEEP_ROWCOUNT: Final = {"preserve_rowcount": True}
 #: Checkpoints per statement in ``save_states``.
 BULK_ROWS = 500
 #: Largest page ``get_run_states_by_dag`` returns in one call.
 MAX_LIMIT = 10_000
 #: Page statements (one per distinct ``limit``) a run storage keeps.
 _MAX_PAGES = 64
+
+
+class _Call:
+    """How far one write got: whether its statement may have reached the server, whether it
+    commits by itself (autocommit, BigQuery) and whether its COMMIT was in flight."""
+
+    __slots__ = ("committing", "self_committing", "sent")
+
+    def __init__(self, self_committing: bool = False) -> None:
+        self.sent = False
+        self.committing = False
+        self.self_committing = self_committing
 
 
 class _Storage:
@@ -166,6 +188,8 @@ class _Storage:
         self.schema: str | None = None if schema is None else check_identifier("schema", schema)
         self.table_name: str = check_identifier("table", table or self.default_table)
         self.table: Table = self._build_table()
+        # Names the backend would truncate or refuse, derived ones (keys, indexes) included.
+        check_backend_names(engine.dialect.name, self.schema, self.table)
 
     def _build_table(self) -> Table:
         raise NotImplementedError
@@ -228,37 +252,55 @@ class _Storage:
         dialect = self.engine.dialect.name
         return BIGQUERY_LOCK_TABLE in text and is_missing_table(error, dialect)
 
+    def _error(
+        self, error: DBAPIError, call: _Call | None = None, *, connecting: bool = False
+    ) -> StateError:
+        """The typed error a failed statement (or connection attempt) means for the caller.
+
+        A lost connection after a write was sent is "outcome unknown" where the statement
+        commits by itself (autocommit, BigQuery) or while its COMMIT was in flight; anywhere
+        else the server rolls the open transaction back, so nothing was applied.
+        """
+        dialect = self.engine.dialect.name
+        if self._lock_missing(error):
+            return self._not_provisioned(
+                f"its lock row in {BIGQUERY_LOCK_TABLE} is missing: a table of dpone's not "
+                "yet migrated"
+            )
+        kind = classify(error, dialect, connecting=connecting)
+        if kind == Failure.MISSING_TABLE:
+            return self._not_provisioned("it does not exist")
+        if kind == Failure.MISSING_COLUMN:
+            # dpone's own table, never migrated (or downgraded under a running runtime).
+            return self._not_provisioned(
+                f"it lacks a column of dpone-state ({self._added_columns}): a table of "
+                "dpone's not yet migrated, or one downgraded"
+            )
+        return to_state_error(
+            error,
+            dialect,
+            where=safe_url(self.engine.url),
+            table=self.qualified_name,
+            connecting=connecting,
+            outcome_unknown=call is not None
+            and call.sent
+            and (call.self_committing or call.committing),
+        )
+
     @contextmanager
-    def _translated_errors(self) -> Iterator[None]:
+    def _translated_errors(self, call: _Call | None = None) -> Iterator[None]:
+        """Every failure leaves as a ``StateError`` (nothing raw escapes the public API)."""
         try:
             yield
-        except DBAPIError as error:
-            dialect = self.engine.dialect.name
-            if self._lock_missing(error):
-                raise self._not_provisioned(
-                    f"its lock row in {BIGQUERY_LOCK_TABLE} is missing: a table of dpone's not "
-                    "yet migrated"
-                ) from error
-            if is_missing_table(error, dialect):
-                raise self._not_provisioned("it does not exist") from error
-            if is_missing_column(error, dialect):
-                # dpone's own table, never migrated (or downgraded under a running runtime).
-                raise self._not_provisioned(
-                    f"it lacks a column of dpone-state ({self._added_columns}): a table of "
-                    "dpone's not yet migrated, or one downgraded"
-                ) from error
-            if is_lock_timeout(error, dialect):
-                raise StateLockTimeoutError(
-                    f"{self.qualified_name}: a statement waited longer than the session's lock "
-                    "timeout for a row another transaction holds; the server rolled it back, "
-                    "nothing was written and the call can be retried"
-                ) from error
-            if is_connection_failure(error):
-                raise StateUnavailableError(
-                    f"lost the connection to the state database {safe_url(self.engine.url)}: "
-                    f"{type(error.orig).__name__}; the call can be retried"
-                ) from error
+        except StateError:
             raise
+        except DBAPIError as error:
+            raise self._error(error, call) from error
+        except Exception as error:  # a driver's own error (an overflow, an encoding, ...)
+            raise StateDatabaseError(
+                f"a statement on {self.qualified_name} failed: {type(error).__name__}: "
+                f"{first_line(error)}"
+            ) from error
 
     def _sqlite_schema_attached(self) -> bool:
         """Whether the SQLite connection has a database attached under the schema's name."""
@@ -289,26 +331,27 @@ class _Storage:
         )
 
     @contextmanager
-    def _connect(self, *, write: bool) -> Iterator[Connection]:
+    def _connect(self, *, write: bool, call: _Call | None = None) -> Iterator[Connection]:
         """A connection for one statement: in autocommit where the driver switches for free
         (one round trip a call), else in a transaction committed on success (``write``)."""
-        with self._translated_errors():
+        with self._translated_errors(call):
             try:
                 conn = self.engine.connect()
             except DBAPIError as error:
-                raise StateUnavailableError(
-                    f"cannot connect to the state database {safe_url(self.engine.url)}: "
-                    f"{first_line(error.orig)}"
-                ) from error
+                raise self._error(error, connecting=True) from error
             with conn:
                 switch = self._autocommit
                 if switch is None:
                     if write:
                         with conn.begin():
                             yield conn
+                            if call is not None:
+                                call.committing = True
                     else:
                         yield conn
                     return
+                if call is not None:
+                    call.self_committing = True
                 dbapi_connection = conn.connection.dbapi_connection
                 switch(dbapi_connection, True)  # one statement, atomic alone: no BEGIN/COMMIT
                 try:
@@ -323,18 +366,31 @@ class _Storage:
         self, statement: Any, params: Mapping[str, Any], *, core: bool = False
     ) -> WriteResult:
         """One write: compiled once and run on the pooled connection where ``StatementRunner``
-        may, else (or with ``core``) through Core (listeners, echo, other drivers)."""
+        may, else (or with ``core``) through Core (listeners, echo, other drivers). Failures
+        leave as ``StateError``s; a lost reply after the statement was sent in autocommit (the
+        direct path always is) is ``StateOutcomeUnknownError``."""
         runner = self._runner
+        call = _Call(self.backend_row.self_committing)
         if not core and runner.usable():
             plan = runner.plan(statement)
             if plan is not None:
+                # A connection that cannot be had raises a StateError before anything is sent;
+                # once the statement is on its way it commits by itself (autocommit).
+                call.sent = call.self_committing = True
                 try:
                     return runner.write(plan, params)
-                except DBAPIError:
-                    with self._translated_errors():  # no context manager on the happy path
+                except StateError:
+                    raise
+                except Exception:
+                    with self._translated_errors(call):  # no context manager on the happy path
                         raise
-        with self._connect(write=True) as conn:
-            result: CursorResult[Any] = conn.execute(statement, params)
+        with self._connect(write=True, call=call) as conn:
+            call.sent = True
+            # The row count is read when the statement ran: some drivers (psycopg 3) forget it
+            # once the cursor is closed, and an INSERT's is not kept otherwise.
+            result: CursorResult[Any] = conn.execute(
+                statement, params, execution_options=_KEEP_ROWCOUNT
+            )
             return result
 
     def _execute_read(
@@ -348,7 +404,9 @@ class _Storage:
             if plan is not None:
                 try:
                     return runner.read(plan, params)
-                except DBAPIError:
+                except StateError:
+                    raise
+                except Exception:
                     with self._translated_errors():
                         raise
         with self._connect(write=False) as conn:
@@ -366,12 +424,10 @@ class _Storage:
         for attempt in range(policy.write_attempts):
             try:
                 return self._execute_write(statement, params, core=core)
-            except DBAPIError as error:
-                if attempt + 1 == policy.write_attempts or not is_transient_conflict(
-                    error, self.engine.dialect.name
-                ):
+            except StateDeadlockError as error:
+                if attempt + 1 == policy.write_attempts:
                     raise
-                log.info("retrying a write on %s after %s", self.qualified_name, error.orig)
+                log.info("retrying a write on %s after %s", self.qualified_name, error.__cause__)
                 time.sleep(policy.delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -390,6 +446,9 @@ class _Storage:
             return
         together = [(plan, params) for plan, (_, params) in zip(plans, writes, strict=True)]
         for attempt in range(self.backend_row.retry.write_attempts):
+            # Sent, and its COMMIT may be in flight: a lost reply leaves the outcome unknown.
+            call = _Call()
+            call.sent = call.committing = True
             try:
                 runner.write_together(together)  # type: ignore[arg-type]
                 return
@@ -398,7 +457,7 @@ class _Storage:
                     attempt + 1 == self.backend_row.retry.write_attempts
                     or not is_transient_conflict(error, self.engine.dialect.name)
                 ):
-                    with self._translated_errors():
+                    with self._translated_errors(call):
                         raise
                 log.info("retrying writes on %s after %s", self.qualified_name, error.orig)
                 time.sleep(self.backend_row.retry.delay(attempt))
@@ -434,7 +493,9 @@ class _Storage:
                 "has no open transaction: begin() it first, or the save would commit alone",
             )
         with self._translated_errors():
-            result: CursorResult[Any] = connection.execute(statement, params)
+            result: CursorResult[Any] = connection.execute(
+                statement, params, execution_options=_KEEP_ROWCOUNT
+            )
             return result
 
     def _read(
@@ -445,11 +506,26 @@ class _Storage:
         for attempt in range(self.backend_row.retry.read_attempts):
             try:
                 return self._execute_read(statement, params, core=core)
-            except StateUnavailableError:
-                if attempt + 1 == self.backend_row.retry.read_attempts:
+            except StateUnavailableError as error:
+                # A lost or refused connection; a lock timeout is not retried (it waited already).
+                if (
+                    attempt + 1 == self.backend_row.retry.read_attempts
+                    or type(error) is not StateUnavailableError
+                ):
                     raise
                 log.info("retrying a read on %s after a lost connection", self.qualified_name)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _rowcount(self, result: WriteResult) -> int:
+        """The rows a statement changed; a driver that cannot tell (-1) gets a typed error."""
+        count = int(result.rowcount)
+        if count < 0:
+            raise StateRowCountUnknownError(
+                f"the {self.engine.dialect.driver} driver did not report how many rows a "
+                f"statement on {self.qualified_name} changed (rowcount {count}): whether it "
+                "applied cannot be told; load the state to learn it"
+            )
+        return count
 
     def execute_read(self, statement: Any, params: Mapping[str, Any]) -> list[Row[Any]]:
         """One read over this storage's table, with its retry and error translation.
@@ -469,21 +545,42 @@ class _Storage:
         """A placeholder for a value of ``column`` (typed like it), bound at execution."""
         return bindparam(f"p_{column}", type_=self.table.c[column].type)
 
+    def _create_tables_once(self) -> list[str]:
+        with self._translated_errors():
+            try:
+                conn = self.engine.connect()
+            except DBAPIError as error:
+                raise self._error(error, connecting=True) from error
+            with conn, migration_lock(conn, provisioning_lock_name(self.schema)):
+                create_schema_if_missing(conn, self.schema)  # guarded per dialect (ddl.py)
+                if conn.dialect.name == "bigquery":  # clustered by the key (ddl.py)
+                    conn.execute(CreateTableIfMissing(self.table))
+                    if isinstance(self, XMinStateStorage):
+                        provision_bigquery_lock(conn, self.schema, self.table_name)
+                else:
+                    self.table.metadata.create_all(conn, checkfirst=True)
+                added = add_missing_nullable_columns(conn, self.table)
+                conn.commit()
+        return added
+
     def create_tables(self) -> None:
         """Create the schema (where the dialect has schemas) and the table, if missing, and
         add the nullable columns an existing table lacks (BigQuery's provisioning path).
 
         An explicit provisioning step; production databases are provisioned by the migrations.
         """
-        with self._translated_errors(), self.engine.begin() as conn:
-            create_schema_if_missing(conn, self.schema)  # guarded per dialect (ddl.py)
-            if conn.dialect.name == "bigquery":  # clustered by the key (ddl.py)
-                conn.execute(CreateTableIfMissing(self.table))
-                if isinstance(self, XMinStateStorage):
-                    provision_bigquery_lock(conn, self.schema, self.table_name)
-            else:
-                self.table.metadata.create_all(conn, checkfirst=True)
-            added = add_missing_nullable_columns(conn, self.table)
+        # Under the migrations' lock (SQLite: an exclusive transaction), so that several
+        # processes creating the same tables at once take turns instead of colliding. BigQuery
+        # has no lock: a try that lost a race (the dataset, then a table, appeared meanwhile)
+        # is made again, and then finds everything in place.
+        tries = 1 if self.backend_row.has_database_lock else 3
+        for attempt in range(tries):
+            try:
+                added = self._create_tables_once()
+                break
+            except StateDatabaseError:
+                if attempt + 1 == tries:
+                    raise
         if added:
             log.info("added the column(s) %s to %s", ", ".join(added), self.qualified_name)
         log.info("provisioned %s on %s", self.qualified_name, safe_url(self.engine.url))
@@ -550,15 +647,22 @@ class XMinStateStorage(_Storage):
         key = (t.c.source_schema == self._param("source_schema")) & (
             t.c.source_table == self._param("source_table")
         )
+        # A deleted checkpoint stays as a tombstone: its revision negated (-(r + 1)), so the
+        # next checkpoint of the key continues at r + 2 and a revision is never reused.
+        # (BigQuery: an adopted legacy row's revision may be NULL until the backfill, 0 then.)
+        deleted = revision_or_zero(t.c.revision) < 0
+        live = revision_or_zero(t.c.revision) >= 0
         row = {name: self._param(name) for name in (*_XMIN_KEY, *_XMIN_VALUES, LOADED_AT)}
         self._update: dict[str, UpdateValue] = {
             **dict.fromkeys(_XMIN_VALUES, INCOMING),
-            "revision": revision_or_zero(t.c.revision) + 1,
+            LOADED_AT: IncomingWhen(deleted),  # a new checkpoint after a delete
+            "revision": case((deleted, 1 - t.c.revision), else_=revision_or_zero(t.c.revision) + 1),
         }
-        self._unversioned = revision_or_zero(t.c.revision) == 0
+        self._unversioned = revision_or_zero(t.c.revision) <= 0
         upsert = {"rows": [{**row, "revision": 1}], "key": _XMIN_KEY, "update": self._update}
         # Statements are built once: each call binds its values, and compiles nothing.
         self._save = Upsert(t, **upsert)  # type: ignore[arg-type]
+        # Expected revision 0: no checkpoint (none, deleted, or one the legacy runtime wrote).
         self._save_if_unversioned = Upsert(t, **upsert, where=self._unversioned)  # type: ignore[arg-type]
         # BigQuery: compare-and-set first writes go in a transaction behind the lock row
         # (LockedScript); other writes stay plain DML, which BigQuery queues per table.
@@ -581,11 +685,13 @@ class XMinStateStorage(_Storage):
             "update": {**upsert["update"], LAST_LOAD_ID: INCOMING},  # type: ignore[dict-item]
         }
         self._save_receipt = Upsert(t, **receipt)  # type: ignore[arg-type]
-        self._save_receipt_if_unversioned = Upsert(t, **receipt, where=t.c.revision == 0)  # type: ignore[arg-type]
+        self._save_receipt_if_unversioned = Upsert(t, **receipt, where=self._unversioned)  # type: ignore[arg-type]
         self._save_receipt_if_revision = self._save_if_revision.values(
             {LAST_LOAD_ID: self._param(LAST_LOAD_ID)}
         )
-        self._probe = select(t.c[LAST_LOAD_ID], t.c.revision).where(key)
+        self._probe = select(t.c[LAST_LOAD_ID], t.c.revision).where(
+            key, live
+        )  # a tombstone is no checkpoint
         if self.backend_row.row_locks:
             self._probe = self._probe.with_for_update()
         self._load = select(
@@ -597,10 +703,21 @@ class XMinStateStorage(_Storage):
             t.c.revision,
             t.c.extraction_identity,
             t.c.source_fingerprint,
+        ).where(key, live)
+        # What a save left behind, to recognise it after an unknown outcome.
+        self._written = select(
+            t.c.xmin_value,
+            t.c.is_initial,
+            t.c.wraparound_detected,
+            t.c.frozen_xid,
+            t.c[UPDATED_AT],
+            t.c.revision,
         ).where(key)
-        # ``revision`` is NOT NULL, so this always holds; naming the column makes an unmigrated dpone table
-        # refuse the delete as it refuses every other statement (StateNotProvisionedError).
-        self._delete = delete(t).where(key, t.c.revision.is_not(None))
+        # Naming ``revision`` also makes an unmigrated dpone table refuse the delete as it
+        # refuses every other statement (StateNotProvisionedError).
+        self._delete = (
+            update(t).where(key, live).values(revision=-(revision_or_zero(t.c.revision) + 1))
+        )
         self._bulk_statements: dict[int, Upsert] = {}
         self._bulk_names: dict[int, list[str]] = {}  # their parameter names, row by row
 
@@ -627,11 +744,13 @@ class XMinStateStorage(_Storage):
         """Upsert the checkpoint atomically; ``__dpone__loaded_at`` keeps the first save's time.
 
         With ``expected_revision`` the save happens only if the stored revision equals it
-        (``0``: no checkpoint yet, or one never saved by dpone-state), else
+        (``0``: no checkpoint yet, a deleted one, or one never saved by dpone-state), else
         ``RevisionConflictError``; without it the last writer wins. ``xmin_state`` is an
         ``XMinState`` or any object with its fields (dpone's own). Returns the time of this
         write (UTC): the row's ``__dpone__updated_at``, and its ``__dpone__loaded_at`` when this
-        save inserted the row.
+        save inserted the row. When the reply is lost, the stored row tells whether this call's
+        write applied (then this returns), or that nothing applied (then it is sent once
+        more); otherwise ``StateOutcomeUnknownError``.
 
         With ``connection`` (a ``Connection`` to this storage's database, in an open
         transaction) the one statement runs there and commits or rolls back with the caller's
@@ -648,6 +767,27 @@ class XMinStateStorage(_Storage):
             or not 0 <= expected_revision <= MAX_BIGINT
         ):
             raise InvalidStateError("expected_revision", "must be an integer >= 0 or None")
+        return self._save_state(
+            params,
+            xmin_state,
+            expected_revision,
+            utc_now(),
+            connection=connection,
+            receipt=load_id is not None,
+        )
+
+    def _save_state(
+        self,
+        params: dict[str, Any],
+        xmin_state: XMinState,
+        expected_revision: int | None,
+        written_at: datetime,
+        *,
+        connection: Connection | None = None,
+        receipt: bool = False,
+    ) -> datetime:
+        """``save_state`` with the ``__dpone__updated_at`` it writes: what identifies this write
+        when its reply is lost (and what a retried ``XMinExtraction.commit()`` sends again)."""
         params.update(
             p_xmin_value=xmin_state.xmin_value,
             p_is_initial=xmin_state.is_initial,
@@ -655,38 +795,118 @@ class XMinStateStorage(_Storage):
             p_frozen_xid=xmin_state.frozen_xid,
             p_extraction_identity=xmin_state.extraction_identity,
             p_source_fingerprint=xmin_state.source_fingerprint,
+            # ``__dpone__loaded_at`` comes from this clock (UTC) on first insert and is kept
+            # by later saves; ``xmin_state.timestamp`` is not stored (dpone's runtime fills it
+            # with a naive local time, which dpone's storages ignore as well).
+            **{f"p_{UPDATED_AT}": written_at, f"p_{LOADED_AT}": written_at},
         )
-        # ``__dpone__loaded_at`` comes from this clock (UTC) on first insert and is kept by
-        # later saves; ``xmin_state.timestamp`` is not stored (dpone's runtime fills it with
-        # a naive local time, which dpone's storages ignore as well).
-        now = utc_now()
-        params[f"p_{UPDATED_AT}"] = params[f"p_{LOADED_AT}"] = now
-        receipt = load_id is not None
+        if connection is not None:  # the caller's transaction: sent once, never retried
+            if not self._save_once(params, expected_revision, connection, receipt=receipt):
+                raise RevisionConflictError(
+                    params["p_source_schema"], params["p_source_table"], expected_revision or 0
+                )
+            return written_at
+        for attempt in range(2):
+            try:
+                applied = self._save_once(params, expected_revision, receipt=receipt)
+            except StateOutcomeUnknownError:
+                # The reply was lost: the stored row says whether this very call wrote it
+                # (its own ``__dpone__updated_at`` and values); if it did not, send it again.
+                outcome = self._outcome(params, expected_revision)
+                if outcome:
+                    return written_at
+                if outcome is None or attempt == 1:
+                    raise
+                continue
+            if not applied:
+                raise RevisionConflictError(
+                    params["p_source_schema"], params["p_source_table"], expected_revision or 0
+                )
+            return written_at
+        raise AssertionError("unreachable")  # pragma: no cover
 
-        def write(statement: Any) -> WriteResult:
+    def _is_own_write(
+        self,
+        source_schema: str,
+        source_table: str,
+        xmin_state: XMinState,
+        written_at: datetime,
+    ) -> bool:
+        """Whether the stored checkpoint is exactly the write made with ``written_at``."""
+        params: dict[str, Any] = self._key_params(source_schema, source_table)
+        params.update(
+            p_xmin_value=xmin_state.xmin_value,
+            p_is_initial=xmin_state.is_initial,
+            p_wraparound_detected=xmin_state.wraparound_detected,
+            p_frozen_xid=xmin_state.frozen_xid,
+            **{f"p_{UPDATED_AT}": written_at},
+        )
+        return self._outcome(params, None) is True
+
+    def _save_once(
+        self,
+        params: dict[str, Any],
+        expected_revision: int | None,
+        connection: Connection | None = None,
+        *,
+        receipt: bool = False,
+    ) -> bool:
+        """Send the save once; whether it applied (always, without ``expected_revision``)."""
+
+        def write(statement: Any, values: dict[str, Any]) -> WriteResult:
             if connection is None:
-                return self._write(statement, params)
-            return self._on_connection(connection, statement, params)
+                return self._write(statement, values)
+            return self._on_connection(connection, statement, values)
 
         if self._lock is not None and expected_revision == 0 and connection is None and not receipt:
-            self._save_locked(source_schema, source_table, params)
-            return now
+            # Raises RevisionConflictError itself when the stored revision is not 0.
+            self._save_locked(params["p_source_schema"], params["p_source_table"], params)
+            return True
         if expected_revision is None:
-            write(self._save_receipt if receipt else self._save)
-            return now
-        statement: Any
+            write(self._save_receipt if receipt else self._save, params)
+            return True
         if expected_revision == 0:
             statement = self._save_receipt_if_unversioned if receipt else self._save_if_unversioned
-            applied = upsert_applied(write(statement), self.engine.dialect.name)
-        else:
-            # The row must exist at that revision: a conditional UPDATE says so on every dialect.
-            del params[f"p_{LOADED_AT}"]
-            params["p_expected_revision"] = expected_revision
-            statement = self._save_receipt_if_revision if receipt else self._save_if_revision
-            applied = write(statement).rowcount == 1
-        if not applied:
-            raise RevisionConflictError(source_schema, source_table, expected_revision)
-        return now
+            result = write(statement, params)
+            self._rowcount(result)
+            return upsert_applied(result, self.engine.dialect.name)
+        # The row must exist at that revision: a conditional UPDATE says so on every dialect.
+        update_params = {k: v for k, v in params.items() if k != f"p_{LOADED_AT}"}
+        update_params["p_expected_revision"] = expected_revision
+        guarded: Any = self._save_receipt_if_revision if receipt else self._save_if_revision
+        return self._rowcount(write(guarded, update_params)) == 1
+
+    def _outcome(self, params: dict[str, Any], expected_revision: int | None) -> bool | None:
+        """After a lost reply: ``True`` if the stored row is this call's write, ``False`` if
+        the row is as it was expected before it (nothing applied), ``None`` if unknowable."""
+        try:
+            rows = cast(
+                "list[Row[Any]]",
+                self._read(
+                    self._written,
+                    {k: params[k] for k in ("p_source_schema", "p_source_table")},
+                    core=True,  # Core's rows, read by name
+                ),
+            )
+        except StateError:
+            return None
+        row = rows[0] if rows else None
+        if row is not None and (
+            row.xmin_value == params["p_xmin_value"]
+            and bool(row.is_initial) == params["p_is_initial"]
+            and bool(row.wraparound_detected) == params["p_wraparound_detected"]
+            and row.frozen_xid == params["p_frozen_xid"]
+            and to_utc(UPDATED_AT, row._mapping[UPDATED_AT]) == params[f"p_{UPDATED_AT}"]
+        ):
+            return True
+        if expected_revision is not None:
+            unchanged = (
+                row is None or row.revision <= 0
+                if expected_revision == 0
+                else row is not None and row.revision == expected_revision
+            )
+            return False if unchanged else None
+        return None
 
     def _locked_upsert(self, rows: list[dict[str, Any]], *, guarded: bool) -> Upsert:
         """An upsert of ``rows`` (values, not placeholders) for a ``LockedScript``."""
@@ -713,13 +933,14 @@ class XMinStateStorage(_Storage):
         conflict = select(func.ERROR(literal(BIGQUERY_CONFLICT_MARKER))).where(
             t.c.source_schema == script_string(row["source_schema"]),
             t.c.source_table == script_string(row["source_table"]),
-            revision_or_zero(t.c.revision) != 0,
+            revision_or_zero(t.c.revision) > 0,  # none, legacy (0) or deleted (< 0) may go
         )
         upsert = self._locked_upsert([row], guarded=True)
         try:
             self._write(LockedScript(self._lock, self.table_name, [upsert], [conflict]), {})
-        except DBAPIError as error:
-            if BIGQUERY_CONFLICT_MARKER in str(error.orig):
+        except StateError as error:
+            cause = error.__cause__
+            if isinstance(cause, DBAPIError) and BIGQUERY_CONFLICT_MARKER in str(cause.orig):
                 raise RevisionConflictError(source_schema, source_table, 0) from None
             raise
 
@@ -761,7 +982,9 @@ class XMinStateStorage(_Storage):
         """
         rows: list[tuple[Any, ...]] = []  # values in the order of ``_BULK_COLUMNS``
         now = utc_now()
-        for key, given in states.items():
+        # In key order: concurrent bulk writers then lock their common keys in one order and
+        # cannot deadlock each other.
+        for key, given in sorted(states.items(), key=_bulk_key):
             if not isinstance(key, tuple) or len(key) != 2:
                 raise InvalidStateError("states", "keys must be (source_schema, source_table)")
             state = XMinState.from_object(given)
@@ -779,8 +1002,6 @@ class XMinStateStorage(_Storage):
                     now,  # __dpone__loaded_at: kept by an existing row, as in save_state
                 )
             )
-        # Key order: concurrent bulk writers lock rows in one order (no deadlock between them).
-        rows.sort(key=lambda row: (row[0], row[1]))
         if self.backend_row.case_insensitive_keys:
             _refuse_colliding_keys([(row[0], row[1]) for row in rows])
         per_statement = BULK_ROWS
@@ -840,7 +1061,8 @@ class XMinStateStorage(_Storage):
             t.c.extraction_identity,
             t.c.source_fingerprint,
             t.c[UPDATED_AT],
-        ).order_by(t.c.source_schema, t.c.source_table)
+        ).where(revision_or_zero(t.c.revision) >= 0)  # a tombstone (a deleted checkpoint) is none
+        statement = statement.order_by(t.c.source_schema, t.c.source_table)
         return [
             Checkpoint(
                 source_schema=row[0],
@@ -852,9 +1074,21 @@ class XMinStateStorage(_Storage):
         ]
 
     def delete_state(self, source_schema: str, source_table: str) -> bool:
-        """Forget the checkpoint (the next run is a full refresh); whether one existed."""
+        """Forget the checkpoint (the next run is a full refresh); whether one existed.
+
+        The row stays as a tombstone (revision negated), so the key's next checkpoint gets a
+        revision above every earlier one: a stale writer's compare-and-set can never match.
+        """
         result = self._write(self._delete, self._key_params(source_schema, source_table))
-        return result.rowcount > 0
+        return self._rowcount(result) > 0
+
+
+def _bulk_key(item: tuple[Any, Any]) -> tuple[str, str]:
+    """The sort key of a ``save_states`` entry (a malformed key sorts first, then is refused)."""
+    key = item[0]
+    if isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, str) for k in key):
+        return (key[0], key[1])
+    return ("", "")
 
 
 def _refuse_colliding_keys(keys: list[tuple[str, str]]) -> None:
@@ -1087,27 +1321,31 @@ class RunStateStorage(_Storage):
         """
         cutoff = prune_cutoff(days_to_keep)
         if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or not 1 <= batch_size <= MAX_BIGINT
         ):
-            raise InvalidStateError("batch_size", "must be an integer >= 1 or None")
+            raise InvalidStateError(
+                "batch_size", f"must be an integer in 1 .. {MAX_BIGINT} or None"
+            )
         row = self.backend_row
         if row.prune_batch_rows is not None:
             return self._prune_in_top_batches(cutoff, batch_size or row.prune_batch_rows)
         if batch_size is None or not row.batched_prune:
-            return int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
+            return self._rowcount(self._write(self._prune, {"p_cutoff": cutoff}))
         deleted = 0
         while True:
             last = self._read(
                 self._prune_boundary, {"p_cutoff": cutoff, "p_offset": batch_size - 1}
             )
             if not last:  # fewer than a batch left
-                return deleted + int(self._write(self._prune, {"p_cutoff": cutoff}).rowcount)
+                return deleted + self._rowcount(self._write(self._prune, {"p_cutoff": cutoff}))
             boundary = {
                 "p_cutoff": cutoff,
                 "p_boundary_date": last[0][0],
                 "p_dag_id": last[0][1],
             }
-            deleted += int(self._write(self._prune_batch, boundary).rowcount)
+            deleted += self._rowcount(self._write(self._prune_batch, boundary))
 
     def _prune_in_top_batches(self, cutoff: datetime, batch: int) -> int:
         """SQL Server: ``DELETE TOP (batch) … WHERE execution_date < ?`` until a short batch."""
@@ -1116,7 +1354,7 @@ class RunStateStorage(_Storage):
             statement = self._prune_top[batch] = DeleteTop(self._prune, batch)
         deleted = 0
         while True:
-            count = int(self._write(statement, {"p_cutoff": cutoff}).rowcount)
+            count = self._rowcount(self._write(statement, {"p_cutoff": cutoff}))
             deleted += count
             if count < batch:
                 return deleted

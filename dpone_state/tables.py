@@ -34,6 +34,7 @@ from dpone_state.coltypes import (
     sql_utc_now,
 )
 from dpone_state.dialects import DEFAULT_SCHEMA, RunIdKind, find_dialect
+from dpone_state.errors import InvalidIdentifierError
 from dpone_state.models import (
     KEY_NAME_MAX,
     LOAD_ID_MAX,
@@ -55,6 +56,7 @@ __all__ = [
     "UPDATED_AT",
     "StateTables",
     "build_tables",
+    "check_backend_names",
     "lock_table",
     "run_id_kind",
     "run_state_table",
@@ -88,8 +90,9 @@ def run_id_kind(dialect_name: str | None) -> RunIdKind:
 
 
 def new_metadata() -> MetaData:
-    """A MetaData with the project's naming convention."""
-    return MetaData(naming_convention=NAMING_CONVENTION)
+    """A MetaData with the project's naming convention, marked as dpone-state's own (the SQL
+    Server DDL hooks of ``ddl.py`` apply to its tables only)."""
+    return MetaData(naming_convention=NAMING_CONVENTION, info={"dpone_state": True})
 
 
 def _timestamps() -> list[Column[Any]]:
@@ -212,3 +215,48 @@ def build_tables(
         xmin=xmin_state_table(metadata, schema, xmin_table),
         run=run_state_table(metadata, schema, run_table, id_kind=run_id_kind(dialect_name)),
     )
+
+
+def _derived_names(table: Table, dialect_name: str) -> list[tuple[str, str]]:
+    """(what, name) of the table and every name its DDL creates on ``dialect_name``."""
+    names = [("table", table.name)]
+    names += [("constraint", str(c.name)) for c in table.constraints if c.name]
+    names += [("index", str(i.name)) for i in table.indexes if i.name]
+    if dialect_name == "mssql":
+        from dpone_state.ddl import default_constraint_name  # noqa: PLC0415 - no import cycle
+
+        names += [
+            ("DEFAULT constraint", default_constraint_name(table.name, c.name))
+            for c in table.columns
+            if c.server_default is not None and c.identity is None
+        ]
+    return names
+
+
+def check_backend_names(dialect_name: str, schema: str | None, table: Table) -> None:
+    """Refuse a schema or table whose name, or a name derived from it (primary key, index,
+    SQL Server DEFAULT constraint), the backend would truncate or refuse (the registry's
+    ``name_limit`` and ``bmp_only_names``)."""
+    row = find_dialect(dialect_name)
+    if row is None:
+        return
+    for what, name in [("schema", schema or ""), *_derived_names(table, dialect_name)]:
+        if not name:
+            continue
+        field = "schema" if what == "schema" else "table"
+        if row.bmp_only_names and any(ord(ch) > 0xFFFF for ch in name):
+            raise InvalidIdentifierError(
+                field,
+                f"{what} name {name!r}: {dialect_name} identifiers hold only characters of the "
+                "Basic Multilingual Plane (no emoji or other characters above U+FFFF)",
+            )
+        if row.name_limit is None:
+            continue
+        limit, unit = row.name_limit
+        size = len(name.encode("utf-8")) if unit == "bytes" else len(name)
+        if size > limit:
+            raise InvalidIdentifierError(
+                field,
+                f"{what} name {name!r} is {size} {unit} long; {dialect_name} keeps at most "
+                f"{limit}: use a shorter {field} name",
+            )

@@ -18,11 +18,22 @@ statement wrote anything is read back with ``upsert_applied(result, dialect_name
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from sqlalchemy import Column, Table, and_, bindparam, column, func, literal, select, update
+from sqlalchemy import (
+    Column,
+    Table,
+    and_,
+    bindparam,
+    case,
+    column,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy import table as table_clause
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
@@ -30,7 +41,7 @@ from sqlalchemy.sql import ClauseElement, ColumnElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Delete, Insert
 from sqlalchemy.sql.util import ClauseAdapter
-from sqlalchemy.sql.visitors import iterate
+from sqlalchemy.sql.visitors import InternalTraversal, iterate
 
 from dpone_state.execution import WriteResult
 
@@ -42,6 +53,7 @@ __all__ = [
     "MSSQL_MERGE",
     "DeleteTop",
     "Incoming",
+    "IncomingWhen",
     "LockedScript",
     "MergeSyntax",
     "Upsert",
@@ -67,7 +79,31 @@ class Incoming:
 
 INCOMING: Final = Incoming()
 
-UpdateValue = ColumnElement[Any] | Incoming
+
+class IncomingWhen:
+    """Marker for "the incoming value where ``condition`` (over the current row) holds, else
+    the current value" in an UPDATE assignment."""
+
+    def __init__(self, condition: ColumnElement[bool]) -> None:
+        self.condition = condition
+
+    def __repr__(self) -> str:
+        return f"IncomingWhen({self.condition})"
+
+
+UpdateValue = ColumnElement[Any] | Incoming | IncomingWhen
+
+
+def _assignment(
+    table: Table, name: str, value: UpdateValue, incoming: Callable[[str], ColumnElement[Any]]
+) -> ColumnElement[Any]:
+    """The expression an UPDATE assigns to ``name``; ``incoming(name)`` is the incoming value."""
+    if isinstance(value, Incoming):
+        return incoming(name)
+    if isinstance(value, IncomingWhen):
+        return case((value.condition, incoming(name)), else_=table.c[name])
+    return value
+
 
 #: ``LAST_INSERT_ID(expr)`` sets the OK packet's insert id; a guarded MySQL upsert whose guard
 #: failed reports this value, which no table of ours (none has AUTO_INCREMENT) can produce.
@@ -83,6 +119,21 @@ class Upsert(Insert):
     """
 
     inherit_cache = True
+    #: The compiled-cache key is the construct's structure (as SQLAlchemy's own DML constructs
+    #: do it): the table, the rows' columns and placeholders, the key, every assignment and the
+    #: guard. Two upserts that compile alike share one cache entry; a guarded and an unguarded
+    #: one never do.
+    _traverse_internals = [  # noqa: RUF012 - SQLAlchemy reads it as a class attribute
+        *Insert._traverse_internals,
+        ("_upsert_columns", InternalTraversal.dp_string_list),
+        ("_upsert_values", InternalTraversal.dp_clauseelement_list),
+        ("upsert_key", InternalTraversal.dp_string_list),
+        ("_upsert_order", InternalTraversal.dp_string_list),
+        ("_upsert_incoming", InternalTraversal.dp_string_list),
+        ("_upsert_set", InternalTraversal.dp_string_clauseelement_dict),
+        ("_upsert_incoming_when", InternalTraversal.dp_string_clauseelement_dict),
+        ("upsert_where", InternalTraversal.dp_clauseelement),
+    ]
 
     def __init__(
         self,
@@ -100,20 +151,33 @@ class Upsert(Insert):
         unknown |= (set(key) | set(update)) - set(table.c.keys())
         if unknown:
             raise ValueError(f"{table.name} has no column(s) {sorted(unknown)}")
+        columns = list(rows[0])
+        if any(list(row) != columns for row in rows[1:]):
+            raise ValueError("every row of an upsert must name the same columns, in order")
+        # Plain values become bound parameters typed like their column (never literals).
         self.upsert_table = table
-        self.upsert_rows = [dict(row) for row in rows]
+        self.upsert_rows = [
+            {
+                name: value
+                if isinstance(value, ClauseElement)
+                else literal(value, type_=table.c[name].type)
+                for name, value in row.items()
+            }
+            for row in rows
+        ]
         self.upsert_key = list(key)
         self.upsert_update = dict(update)
         self.upsert_where = where
-        self._cache_identity = object()
-
-    def _gen_cache_key(self, anon_map: Any, bindparams: list[Any]) -> tuple[Any, ...]:
-        """An Upsert is not changed once built, so its identity is its compiled-cache key.
-
-        Built once with ``bindparam`` placeholders and executed with parameters, it compiles
-        once per engine instead of on every call.
-        """
-        return (Upsert, self._cache_identity)
+        self._upsert_columns = columns
+        self._upsert_values = [row[name] for row in self.upsert_rows for name in columns]
+        self._upsert_order = list(update)
+        self._upsert_incoming = [n for n, v in update.items() if isinstance(v, Incoming)]
+        self._upsert_set = {
+            n: v for n, v in update.items() if not isinstance(v, (Incoming, IncomingWhen))
+        }
+        self._upsert_incoming_when = {
+            n: v.condition for n, v in update.items() if isinstance(v, IncomingWhen)
+        }
 
     def _insert_values(self) -> list[dict[str, Any]] | dict[str, Any]:
         rows = self.upsert_rows
@@ -137,8 +201,9 @@ def _compile_on_conflict(element: Upsert, compiler: SQLCompiler, **kw: Any) -> s
 
     make = postgresql.insert if compiler.dialect.name == "postgresql" else sqlite.insert
     stmt = make(element.upsert_table).values(element._insert_values())
+    table = element.upsert_table
     assignments = {
-        name: stmt.excluded[name] if isinstance(value, Incoming) else value
+        name: _assignment(table, name, value, stmt.excluded.__getitem__)
         for name, value in element.upsert_update.items()
     }
     stmt = stmt.on_conflict_do_update(
@@ -175,7 +240,7 @@ def _compile_mysql(element: Upsert, compiler: SQLCompiler, **kw: Any) -> str:
     ordered = sorted(element.upsert_update.items(), key=lambda item: item[0] in read_by_guard)
     assignments: list[tuple[str, Any]] = []
     for index, (name, value) in enumerate(ordered):
-        new: Any = stmt.inserted[name] if isinstance(value, Incoming) else value
+        new: Any = _assignment(table, name, value, stmt.inserted.__getitem__)
         if guard is not None:
             current: Any = table.c[name]
             if index == len(ordered) - 1:
@@ -222,7 +287,11 @@ def compile_merge(element: Upsert, compiler: SQLCompiler, syntax: MergeSyntax, *
     columns = list(rows[0])
     if any(list(row) != columns for row in rows[1:]):
         raise CompileError("every row of a MERGE upsert must name the same columns, in order")
-    incoming = {name for name, new in element.upsert_update.items() if isinstance(new, Incoming)}
+    incoming = {
+        name
+        for name, new in element.upsert_update.items()
+        if isinstance(new, (Incoming, IncomingWhen))
+    }
     missing = (set(element.upsert_key) | incoming) - set(columns)
     if missing:
         raise CompileError(f"key / INCOMING column(s) {sorted(missing)} are not in the rows")
@@ -267,7 +336,7 @@ def compile_merge(element: Upsert, compiler: SQLCompiler, syntax: MergeSyntax, *
         assignments = ", ".join(
             f"{quote(name)} = "
             + compiler.process(
-                source.c[name] if isinstance(new, Incoming) else to_target.traverse(new), **kw
+                to_target.traverse(_assignment(table, name, new, source.c.__getitem__)), **kw
             )
             for name, new in element.upsert_update.items()
         )

@@ -19,6 +19,7 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -34,14 +35,23 @@ from dpone_state.errors import (
     CheckpointIdentityError,
     ForeignPartitionError,
     InvalidStateError,
+    RevisionConflictError,
     SourceColumnError,
     SourceNotATableError,
     SourcePermissionError,
     SourceTableNotFoundError,
     XMinError,
 )
-from dpone_state.models import XMIN_TAG_MAX, XMinState, check_key_name
+from dpone_state.models import (
+    LOAD_ID_MAX,
+    XMIN_TAG_MAX,
+    XMinState,
+    check_key_name,
+    check_name,
+    utc_now,
+)
 from dpone_state.storage import XMinStateStorage
+from dpone_state.tables import LAST_LOAD_ID
 from dpone_state.xmin_window import (
     WindowKind,
     XMinWindow,
@@ -627,6 +637,7 @@ class XMinExtraction:
         self._started = False
         self._exhausted = False
         self._committed = False
+        self._written_at: datetime | None = None  # set by the first try of commit()
 
     @property
     def expected_revision(self) -> int:
@@ -688,14 +699,32 @@ class XMinExtraction:
                 f"({self.rows_read} so far): saving the checkpoint now would skip the rest"
             )
         self.close()
-        written = self._storage.save_state(
-            self.source_schema,
-            self.checkpoint_table,
-            self.state,
-            expected_revision=self.expected_revision,
-            connection=connection,
-            load_id=load_id,
-        )
+        storage = self._storage
+        # One write time for every try of this commit: it is what identifies this write.
+        if self._written_at is None:
+            self._written_at = utc_now()
+        try:
+            params = storage._key_params(self.source_schema, self.checkpoint_table)
+            if load_id is not None:
+                params[f"p_{LAST_LOAD_ID}"] = check_name("load_id", load_id, LOAD_ID_MAX)
+            storage._save_state(
+                params,
+                self.state,
+                self.expected_revision,
+                self._written_at,
+                connection=connection,
+                receipt=load_id is not None,
+            )
+        except RevisionConflictError:
+            if connection is not None:  # in the caller's transaction: the caller decides
+                raise
+            # A commit() retried after an unknown outcome finds its own earlier write (its
+            # write time and values): that is not a conflict.
+            if not storage._is_own_write(
+                self.source_schema, self.checkpoint_table, self.state, self._written_at
+            ):
+                raise
+        written = self._written_at
         self._committed = True
         log.info(
             "xmin checkpoint of %r.%r %s %d (%s window, %d rows)",

@@ -8,14 +8,17 @@ script also adopts existing tables.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from alembic import context, op
 from sqlalchemy import Column, Index, Table, func, inspect, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from dpone_state.ddl import (
     AddColumnIfMissing,
+    AddStateColumn,
     CreateIndexIfMissing,
     CreateTableIfMissing,
     default_constraint_name,
@@ -32,6 +35,7 @@ __all__ = [
     "dialect_name",
     "drop_column",
     "drop_index",
+    "refuse_if_tables_hold_rows",
     "refuse_to_drop_rows",
     "set_bigquery_default",
     "settings",
@@ -127,7 +131,7 @@ def add_column_if_absent(table: str, column: Column[Any], schema: str | None) ->
     if column.name in existing:
         log.info("adopting the existing column %s.%s", table, column.name)
     else:
-        op.add_column(table, column, schema=schema)
+        op.execute(AddStateColumn(table, column, schema))
 
 
 def add_bigquery_column(table: str, column: Column[Any], schema: str | None) -> None:
@@ -198,8 +202,12 @@ def refuse_to_drop_rows(*tables: Table) -> None:
     """
     if context.is_offline_mode() or settings().drop_data:
         return
-    bind = op.get_bind()
-    inspector = _inspector()
+    refuse_if_tables_hold_rows(op.get_bind(), tables)
+
+
+def refuse_if_tables_hold_rows(bind: Connection, tables: Sequence[Table]) -> None:
+    """``DowngradeRefusedError`` if any of ``tables`` that exists holds a row."""
+    inspector = inspect(bind)
     held = {
         t.fullname: int(bind.execute(select(func.count()).select_from(t)).scalar_one())
         for t in tables

@@ -165,6 +165,10 @@ def _bigquery_probe(engine: Engine) -> str | None:
     return reachable(engine)
 
 
+def _with_driver(url: str, drivername: str) -> str:
+    return sa.engine.make_url(url).set(drivername=drivername).render_as_string(hide_password=False)
+
+
 BACKENDS: dict[str, Backend] = {
     "sqlite": Backend(
         name="sqlite",
@@ -183,6 +187,20 @@ BACKENDS: dict[str, Backend] = {
             "start PostgreSQL on 127.0.0.1:5432 (trust auth, database test) or set "
             "DPONE_STATE_TEST_POSTGRES_URL"
         ),
+    ),
+    # psycopg 3: the driver SQLAlchemy 2.1 picks for ``postgresql://``; the same server as
+    # ``postgresql``, reached through the other driver (DPONE_STATE_TEST_POSTGRES_URL's driver
+    # replaced), so every behaviour test also runs on it.
+    "psycopg": Backend(
+        name="psycopg",
+        env_var="DPONE_STATE_TEST_PSYCOPG_URL",
+        default_url=_with_driver(
+            os.environ.get("DPONE_STATE_TEST_POSTGRES_URL")
+            or "postgresql+psycopg2://postgres@127.0.0.1:5432/test",
+            "postgresql+psycopg",
+        ),
+        required_in_ci=True,
+        how_to_enable="as for postgresql (psycopg 3 is in the postgres extra)",
     ),
     "mariadb": Backend(
         name="mariadb",

@@ -26,7 +26,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import sqlglot
-from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlglot import exp
 
@@ -92,7 +91,9 @@ CASES: dict[str, Case] = {
             *_MERGE_NOTE,
             "On a match the four values and __dpone__updated_at change and revision goes up by "
             "one (target.revision + 1, read under the lock); __dpone__loaded_at keeps the first "
-            "insert's time. A new row starts at revision 1.",
+            "insert's time. A new row starts at revision 1. A matched tombstone (a deleted "
+            "checkpoint, revision -(r + 1)) becomes a new checkpoint at r + 2 with this save's "
+            "__dpone__loaded_at: a revision is never reused.",
         ),
     ),
     "save_state_cas_insert": Case(
@@ -101,8 +102,9 @@ CASES: dict[str, Case] = {
         exp.Merge,
         (
             *_MERGE_NOTE,
-            "Compare-and-set for 'no checkpoint yet (or a legacy one, revision 0)': inserts a new "
-            "row, or updates a matched row only WHEN MATCHED AND target.revision = 0. The guard is "
+            "Compare-and-set for 'no checkpoint yet (or a legacy one, revision 0, or a deleted one, "
+            "revision < 0)': inserts a new row, or updates a matched row only WHEN MATCHED AND "
+            "target.revision <= 0. The guard is "
             "evaluated on the row locked by HOLDLOCK, so of two racing writers exactly one writes; "
             "the other sees revision 1 and writes nothing.",
             *_ROWCOUNT_NOTE,
@@ -178,13 +180,20 @@ CASES: dict[str, Case] = {
         "XMinStateStorage.load_state(schema, table)",
         lambda: XMIN.load_state(SCHEMA, TABLE),
         exp.Select,
-        ("A primary-key seek; READ COMMITTED sees only committed checkpoints.",),
+        (
+            "A primary-key seek; READ COMMITTED sees only committed checkpoints; a tombstone "
+            "(revision < 0) is no checkpoint.",
+        ),
     ),
     "delete_state": Case(
         "XMinStateStorage.delete_state(schema, table)",
         lambda: XMIN.delete_state(SCHEMA, TABLE),
-        exp.Delete,
-        ("Deletes by primary key; the row count (0 or 1) says whether a checkpoint existed.",),
+        exp.Update,
+        (
+            "Leaves a tombstone by primary key: revision becomes -(revision + 1), so the next "
+            "checkpoint of the key continues above every revision it had (no ABA); the row count "
+            "(0 or 1) says whether a live checkpoint existed.",
+        ),
     ),
     "save_run_state": Case(
         "RunStateStorage.save_run_state(run)",
@@ -370,11 +379,18 @@ def test_the_compare_and_set_guard_reads_the_target_row() -> None:
     matched = [when for when in whens if when.args.get("matched")]
     assert len(matched) == 1
     guard = matched[0].args["condition"]
-    assert guard.sql("tsql") == "target.revision = ?"
+    # Revision 0 or below: none yet, a legacy row, or a deleted checkpoint (a tombstone).
+    assert guard.sql("tsql") == "target.revision <= ?"
     updates = {eq.this.sql("tsql"): eq.expression.sql("tsql") for eq in matched[0].args["then"]}
-    assert updates["revision"] == "target.revision + ?"
+    assert updates["revision"] == (
+        "CASE WHEN (target.revision < ?) THEN ? - target.revision ELSE target.revision + ? END"
+    )
     assert updates["xmin_value"] == "incoming.xmin_value"
-    assert "__dpone__loaded_at" not in updates
+    # The first save's time stays, unless the row is a tombstone (a new checkpoint).
+    assert updates["__dpone__loaded_at"] == (
+        "CASE WHEN (target.revision < ?) THEN incoming.__dpone__loaded_at "
+        "ELSE target.__dpone__loaded_at END"
+    )
     unguarded = parse_tsql(emit(ENGINE, capture(CASES["save_state"].run)).sql)
     assert all(w.args.get("condition") is None for w in unguarded.args["whens"].expressions)
 
@@ -449,9 +465,8 @@ def test_rows_with_different_columns_are_refused() -> None:
         {"source_schema": "a", "source_table": "t1", "xmin_value": 1},
         {"source_schema": "a", "source_table": "t2"},
     ]
-    statement = Upsert(table, rows, key=["source_schema", "source_table"], update={})
-    with pytest.raises(CompileError, match="same columns"):
-        statement.compile(dialect=ENGINE.dialect)
+    with pytest.raises(ValueError, match="same columns"):  # refused when built, not compiled
+        Upsert(table, rows, key=["source_schema", "source_table"], update={})
 
 
 # --- create_tables() DDL -------------------------------------------------------------------

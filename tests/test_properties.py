@@ -62,8 +62,12 @@ def property_storages(db: StateDB) -> tuple[XMinStateStorage, RunStateStorage]:
 
 
 def table_rows(db: StateDB, table: sa.Table) -> list[tuple[Any, ...]]:
+    """The table's live rows (a deleted checkpoint stays as a tombstone, revision < 0)."""
+    statement = sa.select(table)
+    if "revision" in table.c:
+        statement = statement.where(table.c.revision >= 0)
     with db.engine.connect() as conn:
-        return sorted(tuple(row) for row in conn.execute(sa.select(table)).all())
+        return sorted(tuple(row) for row in conn.execute(statement).all())
 
 
 @PROPERTY_SETTINGS

@@ -131,6 +131,8 @@ _MISSING_COLUMN_NATIVE = re.compile(r"\(207\) \(SQL\w+\)\s*$")
 _TRANSIENT_NATIVE = re.compile(r"\((1205|3960)\) \(SQL\w+\)\s*$")
 #: Msg 1222 "Lock request time out period exceeded" (``SET LOCK_TIMEOUT``).
 _LOCK_TIMEOUT = re.compile(r"\(1222\) \(SQL\w+\)\s*$")
+#: Msg 18456 login failed, Msg 4060 cannot open the database
+_AUTH_NATIVE = re.compile(r"\((18456|4060)\) \(SQL\w+\)")
 
 
 class MssqlHooks(BackendHooks):
@@ -176,3 +178,6 @@ class MssqlHooks(BackendHooks):
         return bool(args) and (
             args[0] == "40001" or _TRANSIENT_NATIVE.search(str(args[-1])) is not None
         )
+
+    def is_authentication_failure(self, orig: BaseException) -> bool:
+        return any(_AUTH_NATIVE.search(str(arg)) for arg in getattr(orig, "args", ()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -17,6 +18,23 @@ _MISSING = frozenset({"42P01", "3F000"})
 _MISSING_COLUMN = "42703"
 #: deadlock_detected, serialization_failure
 _TRANSIENT = frozenset({"40P01", "40001"})
+#: lock_not_available (``lock_timeout``), query_canceled (``statement_timeout``,
+#: ``pg_cancel_backend``)
+_CANCELLED = frozenset({"55P03", "57014"})
+#: invalid_password, invalid_authorization_specification, invalid_catalog_name
+_AUTH = frozenset({"28P01", "28000", "3D000"})
+#: psycopg reports refused connections without a SQLSTATE: the server's text is read.
+_AUTH_TEXT = re.compile(
+    r"password authentication failed|authentication failed for user|role \".*\" does not exist"
+    r"|database \".*\" does not exist|no pg_hba\.conf entry|password is required"
+    r"|no password supplied"
+)
+
+
+def _sqlstate(orig: BaseException) -> str | None:
+    """The SQLSTATE of a driver error (psycopg2: ``pgcode``; psycopg 3: ``sqlstate``)."""
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code if isinstance(code, str) else None
 
 
 class PostgresHooks(BackendHooks):
@@ -30,10 +48,16 @@ class PostgresHooks(BackendHooks):
         dbapi_connection.autocommit = on
 
     def is_missing_table(self, orig: BaseException) -> bool:
-        return getattr(orig, "pgcode", None) in _MISSING
+        return _sqlstate(orig) in _MISSING
 
     def is_missing_column(self, orig: BaseException) -> bool:
-        return getattr(orig, "pgcode", None) == _MISSING_COLUMN
+        return _sqlstate(orig) == _MISSING_COLUMN
 
     def is_transient_conflict(self, orig: BaseException) -> bool:
-        return getattr(orig, "pgcode", None) in _TRANSIENT
+        return _sqlstate(orig) in _TRANSIENT
+
+    def is_lock_timeout(self, orig: BaseException) -> bool:
+        return _sqlstate(orig) in _CANCELLED
+
+    def is_authentication_failure(self, orig: BaseException) -> bool:
+        return _sqlstate(orig) in _AUTH or _AUTH_TEXT.search(str(orig)) is not None

@@ -39,6 +39,12 @@ class SqliteHooks(BackendHooks):
         text = str(orig)
         return text.startswith("no such table") or text.startswith("unknown database")
 
+    def is_lock_timeout(self, orig: BaseException) -> bool:
+        """Locked past the busy timeout (another writer held the file)."""
+        return str(orig).startswith(
+            ("database is locked", "database table is locked", "database schema is locked")
+        )
+
     def is_missing_column(self, orig: BaseException) -> bool:
         text = str(orig)
         return "no such column" in text or "has no column named" in text

@@ -68,6 +68,11 @@ GO
 -- Running downgrade 0002 -> 0001
 
 IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
+DELETE FROM etl_state.etl_xmin_state WHERE etl_state.etl_xmin_state.revision < 0;
+
+GO
+
+IF @@TRANCOUNT = 0 THROW 50000, N'dpone-state: an earlier batch failed and its transaction was rolled back, so this batch does not run. Fix the cause and run the whole script again.', 1;
 DROP INDEX ix_etl_run_state_execution_date ON etl_state.etl_run_state;
 
 GO

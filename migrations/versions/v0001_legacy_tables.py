@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from alembic import op
-from sqlalchemy import Column, Identity, MetaData, PrimaryKeyConstraint, Table, false
+from sqlalchemy import Column, Identity, PrimaryKeyConstraint, Table, false
 from sqlalchemy.sql.elements import conv
 
 from dpone_state.coltypes import (
@@ -30,7 +30,7 @@ from dpone_state.coltypes import (
     sql_utc_now,
 )
 from dpone_state.migrations import support
-from dpone_state.tables import LOADED_AT, NAMING_CONVENTION, UPDATED_AT, run_id_kind
+from dpone_state.tables import LOADED_AT, UPDATED_AT, new_metadata, run_id_kind
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -54,7 +54,7 @@ def _timestamps() -> list[Column[Any]]:
 
 def _legacy_tables() -> tuple[Table, Table]:
     s = support.settings()
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    metadata = new_metadata()
     xmin = Table(
         s.xmin_table,
         metadata,

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Column, Index, MetaData, Table, text
+from alembic import op
+from sqlalchemy import Column, Index, Table, text
 
 from dpone_state.coltypes import UTCDateTime, big_integer, name_text
 from dpone_state.migrations import support
-from dpone_state.tables import NAMING_CONVENTION
+from dpone_state.tables import new_metadata
 
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
@@ -34,7 +35,7 @@ def _index() -> Index:
     s = support.settings()
     run = Table(
         s.run_table,
-        MetaData(naming_convention=NAMING_CONVENTION),
+        new_metadata(),
         Column("execution_date", UTCDateTime(), nullable=False),
         schema=s.schema,
     )
@@ -56,8 +57,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Remove the index and the two columns."""
+    """Remove the index and the two columns; deleted checkpoints (tombstones, revision < 0)
+    go first, since without ``revision`` they would read as live checkpoints."""
     s = support.settings()
+    xmin = Table(
+        s.xmin_table,
+        new_metadata(),
+        Column("revision", big_integer(), nullable=False),
+        schema=s.schema,
+    )
+    op.execute(xmin.delete().where(xmin.c.revision < 0))
     index = _index()
     support.drop_index(index)
     support.drop_column(s.run_table, "process_name", s.schema, has_default=False)

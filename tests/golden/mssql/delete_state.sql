@@ -1,10 +1,14 @@
 -- dpone-state on SQL Server (mssql+pyodbc): XMinStateStorage.delete_state(schema, table)
 -- One statement per call, sent exactly as below; ? are pyodbc parameters.
 --
--- Deletes by primary key; the row count (0 or 1) says whether a checkpoint existed.
+-- Leaves a tombstone by primary key: revision becomes -(revision + 1), so the next checkpoint
+--   of the key continues above every revision it had (no ABA); the row count (0 or 1) says
+--   whether a live checkpoint existed.
 --
 -- Parameters, in order (name: type declared to the server by the engine's do_setinputsizes
 --   hook, NULLs included = value in this call):
---   1. p_source_schema: NVARCHAR(4000) = 'src_schema_q7'
---   2. p_source_table: NVARCHAR(4000) = 'src_table_q7'
-DELETE FROM etl_state.etl_xmin_state WHERE etl_state.etl_xmin_state.source_schema = ? AND etl_state.etl_xmin_state.source_table = ? AND etl_state.etl_xmin_state.revision IS NOT NULL
+--   1. param_1: BIGINT = 1
+--   2. p_source_schema: NVARCHAR(4000) = 'src_schema_q7'
+--   3. p_source_table: NVARCHAR(4000) = 'src_table_q7'
+--   4. param_2: BIGINT = 0
+UPDATE etl_state.etl_xmin_state SET revision=(-(etl_state.etl_xmin_state.revision + ?)) WHERE etl_state.etl_xmin_state.source_schema = ? AND etl_state.etl_xmin_state.source_table = ? AND etl_state.etl_xmin_state.revision >= ?

@@ -11,6 +11,7 @@
 --   hook, NULLs included = value in this call):
 --   1. p_source_schema: NVARCHAR(4000) = 'src_schema_q7'
 --   2. p_source_table: NVARCHAR(4000) = 'src_table_q7'
+--   3. param_1: BIGINT = 0
 SELECT etl_state.etl_xmin_state.last_load_id, etl_state.etl_xmin_state.revision
 FROM etl_state.etl_xmin_state
-WHERE etl_state.etl_xmin_state.source_schema = ? AND etl_state.etl_xmin_state.source_table = ?
+WHERE etl_state.etl_xmin_state.source_schema = ? AND etl_state.etl_xmin_state.source_table = ? AND etl_state.etl_xmin_state.revision >= ?

@@ -9,10 +9,10 @@
 --   deadlock on it) and then finds the committed row and updates it: no primary-key violation,
 --   no lost update. Without HOLDLOCK two first writers of one key both see no row and both
 --   insert.
--- Compare-and-set for 'no checkpoint yet (or a legacy one, revision 0)': inserts a new row, or
---   updates a matched row only WHEN MATCHED AND target.revision = 0. The guard is evaluated on
---   the row locked by HOLDLOCK, so of two racing writers exactly one writes; the other sees
---   revision 1 and writes nothing.
+-- Compare-and-set for 'no checkpoint yet (or a legacy one, revision 0, or a deleted one,
+--   revision < 0)': inserts a new row, or updates a matched row only WHEN MATCHED AND
+--   target.revision <= 0. The guard is evaluated on the row locked by HOLDLOCK, so of two
+--   racing writers exactly one writes; the other sees revision 1 and writes nothing.
 -- The driver's row count (SQLRowCount; SET NOCOUNT OFF is set on every connection) is the
 --   number of rows the MERGE inserted or updated: 1 when it wrote, 0 when the guard failed.
 --
@@ -28,11 +28,14 @@
 --   8. p_source_fingerprint: NVARCHAR(4000) = None
 --   9. p___dpone__updated_at: DATETIME2(7) = <current UTC time>
 --   10. p___dpone__loaded_at: DATETIME2(7) = <current UTC time>
---   11. revision_1: BIGINT = 1
---   12. param_1: BIGINT = 0
---   13. param_2: BIGINT = 1
+--   11. param_1: BIGINT = 1
+--   12. param_2: BIGINT = 0
+--   13. param_3: BIGINT = 0
+--   14. param_4: BIGINT = 0
+--   15. revision_1: BIGINT = 1
+--   16. param_5: BIGINT = 1
 MERGE INTO etl_state.etl_xmin_state WITH (HOLDLOCK) AS target
 USING (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)) AS incoming (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, extraction_identity, source_fingerprint, __dpone__updated_at, __dpone__loaded_at, revision)
 ON target.source_schema = incoming.source_schema AND target.source_table = incoming.source_table
-WHEN MATCHED AND target.revision = ? THEN UPDATE SET xmin_value = incoming.xmin_value, is_initial = incoming.is_initial, wraparound_detected = incoming.wraparound_detected, frozen_xid = incoming.frozen_xid, extraction_identity = incoming.extraction_identity, source_fingerprint = incoming.source_fingerprint, __dpone__updated_at = incoming.__dpone__updated_at, revision = target.revision + ?
+WHEN MATCHED AND target.revision <= ? THEN UPDATE SET xmin_value = incoming.xmin_value, is_initial = incoming.is_initial, wraparound_detected = incoming.wraparound_detected, frozen_xid = incoming.frozen_xid, extraction_identity = incoming.extraction_identity, source_fingerprint = incoming.source_fingerprint, __dpone__updated_at = incoming.__dpone__updated_at, __dpone__loaded_at = CASE WHEN (target.revision < ?) THEN incoming.__dpone__loaded_at ELSE target.__dpone__loaded_at END, revision = CASE WHEN (target.revision < ?) THEN ? - target.revision ELSE target.revision + ? END
 WHEN NOT MATCHED THEN INSERT (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, extraction_identity, source_fingerprint, __dpone__updated_at, __dpone__loaded_at, revision) VALUES (incoming.source_schema, incoming.source_table, incoming.xmin_value, incoming.is_initial, incoming.wraparound_detected, incoming.frozen_xid, incoming.extraction_identity, incoming.source_fingerprint, incoming.__dpone__updated_at, incoming.__dpone__loaded_at, incoming.revision);

@@ -28,11 +28,14 @@
 --   9. p___dpone__updated_at: DATETIME2(7) = <current UTC time>
 --   10. p___dpone__loaded_at: DATETIME2(7) = <current UTC time>
 --   11. p_last_load_id: NVARCHAR(4000) = 'load_q7'
---   12. revision_1: BIGINT = 1
---   13. revision_2: BIGINT = 0
---   14. param_1: BIGINT = 1
+--   12. param_1: BIGINT = 1
+--   13. param_2: BIGINT = 0
+--   14. param_3: BIGINT = 0
+--   15. param_4: BIGINT = 0
+--   16. revision_1: BIGINT = 1
+--   17. param_5: BIGINT = 1
 MERGE INTO etl_state.etl_xmin_state WITH (HOLDLOCK) AS target
 USING (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)) AS incoming (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, extraction_identity, source_fingerprint, __dpone__updated_at, __dpone__loaded_at, last_load_id, revision)
 ON target.source_schema = incoming.source_schema AND target.source_table = incoming.source_table
-WHEN MATCHED AND target.revision = ? THEN UPDATE SET xmin_value = incoming.xmin_value, is_initial = incoming.is_initial, wraparound_detected = incoming.wraparound_detected, frozen_xid = incoming.frozen_xid, extraction_identity = incoming.extraction_identity, source_fingerprint = incoming.source_fingerprint, __dpone__updated_at = incoming.__dpone__updated_at, revision = target.revision + ?, last_load_id = incoming.last_load_id
+WHEN MATCHED AND target.revision <= ? THEN UPDATE SET xmin_value = incoming.xmin_value, is_initial = incoming.is_initial, wraparound_detected = incoming.wraparound_detected, frozen_xid = incoming.frozen_xid, extraction_identity = incoming.extraction_identity, source_fingerprint = incoming.source_fingerprint, __dpone__updated_at = incoming.__dpone__updated_at, __dpone__loaded_at = CASE WHEN (target.revision < ?) THEN incoming.__dpone__loaded_at ELSE target.__dpone__loaded_at END, revision = CASE WHEN (target.revision < ?) THEN ? - target.revision ELSE target.revision + ? END, last_load_id = incoming.last_load_id
 WHEN NOT MATCHED THEN INSERT (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, extraction_identity, source_fingerprint, __dpone__updated_at, __dpone__loaded_at, last_load_id, revision) VALUES (incoming.source_schema, incoming.source_table, incoming.xmin_value, incoming.is_initial, incoming.wraparound_detected, incoming.frozen_xid, incoming.extraction_identity, incoming.source_fingerprint, incoming.__dpone__updated_at, incoming.__dpone__loaded_at, incoming.last_load_id, incoming.revision);

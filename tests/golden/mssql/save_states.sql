@@ -27,7 +27,7 @@
 --   8. p_source_fingerprint_0: NVARCHAR(4000) = None
 --   9. p___dpone__updated_at_0: DATETIME2(7) = <current UTC time>
 --   10. p___dpone__loaded_at_0: DATETIME2(7) = <current UTC time>
---   11. revision_1: BIGINT = 1
+--   11. param_1: BIGINT = 1
 --   12. p_source_schema_1: NVARCHAR(4000) = 'src_schema_q7'
 --   13. p_source_table_1: NVARCHAR(4000) = 'src_table_q7'
 --   14. p_xmin_value_1: BIGINT = 42
@@ -38,10 +38,13 @@
 --   19. p_source_fingerprint_1: NVARCHAR(4000) = None
 --   20. p___dpone__updated_at_1: DATETIME2(7) = <current UTC time>
 --   21. p___dpone__loaded_at_1: DATETIME2(7) = <current UTC time>
---   22. revision_2: BIGINT = 1
---   23. param_1: BIGINT = 1
+--   22. param_2: BIGINT = 1
+--   23. param_3: BIGINT = 0
+--   24. param_4: BIGINT = 0
+--   25. revision_1: BIGINT = 1
+--   26. param_5: BIGINT = 1
 MERGE INTO etl_state.etl_xmin_state WITH (HOLDLOCK) AS target
 USING (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)) AS incoming (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, extraction_identity, source_fingerprint, __dpone__updated_at, __dpone__loaded_at, revision)
 ON target.source_schema = incoming.source_schema AND target.source_table = incoming.source_table
-WHEN MATCHED THEN UPDATE SET xmin_value = incoming.xmin_value, is_initial = incoming.is_initial, wraparound_detected = incoming.wraparound_detected, frozen_xid = incoming.frozen_xid, extraction_identity = incoming.extraction_identity, source_fingerprint = incoming.source_fingerprint, __dpone__updated_at = incoming.__dpone__updated_at, revision = target.revision + ?
+WHEN MATCHED THEN UPDATE SET xmin_value = incoming.xmin_value, is_initial = incoming.is_initial, wraparound_detected = incoming.wraparound_detected, frozen_xid = incoming.frozen_xid, extraction_identity = incoming.extraction_identity, source_fingerprint = incoming.source_fingerprint, __dpone__updated_at = incoming.__dpone__updated_at, __dpone__loaded_at = CASE WHEN (target.revision < ?) THEN incoming.__dpone__loaded_at ELSE target.__dpone__loaded_at END, revision = CASE WHEN (target.revision < ?) THEN ? - target.revision ELSE target.revision + ? END
 WHEN NOT MATCHED THEN INSERT (source_schema, source_table, xmin_value, is_initial, wraparound_detected, frozen_xid, extraction_identity, source_fingerprint, __dpone__updated_at, __dpone__loaded_at, revision) VALUES (incoming.source_schema, incoming.source_table, incoming.xmin_value, incoming.is_initial, incoming.wraparound_detected, incoming.frozen_xid, incoming.extraction_identity, incoming.source_fingerprint, incoming.__dpone__updated_at, incoming.__dpone__loaded_at, incoming.revision);
