@@ -548,6 +548,19 @@ def say(data: object, text: str | Callable[[], None]) -> None:
         click.echo(text)
 
 
+def say_records(records: list[dict[str, Any]], empty: str) -> None:
+    """Records as ``say`` shows them: a table of their values under their keys, or ``empty``
+    when there are none."""
+
+    def human() -> None:
+        if records:
+            render_table(list(records[0]), [list(r.values()) for r in records])
+        else:
+            click.echo(empty)
+
+    say(records, human)
+
+
 def note(text: str) -> None:
     """A remark for a person, on stderr (never with ``--json`` or ``--quiet``)."""
     options = _options()
@@ -909,14 +922,8 @@ def cmd_xmin_list(pattern: str | None) -> int:
         for c in checkpoints
     ]
 
-    def human() -> None:
-        if not records:
-            matching = f" matching {printable(pattern)}" if pattern else ""
-            click.echo(f"no checkpoints{matching} in {store.xmin.qualified_name}")
-        else:
-            render_table(list(records[0]), [list(r.values()) for r in records])
-
-    say(records, human)
+    matching = f" matching {printable(pattern)}" if pattern else ""
+    say_records(records, f"no checkpoints{matching} in {store.xmin.qualified_name}")
     return EXIT_OK
 
 
@@ -1315,13 +1322,7 @@ def cmd_runs_dags() -> int:
         for s in summaries
     ]
 
-    def human() -> None:
-        if not records:
-            click.echo(f"no runs in {store.runs.qualified_name}")
-        else:
-            render_table(list(records[0]), [list(r.values()) for r in records])
-
-    say(records, human)
+    say_records(records, f"no runs in {store.runs.qualified_name}")
     return EXIT_OK
 
 
