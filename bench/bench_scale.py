@@ -3,7 +3,8 @@
 Shows the query plans of `get_run_states_by_dag` and of pruning, read latency per size (it
 should stay flat), batched pruning (exact counts, the longest single batch), and
 `delete_old_states(batch_size=10_000)` removing 500k of 1M rows against a hand-written batch
-loop on the raw driver (`ctid` on PostgreSQL, `rowid` on SQLite), alternated and repeated.
+loop on the raw driver (`ctid` on PostgreSQL, `rowid` on SQLite, `DELETE … LIMIT` on MariaDB
+with `--mysql-url`), alternated and repeated.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg2
+import pymysql
 import sqlalchemy as sa
 
 from dpone_state import RunStateStorage, create_state_engine
@@ -25,6 +27,7 @@ from dpone_state import RunStateStorage, create_state_engine
 PG_URL = os.environ.get(
     "DPONE_STATE_BENCH_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 )
+MYSQL_URL = os.environ.get("DPONE_STATE_BENCH_MYSQL_URL")
 SCHEMA = "dpone_bench_scale"
 DAGS = 100
 
@@ -62,6 +65,8 @@ RAW_PRUNE = {
     " LIMIT %s)",
     "sqlite": "DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE execution_date < ?"
     " LIMIT ?)",
+    # MySQL/MariaDB refuse LIMIT in an IN subquery; a single-table DELETE takes it natively.
+    "mysql": "DELETE FROM {t} WHERE execution_date < %s LIMIT %s",
 }
 SQLITE_FILL = (
     "WITH RECURSIVE i(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM i WHERE n < ? - 1)"
@@ -70,12 +75,19 @@ SQLITE_FILL = (
     " SELECT 'dag_' || (n % ?), 'public', 't', 'dwh', 't', 'full', 'success',"
     " strftime('%Y-%m-%d %H:%M:%f', ?, '-30 minutes', '-' || (n / ?) || ' hours'), ? FROM i"
 )
+# MariaDB's sequence engine (seq_0_to_N) numbers the rows.
+MYSQL_FILL = (
+    "INSERT INTO {t} (dag_id, source_schema, source_table, target_schema, target_table,"
+    " load_strategy, state, execution_date, started_at)"
+    " SELECT CONCAT('dag_', seq MOD %s), 'public', 't', 'dwh', 't', 'full', 'success',"
+    " %s - INTERVAL 30 MINUTE - INTERVAL (seq DIV %s) HOUR, %s FROM seq_0_to_{last}"
+)
 
 
 def prune_vs_raw(target: str, url: str, rows: int, batch: int, rounds: int) -> None:
     """Half of ``rows`` pruned in batches: dpone-state against a raw driver loop, alternated."""
     engine = create_state_engine(url)
-    schema = SCHEMA if target == "postgresql" else None
+    schema = None if target == "sqlite" else SCHEMA
     runs = RunStateStorage(engine, schema=schema)
     runs.create_tables()
     now = datetime.now(timezone.utc)
@@ -98,12 +110,23 @@ def prune_vs_raw(target: str, url: str, rows: int, batch: int, rounds: int) -> N
         raw: Any = psycopg2.connect(host="127.0.0.1", user="postgres",
                                     dbname=sa.make_url(url).database)  # fmt: skip
         raw.autocommit = True
+    elif target == "mysql":
+        u = sa.make_url(url)
+        raw = pymysql.connect(host=u.host, port=u.port or 3306, user=u.username,
+                              password=u.password or "", database=u.database,
+                              autocommit=True)  # fmt: skip
     else:
         raw = sqlite3.connect(sa.make_url(url).database, isolation_level=None, timeout=30)
 
     def refill() -> int:
         if target == "postgresql":
             fill(engine, runs, rows, now)
+        elif target == "mysql":
+            stamp = now.replace(tzinfo=None)
+            with raw.cursor() as cur:
+                cur.execute(f"DELETE FROM {table}")
+                cur.execute(MYSQL_FILL.format(t=table, last=rows - 1), (DAGS, stamp, DAGS, stamp))
+                cur.execute(f"ANALYZE TABLE {table}")
         else:
             stamp = now.replace(tzinfo=None).isoformat(" ")
             raw.execute("DELETE FROM etl_run_state")
@@ -121,7 +144,7 @@ def prune_vs_raw(target: str, url: str, rows: int, batch: int, rounds: int) -> N
     def hand_written() -> tuple[int, list[float]]:
         sql = RAW_PRUNE[target].format(t=table)
         bound = cutoff.replace(tzinfo=None)
-        param: Any = bound if target == "postgresql" else bound.isoformat(" ")
+        param: Any = bound.isoformat(" ") if target == "sqlite" else bound
         deleted, times = 0, []
         while True:
             start = time.perf_counter()
@@ -151,6 +174,9 @@ def prune_vs_raw(target: str, url: str, rows: int, batch: int, rounds: int) -> N
     if target == "postgresql":
         with engine.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+    elif target == "mysql":
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {SCHEMA}")
     engine.dispose()
 
 
@@ -161,10 +187,13 @@ def main() -> None:
     parser.add_argument("--prune-rows", type=int, default=1_000_000)
     parser.add_argument("--prune-rounds", type=int, default=2)
     parser.add_argument("--pg-url", default=PG_URL)
+    parser.add_argument("--mysql-url", default=MYSQL_URL, help="MariaDB: prune it too")
     args = parser.parse_args()
     prune_vs_raw("postgresql", args.pg_url, args.prune_rows, args.batch_size, args.prune_rounds)
     sqlite_url = f"sqlite:///{tempfile.mkdtemp()}/scale.db"
     prune_vs_raw("sqlite", sqlite_url, args.prune_rows, args.batch_size, args.prune_rounds)
+    if args.mysql_url:
+        prune_vs_raw("mysql", args.mysql_url, args.prune_rows, args.batch_size, args.prune_rounds)
     engine = create_state_engine(args.pg_url)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")

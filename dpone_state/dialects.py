@@ -41,6 +41,7 @@ __all__ = [
     "BackendHooks",
     "ConnectionKind",
     "DefaultSchema",
+    "PruneBatches",
     "RetryPolicy",
     "RunIdKind",
     "SchemaOption",
@@ -60,6 +61,12 @@ RunIdKind = Literal["identity", "plain", "none"]
 #: What a connection secret describes: a file (``path``), a server (host, port, database, …)
 #: or a cloud project (BigQuery: project, dataset, credentials).
 ConnectionKind = Literal["file", "server", "project"]
+#: How ``delete_old_states`` deletes one batch of a batched prune (each batch its own
+#: transaction): ``"delete_batch"`` — one statement, ``batch_delete.DeleteBatch`` compiled for
+#: the dialect (``TOP (n)``, ``rowid IN (… LIMIT n)``, ``ORDER BY … LIMIT n``); ``"boundary"`` —
+#: read the batch's last key on the retention index, then delete the range up to it (two
+#: statements, plain SQL); ``"unbatched"`` — ``batch_size`` is ignored, one DELETE.
+PruneBatches = Literal["delete_batch", "boundary", "unbatched"]
 
 #: The schema (MySQL: database; BigQuery: dataset) of the state tables where there are schemas.
 DEFAULT_SCHEMA: Final = "etl_state"
@@ -257,13 +264,14 @@ class Backend:
     #: A database lock serialises migrations and ``create_tables()`` (``locks.py``); without
     #: one (BigQuery) a provisioning try that lost a race is made again (up to 3 tries).
     has_database_lock: bool = True
-    #: Rows per ``DELETE TOP (n)`` when ``delete_old_states`` prunes (always in batches there,
-    #: below the lock count where the server escalates to a table lock); ``None``: one DELETE
-    #: unless ``batch_size`` is given.
+    #: Rows per batch when ``delete_old_states`` is given no ``batch_size`` (SQL Server: always
+    #: in batches, below the lock count where the server escalates to a table lock); ``None``:
+    #: one DELETE unless ``batch_size`` is given.
     prune_batch_rows: int | None = None
-    #: Whether ``delete_old_states`` honours ``batch_size`` (BigQuery: each batch is a billed
-    #: job, and a DELETE blocks no upsert's row, so it is ignored).
-    batched_prune: bool = True
+    #: How a batched prune deletes each batch (``PruneBatches``). PostgreSQL keeps the
+    #: boundary: its range DELETE on the retention index beats a ``ctid`` subquery (the bench).
+    #: BigQuery is unbatched: each batch would be a billed job, and a DELETE blocks no upsert.
+    prune_batches: PruneBatches = "boundary"
     #: Whether keys may compare case-insensitively (legacy SQL Server collations): a bulk save
     #: then refuses two keys that differ only by case (``KeyCollisionError``).
     case_insensitive_keys: bool = False
@@ -336,6 +344,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         client_autocommit_drivers=frozenset({"pysqlite"}),
         default_url=DEFAULT_URL,
         database_is_file=True,
+        prune_batches="delete_batch",  # by rowid: the boundary read is not covered by an index
         hooks_path="dpone_state.backends.sqlite:SqliteHooks",
     ),
     Backend(
@@ -365,6 +374,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         connection_kind="server",
         max_parameters=2100,
         prune_batch_rows=4000,
+        prune_batches="delete_batch",
         case_insensitive_keys=True,
         sink_types=("mssql",),
         default_port=1433,
@@ -390,7 +400,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         name_limit=(1024, "bytes"),
         has_database_lock=False,
         retry=BIGQUERY_RETRY,
-        batched_prune=False,
+        prune_batches="unbatched",
         first_write_lock=True,
         transactional_loads=False,
         hooks_path="dpone_state.backends.bigquery:BigQueryHooks",
@@ -408,6 +418,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         bmp_only_names=True,
         default_port=3306,
         row_locks=True,
+        prune_batches="delete_batch",  # DELETE … ORDER BY … LIMIT n: one range scan per batch
         server_autocommit_drivers=frozenset({"pymysql"}),
         hooks_path="dpone_state.backends.mysql:MysqlHooks",
     ),

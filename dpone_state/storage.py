@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
+from dpone_state.batch_delete import DeleteBatch
 from dpone_state.coltypes import revision_or_zero
 from dpone_state.ddl import (
     CreateTableIfMissing,
@@ -108,7 +109,6 @@ from dpone_state.upsert import (
     BIGQUERY_CONFLICT_MARKER,
     BIGQUERY_NO_LOCK_MARKER,
     INCOMING,
-    DeleteTop,
     IncomingWhen,
     LockedScript,
     UpdateValue,
@@ -1202,9 +1202,9 @@ class RunStateStorage(_Storage):
         # as it refuses every other statement (StateNotProvisionedError), not delete quietly.
         provisioned = t.c.process_name.is_(None) | t.c.process_name.is_not(None)
         self._prune = delete(t).where(older, provisioned)
-        self._prune_top: dict[int, DeleteTop] = {}
-        # Batched pruning walks the retention index in (execution_date, dag_id) order: find the
-        # last row of the next batch, then delete up to and including it.
+        self._prune_batches: dict[int, DeleteBatch] = {}
+        # Batches by boundary (``prune_batches``) walk the retention index in (execution_date,
+        # dag_id) order: find the last row of the next batch, then delete up to and including it.
         self._prune_boundary = (
             select(t.c.execution_date, t.c.dag_id)
             .where(older)
@@ -1313,11 +1313,12 @@ class RunStateStorage(_Storage):
         """Delete runs whose ``execution_date`` is older than ``days_to_keep`` days; the count.
 
         One statement by default. With ``batch_size``, deletes in transactions of at most
-        ``batch_size`` rows (two statements each), so a large backlog never holds a long lock.
-        SQL Server always deletes in batches (``DELETE TOP (n)``, ``n`` = ``batch_size`` or the
-        row's ``prune_batch_rows``), below the count where it escalates to a table lock.
-        BigQuery ignores ``batch_size``: every statement is a billed job and locks no row a run
-        waits on.
+        ``batch_size`` rows, so a large backlog never holds a long lock: one statement per batch
+        (SQLite, SQL Server) or two (find the batch's last row, then delete up to it), as the
+        backend's row says (``prune_batches``). SQL Server always deletes in batches
+        (``DELETE TOP (n)``, ``n`` = ``batch_size`` or the row's ``prune_batch_rows``), below
+        the count where it escalates to a table lock. BigQuery ignores ``batch_size``: every
+        statement is a billed job and locks no row a run waits on.
         """
         cutoff = prune_cutoff(days_to_keep)
         if batch_size is not None and (
@@ -1329,15 +1330,35 @@ class RunStateStorage(_Storage):
                 "batch_size", f"must be an integer in 1 .. {MAX_BIGINT} or None"
             )
         row = self.backend_row
-        if row.prune_batch_rows is not None:
-            return self._prune_in_top_batches(cutoff, batch_size or row.prune_batch_rows)
-        if batch_size is None or not row.batched_prune:
+        batch = batch_size or row.prune_batch_rows
+        if batch is None or row.prune_batches == "unbatched":
             return self._rowcount(self._write(self._prune, {"p_cutoff": cutoff}))
+        if row.prune_batches == "delete_batch":
+            return self._prune_in_delete_batches(cutoff, batch)
+        return self._prune_by_boundaries(cutoff, batch)
+
+    def _prune_in_delete_batches(self, cutoff: datetime, batch: int) -> int:
+        """One ``DeleteBatch`` of at most ``batch`` rows per statement, until a short one."""
+        statement = self._prune_batches.get(batch)
+        if statement is None:
+            if len(self._prune_batches) >= _MAX_PAGES:
+                self._prune_batches.clear()
+            statement = self._prune_batches[batch] = DeleteBatch(
+                self._prune, batch, order_by=[self.table.c.execution_date]
+            )
         deleted = 0
         while True:
-            last = self._read(
-                self._prune_boundary, {"p_cutoff": cutoff, "p_offset": batch_size - 1}
-            )
+            count = self._rowcount(self._write(statement, {"p_cutoff": cutoff}))
+            deleted += count
+            if count < batch:
+                return deleted
+
+    def _prune_by_boundaries(self, cutoff: datetime, batch: int) -> int:
+        """Read the last row of the next batch on the retention index, delete up to it; the
+        rest in one DELETE once fewer than a batch are left."""
+        deleted = 0
+        while True:
+            last = self._read(self._prune_boundary, {"p_cutoff": cutoff, "p_offset": batch - 1})
             if not last:  # fewer than a batch left
                 return deleted + self._rowcount(self._write(self._prune, {"p_cutoff": cutoff}))
             boundary = {
@@ -1346,15 +1367,3 @@ class RunStateStorage(_Storage):
                 "p_dag_id": last[0][1],
             }
             deleted += self._rowcount(self._write(self._prune_batch, boundary))
-
-    def _prune_in_top_batches(self, cutoff: datetime, batch: int) -> int:
-        """SQL Server: ``DELETE TOP (batch) … WHERE execution_date < ?`` until a short batch."""
-        statement = self._prune_top.get(batch)
-        if statement is None:
-            statement = self._prune_top[batch] = DeleteTop(self._prune, batch)
-        deleted = 0
-        while True:
-            count = self._rowcount(self._write(statement, {"p_cutoff": cutoff}))
-            deleted += count
-            if count < batch:
-                return deleted

@@ -39,7 +39,7 @@ from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ClauseElement, ColumnElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.dml import Delete, Insert
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.sql.visitors import InternalTraversal, iterate
 
@@ -51,7 +51,6 @@ __all__ = [
     "BIGQUERY_NO_LOCK_MARKER",
     "INCOMING",
     "MSSQL_MERGE",
-    "DeleteTop",
     "Incoming",
     "IncomingWhen",
     "LockedScript",
@@ -473,28 +472,3 @@ def _compile_locked_bigquery(element: LockedScript, compiler: SQLCompiler, **kw:
         "COMMIT TRANSACTION",
     ]
     return ";\n".join(part.strip().rstrip(";") for part in parts) + ";"
-
-
-class DeleteTop(Executable, ClauseElement):
-    """SQL Server: ``DELETE TOP (n) FROM …`` — ``delete`` limited to ``n`` rows per statement."""
-
-    inherit_cache = False
-
-    def __init__(self, delete: Delete, rows: int) -> None:
-        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
-            raise ValueError("DELETE TOP needs a row count >= 1")
-        self.delete = delete
-        self.rows = rows
-
-
-@compiles(DeleteTop)
-def _compile_delete_top_unsupported(element: DeleteTop, compiler: SQLCompiler, **kw: Any) -> str:
-    raise CompileError("DELETE TOP (n) is SQL Server's; other dialects delete without it")
-
-
-@compiles(DeleteTop, "mssql")
-def _compile_delete_top(element: DeleteTop, compiler: SQLCompiler, **kw: Any) -> str:
-    text = str(compiler.process(element.delete, **kw))
-    if not text.startswith("DELETE FROM "):
-        raise CompileError(f"unexpected DELETE form: {text[:40]!r}")
-    return f"DELETE TOP ({element.rows}) FROM {text[len('DELETE FROM ') :]}"

@@ -205,3 +205,32 @@ def test_batched_prune_deletes_everything_old_in_bounded_batches(
     assert runs.delete_old_states(30, batch_size=3) == 0
     with pytest.raises(InvalidStateError, match="batch_size"):
         runs.delete_old_states(30, batch_size=0)
+
+
+def test_batched_prune_sends_one_statement_per_batch_where_the_backend_can(
+    db: StateDB, runs: RunStateStorage
+) -> None:
+    """25 old runs in batches of 10: three DELETEs (10, 10, 5), each alone where the backend's
+    row deletes a batch in one statement, each after a read of its boundary where it does not."""
+    from dpone_state.dialects import by_dialect  # noqa: PLC0415
+    from tests.backends import recorded  # noqa: PLC0415
+
+    now = datetime.now(timezone.utc)
+    old = now - timedelta(days=40)
+    for i in range(25):
+        runs.save_run_state(
+            make_run(dag_id=f"dag_{i % 4}", execution_date=old - timedelta(hours=i))
+        )
+    runs.save_run_state(make_run(dag_id="dag_new", execution_date=now))
+    with recorded(db.engine) as statements:
+        assert runs.delete_old_states(30, batch_size=10) == 25
+    deletes = [sql for sql in statements if sql.lstrip().upper().startswith("DELETE")]
+    way = by_dialect(db.engine.dialect.name).prune_batches
+    if way == "unbatched":
+        assert len(statements) == len(deletes) == 1
+    elif way == "delete_batch":
+        assert len(statements) == len(deletes) == 3
+    else:
+        assert len(deletes) == 3
+        assert len(statements) == 6  # a boundary read before each DELETE
+    assert [r.dag_id for r in runs.get_run_states_by_dag("dag_new")] == ["dag_new"]
