@@ -170,6 +170,20 @@ def prune_vs_raw(target: str, url: str, rows: int, batch: int, rounds: int) -> N
           f"{rounds} alternated rounds: dpone-state {lib_s:.2f} s (longest batch "
           f"{statistics.median(longest['lib']) * 1e3:.1f} ms), hand-written loop {raw_s:.2f} s "
           f"(longest {statistics.median(longest['raw']) * 1e3:.1f} ms): {lib_s / raw_s:.2f}x")  # fmt: skip
+    one_statement = runs._prune_batches.get(batch)  # the backends that prune with DeleteBatch
+    if one_statement is not None:
+        compiled = one_statement.compile(dialect=engine.dialect)
+        bound = cutoff.replace(tzinfo=None)
+        value: Any = bound.isoformat(" ") if target == "sqlite" else bound
+        cur = raw.cursor()
+        if target == "sqlite":
+            cur.execute(f"EXPLAIN QUERY PLAN {compiled}", (value,))
+            plan = [row[3] for row in cur.fetchall()]
+        else:
+            cur.execute(f"EXPLAIN {compiled}", {"p_cutoff": value})
+            plan = [" ".join(str(v) for v in row) for row in cur.fetchall()]
+        sql = " ".join(str(compiled).split())
+        print(f"{target}: one dpone-state batch: {sql}\n  " + "\n  ".join(plan))
     raw.close()
     if target == "postgresql":
         with engine.begin() as conn:
