@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dpone_state import XMinState, XMinStateStorage, create_state_engine
-from dpone_state.engine import ping_when_idle
+from dpone_state.engine import ping_when_idle, pings_when_idle
 from tests.conftest import StateDB
 
 
@@ -234,3 +234,21 @@ def test_a_forked_child_never_uses_or_closes_its_parents_connection(
     assert len(w.opened) == opened
     child = w.xmin.load_state("s", "child")
     assert child is not None and child.xmin_value == 7
+
+
+def test_after_dispose_the_engine_keeps_its_hooks_and_its_direct_path(
+    db: StateDB, watched: Callable[..., _Watched]
+) -> None:
+    """``engine.dispose()`` replaces the pool (its listeners move along): the engine still pings
+    idle connections and its storages still take the direct path."""
+    _direct(db)
+    w = watched()
+    pinging = pings_when_idle(w.engine)
+    w.xmin.save_state("s", "t", XMinState(1))
+    w.engine.dispose()
+    assert pings_when_idle(w.engine) == pinging
+    assert w.xmin._runner.usable()
+    w.xmin.save_state("s", "t", XMinState(2))
+    checkouts = w.checkouts
+    w.xmin.save_state("s", "t", XMinState(3))
+    assert w.checkouts == checkouts  # kept again, from the new pool
