@@ -72,7 +72,7 @@ $(SA20_STAMP): pyproject.toml
 test-sqlalchemy-2.0: $(SA20_STAMP)  ## the storage tests on SQLAlchemy 2.0 (services as for make test)
 	$(SA20_VENV)/bin/python -m pytest -q tests/test_round_trips.py tests/test_statements.py \
 		tests/test_xmin_storage.py tests/test_run_storage.py tests/test_faults.py \
-		tests/test_concurrency.py tests/test_properties.py
+		tests/test_concurrency.py tests/test_properties.py tests/test_keeper.py
 
 clean:  ## everything the targets made: venvs, the demo's database, services, caches, builds
 	rm -rf $(VENV) $(PEER_VENV) $(SA20_VENV) $(DEMO_DIR) .services .mypy_cache .ruff_cache .pytest_cache .hypothesis \
