@@ -25,8 +25,7 @@ any other user of the pool at checkout, and makes the pool's reset on return fre
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, StatementError
@@ -52,8 +51,10 @@ class WriteResult(Protocol):
     def lastrowid(self) -> Any: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Written:
+class _Written(NamedTuple):
+    """A write's row count and insert id (a tuple: cheaper to define and to build than a
+    dataclass)."""
+
     rowcount: int
     lastrowid: Any
 
