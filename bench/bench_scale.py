@@ -42,7 +42,10 @@ def explain(engine: sa.Engine, statement: Any, params: dict[str, Any]) -> list[s
             else value
             for key, value in bound.items()
         }
-        rows = conn.exec_driver_sql("EXPLAIN " + str(compiled), processed).all()
+        args: Any = processed  # positional (psycopg2 binds %s): in the statement's order
+        if compiled.positional:
+            args = tuple(processed[name] for name in compiled.positiontup or ())
+        rows = conn.exec_driver_sql("EXPLAIN " + str(compiled), args).all()
     return [row[0] for row in rows]
 
 
