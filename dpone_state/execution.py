@@ -7,19 +7,23 @@ pooled DBAPI connection, in autocommit: one statement at the server, nothing els
 
 It is used only where that is exactly what Core would send:
 
-- drivers it knows (psycopg2 / psycopg, sqlite3, PyMySQL) and statements without per-execution
-  expansion (``IN`` lists, literal-execute parameters, Python-side defaults, RETURNING);
+- drivers it knows (psycopg2 / psycopg, sqlite3, PyMySQL, pyodbc) and statements without
+  per-execution expansion (``IN`` lists, Python-side defaults, RETURNING); a literal-execute
+  value fixed in the statement (SQL Server's ``TOP n``) is rendered once, as Core renders it;
 - engines without listeners (``before_cursor_execute``, ``handle_error``, …) and without
-  ``echo``: where anything watches or changes execution, the storages use plain Core.
+  ``echo``: where anything watches or changes execution, the storages use plain Core. The
+  backend's own parameter declarations (SQL Server's ``do_setinputsizes``) are the exception:
+  they depend on the statement alone, so its plan carries them (``BackendHooks.input_sizes``).
 
 Errors are raised as Core raises them (``DBAPIError`` subclasses, a lost connection invalidated
 together with the pool's older connections), so the storages' error handling is the same on
 both paths.
 
 Autocommit is switched per call where the driver does it without the server (psycopg, sqlite3).
-PyMySQL's switch is a round trip, so a connection used by a storage stays in autocommit:
-``dpone_state.backends.keep_autocommit`` (applied by ``create_state_engine`` on MySQL) switches it back for
-any other user of the pool at checkout, and makes the pool's reset on return free for it.
+PyMySQL's and pyodbc's switch is a round trip, so a connection used by a storage stays in
+autocommit: ``dpone_state.backends.keep_autocommit`` (applied by ``create_state_engine`` on MySQL
+and SQL Server) switches it back for any other user of the pool at checkout, and makes the
+pool's reset on return free for it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine.interfaces import BindTyping
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -74,34 +79,59 @@ def cannot_connect(engine: Engine, error: Exception) -> StateError:
     )
 
 
-def _has_listeners(target: Any) -> bool:
-    """Whether an engine or dialect has a listener now (``_has_events`` never turns back off)."""
+def _has_listeners(target: Any, replayed: frozenset[Callable[..., Any]] = frozenset()) -> bool:
+    """Whether an engine or dialect has a listener now (``_has_events`` never turns back off),
+    other than the backend's ``replayed`` ones (reproduced by the plans)."""
     if not target._has_events:
         return False
     dispatch = target.dispatch
-    return any(getattr(dispatch, name) for name in dispatch._event_names)
+    return any(
+        listener not in replayed
+        for name in dispatch._event_names
+        for listener in getattr(dispatch, name)
+    )
 
 
 class _Plan:
     """One statement compiled once for one engine, with its parameter and row processing."""
 
-    __slots__ = ("binds", "positions", "processors", "result_types", "sql")
+    __slots__ = ("binds", "fixed", "input_sizes", "positions", "processors", "result_types", "sql")
 
-    def __init__(self, compiled: SQLCompiler) -> None:
+    def __init__(
+        self,
+        compiled: SQLCompiler,
+        input_sizes: Callable[[Sequence[Any]], list[Any] | None] | None = None,
+    ) -> None:
         self.sql: str = compiled.string
+        positions: Sequence[str] | None = compiled.positiontup if compiled.positional else None
+        literal = compiled.literal_execute_params
+        if literal:  # values fixed in the statement (``TOP n``): rendered once, as Core does
+            expanded = compiled.construct_expanded_state(
+                {bind.key: None for bind in compiled.bind_names if bind.required}
+            )
+            self.sql = expanded.statement
+            positions = expanded.positiontup if compiled.positional else None
+        #: Keys whose value is part of ``sql`` (a caller may not pass another).
+        self.fixed = frozenset(bind.key for bind in literal)
         processors = compiled._bind_processors
         escaped: Mapping[str, str] = compiled.escaped_bind_names or {}
         #: (name in the compiled SQL, the caller's key, the placeholder, its processor)
         self.binds: list[tuple[str, str, Any, Callable[[Any], Any] | None]] = [
             (escaped.get(name, name), bind.key, bind, processors.get(name))  # type: ignore[misc]
             for bind, name in compiled.bind_names.items()
+            if bind not in literal
         ]
-        positions = compiled.positiontup if compiled.positional else None
         by_name = {name: (key, bind, process) for name, key, bind, process in self.binds}
         #: Positional drivers: each placeholder's (key, placeholder, processor), in order.
         self.positions: list[tuple[str, Any, Callable[[Any], Any] | None]] | None = (
             [by_name[escaped.get(name, name)] for name in positions]
             if positions is not None
+            else None
+        )
+        #: ``cursor.setinputsizes``'s argument, where the driver declares parameters.
+        self.input_sizes = (
+            input_sizes([bind for _, bind, _ in self.positions])
+            if input_sizes is not None and self.positions is not None
             else None
         )
         self.result_types = [column[3] for column in compiled._result_columns]
@@ -110,6 +140,13 @@ class _Plan:
 
     def parameters(self, params: Mapping[str, Any]) -> Any:
         """The DBAPI parameters for the caller's ``params`` (bind-processed, in driver order)."""
+        if self.fixed and not self.fixed.isdisjoint(params):
+            raise StatementError(
+                f"{sorted(self.fixed & params.keys())} are fixed in the compiled statement",
+                self.sql,
+                dict(params),
+                None,
+            )
         if self.positions is not None:
             ordered = []
             for key, bind, process in self.positions:
@@ -131,10 +168,12 @@ class _Plan:
 
 
 def _plannable(compiled: SQLCompiler) -> bool:
-    """Whether a compiled statement runs as it is: nothing Core adds per execution."""
+    """Whether a compiled statement runs as it is: nothing Core adds per execution (a
+    literal-execute value is rendered once where the statement fixes it)."""
+    literal = compiled.literal_execute_params
     return not (
-        compiled.literal_execute_params
-        or compiled.post_compile_params
+        any(bind.required or bind.callable is not None for bind in literal)
+        or compiled.post_compile_params - literal
         or compiled.insert_prefetch
         or compiled.update_prefetch
         or compiled.implicit_returning
@@ -153,10 +192,17 @@ class StatementRunner:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        kept = by_dialect(engine.dialect.name).kept_autocommit(engine.dialect.driver)
+        row = by_dialect(engine.dialect.name)
+        kept = row.kept_autocommit(engine.dialect.driver)
         self._sticky = kept is not None
         self._switch = autocommit_switch(engine) or (kept[0] if kept is not None else None)
         self._plans: dict[Any, _Plan | None] = {}
+        hooks = row.hooks()
+        self._replayed = hooks.replayed_listeners()
+        declares = engine.dialect.bind_typing is BindTyping.SETINPUTSIZES
+        self._input_sizes: Callable[[Sequence[Any]], list[Any] | None] | None = (
+            (lambda binds: hooks.input_sizes(binds, engine.dialect)) if declares else None
+        )
 
     def usable(self) -> bool:
         """Whether calls may take the direct path now (checked per call: listeners come and go)."""
@@ -165,7 +211,7 @@ class StatementRunner:
             return False
         if self._sticky and not keeps_autocommit(engine):
             return False
-        return not (_has_listeners(engine) or _has_listeners(engine.dialect))
+        return not (_has_listeners(engine) or _has_listeners(engine.dialect, self._replayed))
 
     def plan(self, statement: Any) -> _Plan | None:
         """The compiled plan of ``statement``, or ``None`` when Core must run it."""
@@ -174,7 +220,7 @@ class StatementRunner:
         except KeyError:
             pass
         compiled = statement.compile(dialect=self.engine.dialect)
-        plan = _Plan(compiled) if _plannable(compiled) else None
+        plan = _Plan(compiled, self._input_sizes) if _plannable(compiled) else None
         if len(self._plans) >= _MAX_PLANS:
             self._plans.clear()
         self._plans[statement] = plan
@@ -215,6 +261,8 @@ class StatementRunner:
             cursor = dbapi_connection.cursor()
             for plan, params in writes:
                 parameters = plan.parameters(params)
+                if plan.input_sizes is not None:
+                    cursor.setinputsizes(plan.input_sizes)
                 cursor.execute(plan.sql, parameters)
             dbapi_connection.commit()
         except BaseException as error:
@@ -290,6 +338,8 @@ class StatementRunner:
         try:
             self._switch(dbapi_connection, True)  # type: ignore[misc]  # free if already on
             cursor = dbapi_connection.cursor()
+            if plan.input_sizes is not None:
+                cursor.setinputsizes(plan.input_sizes)  # declared to the driver: no round trip
             cursor.execute(plan.sql, parameters)
         except BaseException as error:
             try:
