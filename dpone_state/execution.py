@@ -250,7 +250,12 @@ class StatementRunner:
             raise cannot_connect(engine, error) from error
         except engine.dialect.loaded_dbapi.Error as error:
             wrapped = DBAPIError.instance(
-                None, None, error, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect
+                None,
+                None,
+                error,
+                engine.dialect.loaded_dbapi.Error,
+                connection_invalidated=engine.dialect.is_disconnect(error, None, None),  # as Core
+                dialect=engine.dialect,
             )
             raise cannot_connect(engine, wrapped) from wrapped
         dbapi_connection: Any = fairy.dbapi_connection
@@ -327,7 +332,12 @@ class StatementRunner:
             raise cannot_connect(engine, error) from error
         except engine.dialect.loaded_dbapi.Error as error:
             wrapped = DBAPIError.instance(
-                None, None, error, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect
+                None,
+                None,
+                error,
+                engine.dialect.loaded_dbapi.Error,
+                connection_invalidated=engine.dialect.is_disconnect(error, None, None),  # as Core
+                dialect=engine.dialect,
             )
             raise cannot_connect(engine, wrapped) from wrapped
         finally:
