@@ -169,3 +169,20 @@ def test_an_autocommit_engine_is_never_switched_out_of_autocommit() -> None:
         engine.dispose()
     assert ("autocommit", False) not in _sent(driver, 0)
     assert ("commit",) not in _sent(driver, 0)
+
+
+def test_a_declaration_listener_of_the_callers_own_takes_the_storages_to_core(
+    store: tuple[RecordingPyodbc, StateDB],
+) -> None:
+    """Only the backend's own declarations are replayed by the direct path; anyone else's
+    ``do_setinputsizes`` listener may depend on the values, so Core runs the calls."""
+    _, db = store
+
+    def declare(inputsizes: Any, cursor: Any, statement: Any, parameters: Any, ctx: Any) -> None:
+        pass
+
+    assert db.xmin()._runner.usable()
+    sa.event.listen(db.engine, "do_setinputsizes", declare)
+    assert not db.xmin()._runner.usable()
+    sa.event.remove(db.engine, "do_setinputsizes", declare)
+    assert db.xmin()._runner.usable()
