@@ -65,14 +65,14 @@ bench-peer: $(PEER_STAMP)  ## only the peer benchmark (Meltano's state store bes
 
 $(SA20_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(SA20_VENV)
-	$(SA20_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(SA20_VENV)/bin/python -m pip install --quiet -e '.[dev]' 'sqlalchemy>=2.0,<2.1'
+	$(SA20_VENV)/bin/python -m pip install --quiet --upgrade 'pip>=25.1'  # --group (PEP 735)
+	$(SA20_VENV)/bin/python -m pip install --quiet -e '.[all]' --group test 'sqlalchemy>=2.0,<2.1'
 	touch $(SA20_STAMP)
 
 test-sqlalchemy-2.0: $(SA20_STAMP)  ## the storage tests on SQLAlchemy 2.0 (services as for make test)
 	$(SA20_VENV)/bin/python -m pytest -q tests/test_round_trips.py tests/test_statements.py \
 		tests/test_xmin_storage.py tests/test_run_storage.py tests/test_faults.py \
-		tests/test_concurrency.py tests/test_properties.py
+		tests/test_concurrency.py tests/test_properties.py tests/test_keeper.py
 
 clean:  ## everything the targets made: venvs, the demo's database, services, caches, builds
 	rm -rf $(VENV) $(PEER_VENV) $(SA20_VENV) $(DEMO_DIR) .services .mypy_cache .ruff_cache .pytest_cache .hypothesis \

@@ -1,7 +1,8 @@
 """Where a one-row call's time goes above the raw driver: a profile of dpone-state's calls.
 
 For each call, the µs per call spent in the driver's own execute/fetch and the rest grouped by
-where it runs (the pool's checkout and check-in, dpone-state's storage and execution path,
+where it runs (the pool's checkout and check-in or the kept connection's checks,
+dpone-state's storage and execution path,
 the column types, SQLAlchemy's remaining helpers), from cProfile over N calls. Profiling slows
 Python code more than the driver's C code, so read the shares, not the absolute figures.
 """
@@ -27,9 +28,9 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 def where(filename: str, function: str) -> str:
     if "pool/" in filename or "queue.py" in filename or "event/" in filename:
-        return "pool checkout/check-in (and its listeners)"
-    if "dpone_state/engine.py" in filename:
-        return "pool checkout/check-in (and its listeners)"
+        return "connection (kept: its checks; else the pool)"
+    if "dpone_state/engine.py" in filename or "dpone_state/keeper.py" in filename:
+        return "connection (kept: its checks; else the pool)"
     if "dpone_state/execution.py" in filename:
         return "dpone-state execution path (parameters, cursor, rows)"
     if "dpone_state/coltypes.py" in filename or "sqltypes.py" in filename:

@@ -6,7 +6,6 @@ Accepts YAML text, a file path or a dict: either the block itself or a whole man
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from collections.abc import Mapping
@@ -143,6 +142,8 @@ StateConfig = Union[str, "os.PathLike[str]", Mapping[str, Any], StateSettings]
 def _check_keys(where: str, block: Mapping[str, Any], valid: tuple[str, ...]) -> None:
     for key in block:
         if key not in valid:
+            import difflib  # noqa: PLC0415 - only this message needs it (~0.6 ms of import)
+
             close = difflib.get_close_matches(str(key), valid, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise UnknownConfigKeyError(

@@ -29,8 +29,7 @@ pool's reset on return free for it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.interfaces import BindTyping
@@ -42,6 +41,7 @@ from dpone_state.dialects import by_dialect
 from dpone_state.engine import autocommit_switch, safe_url
 from dpone_state.errors import StateError, StateUnavailableError, first_line
 from dpone_state.failures import to_state_error
+from dpone_state.keeper import Keeper, keeper_for
 
 __all__ = ["StatementRunner", "WriteResult", "cannot_connect"]
 
@@ -56,8 +56,10 @@ class WriteResult(Protocol):
     def lastrowid(self) -> Any: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Written:
+class _Written(NamedTuple):
+    """A write's row count and insert id (a tuple: cheaper to define and to build than a
+    dataclass)."""
+
     rowcount: int
     lastrowid: Any
 
@@ -79,15 +81,21 @@ def cannot_connect(engine: Engine, error: Exception) -> StateError:
     )
 
 
+#: Events that watch no statement (``dpone_state.keeper`` listens to the engine's disposal).
+_UNWATCHING = frozenset({"engine_disposed"})
+
+
 def _has_listeners(target: Any, replayed: frozenset[Callable[..., Any]] = frozenset()) -> bool:
-    """Whether an engine or dialect has a listener now (``_has_events`` never turns back off),
-    other than the backend's ``replayed`` ones (reproduced by the plans)."""
+    """Whether an engine or dialect has a listener on its execution now (``_has_events``
+    never turns back off), other than the backend's ``replayed`` ones (reproduced by the
+    plans)."""
     if not target._has_events:
         return False
     dispatch = target.dispatch
     return any(
         listener not in replayed
         for name in dispatch._event_names
+        if name not in _UNWATCHING
         for listener in getattr(dispatch, name)
     )
 
@@ -95,7 +103,7 @@ def _has_listeners(target: Any, replayed: frozenset[Callable[..., Any]] = frozen
 class _Plan:
     """One statement compiled once for one engine, with its parameter and row processing."""
 
-    __slots__ = ("binds", "fixed", "input_sizes", "positions", "processors", "result_types", "sql")
+    __slots__ = ("input_sizes", "names", "order", "processors", "rendered", "result_types", "sql")
 
     def __init__(
         self,
@@ -103,35 +111,40 @@ class _Plan:
         input_sizes: Callable[[Sequence[Any]], list[Any] | None] | None = None,
     ) -> None:
         self.sql: str = compiled.string
-        positions: Sequence[str] | None = compiled.positiontup if compiled.positional else None
+        positiontup: Sequence[str] | None = compiled.positiontup
         literal = compiled.literal_execute_params
         if literal:  # values fixed in the statement (``TOP n``): rendered once, as Core does
             expanded = compiled.construct_expanded_state(
                 {bind.key: None for bind in compiled.bind_names if bind.required}
             )
-            self.sql = expanded.statement
-            positions = expanded.positiontup if compiled.positional else None
-        #: Keys whose value is part of ``sql`` (a caller may not pass another).
-        self.fixed = frozenset(bind.key for bind in literal)
+            self.sql, positiontup = expanded.statement, expanded.positiontup
+        #: Keys whose value is rendered into ``sql`` (a caller may not pass another).
+        self.rendered = frozenset(bind.key for bind in literal)
         processors = compiled._bind_processors
         escaped: Mapping[str, str] = compiled.escaped_bind_names or {}
-        #: (name in the compiled SQL, the caller's key, the placeholder, its processor)
-        self.binds: list[tuple[str, str, Any, Callable[[Any], Any] | None]] = [
-            (escaped.get(name, name), bind.key, bind, processors.get(name))  # type: ignore[misc]
-            for bind, name in compiled.bind_names.items()
-            if bind not in literal
-        ]
-        by_name = {name: (key, bind, process) for name, key, bind, process in self.binds}
-        #: Positional drivers: each placeholder's (key, placeholder, processor), in order.
-        self.positions: list[tuple[str, Any, Callable[[Any], Any] | None]] | None = (
-            [by_name[escaped.get(name, name)] for name in positions]
-            if positions is not None
-            else None
+        by_name: dict[str, tuple[str, Any, Any, Callable[[Any], Any] | None]] = {}
+        for bind, name in compiled.bind_names.items():
+            if bind in literal:
+                continue
+            # (A tuple type's processors are a sequence: such statements are not planned.)
+            process = cast("Callable[[Any], Any] | None", processors.get(name))
+            by_name[escaped.get(name, name)] = (bind.key, _fixed(bind, process), bind, process)
+        driver_names = (
+            [escaped.get(name, name) for name in positiontup or ()]
+            if compiled.positional
+            else list(by_name)
         )
+        #: Each placeholder in driver order: (the caller's key, the statement's own value
+        #: processed once or ``_PER_CALL``, the placeholder, its processor).
+        self.order: list[tuple[str, Any, Any, Callable[[Any], Any] | None]] = [
+            by_name[name] for name in driver_names
+        ]
+        #: The placeholders' names for a driver with named parameters; ``None``: positional.
+        self.names: list[str] | None = None if compiled.positional else driver_names
         #: ``cursor.setinputsizes``'s argument, where the driver declares parameters.
         self.input_sizes = (
-            input_sizes([bind for _, bind, _ in self.positions])
-            if input_sizes is not None and self.positions is not None
+            input_sizes([bind for _, _, bind, _ in self.order])
+            if input_sizes is not None and compiled.positional
             else None
         )
         self.result_types = [column[3] for column in compiled._result_columns]
@@ -139,25 +152,36 @@ class _Plan:
         self.processors: list[tuple[int, Callable[[Any], Any]]] | None = None
 
     def parameters(self, params: Mapping[str, Any]) -> Any:
-        """The DBAPI parameters for the caller's ``params`` (bind-processed, in driver order)."""
-        if self.fixed and not self.fixed.isdisjoint(params):
+        """The DBAPI parameters for the caller's ``params`` (bind-processed, in driver order);
+        a placeholder the caller leaves out takes its statement's value, processed once."""
+        if self.rendered and not self.rendered.isdisjoint(params):
             raise StatementError(
-                f"{sorted(self.fixed & params.keys())} are fixed in the compiled statement",
+                f"{sorted(self.rendered & params.keys())} are rendered in the compiled statement",
                 self.sql,
                 dict(params),
                 None,
             )
-        if self.positions is not None:
-            ordered = []
-            for key, bind, process in self.positions:
-                value = params[key] if key in params else self._default(bind, params)
-                ordered.append(value if process is None else process(value))
-            return tuple(ordered)
-        values: dict[str, Any] = {}
-        for name, key, bind, process in self.binds:
-            value = params[key] if key in params else self._default(bind, params)
-            values[name] = value if process is None else process(value)
-        return values
+        # The value each processor saw last: the rows of a bulk save share their timestamps
+        # and booleans, processed once rather than once per row.
+        last: dict[Any, tuple[Any, Any]] = {}
+        values = []
+        for key, fixed, bind, process in self.order:
+            if key in params:
+                value = params[key]
+            elif fixed is not _PER_CALL:
+                values.append(fixed)
+                continue
+            else:
+                value = self._default(bind, params)
+            if process is not None:
+                seen = last.get(process)
+                if seen is None or seen[0] is not value:
+                    seen = last[process] = (value, process(value))
+                value = seen[1]
+            values.append(value)
+        if self.names is None:
+            return tuple(values)
+        return dict(zip(self.names, values, strict=True))
 
     def _default(self, bind: Any, params: Mapping[str, Any]) -> Any:
         if bind.required:
@@ -165,6 +189,18 @@ class _Plan:
                 f"A value is required for bind parameter {bind.key!r}", self.sql, dict(params), None
             )
         return bind.effective_value
+
+
+#: A placeholder whose value is found per call (required, or computed by a callable).
+_PER_CALL: Any = object()
+
+
+def _fixed(bind: Any, process: Callable[[Any], Any] | None) -> Any:
+    """A placeholder's value in the statement (``revision = 1``, ``LIMIT 20``), processed once."""
+    if bind.required or bind.callable is not None:
+        return _PER_CALL
+    value = bind.value
+    return value if process is None else process(value)
 
 
 def _plannable(compiled: SQLCompiler) -> bool:
@@ -203,6 +239,8 @@ class StatementRunner:
         self._input_sizes: Callable[[Sequence[Any]], list[Any] | None] | None = (
             (lambda binds: hooks.input_sizes(binds, engine.dialect)) if declares else None
         )
+        self._keeper: Keeper | None = None
+        self._keeper_pool: Any = None  # the pool ``_keeper`` was made for
 
     def usable(self) -> bool:
         """Whether calls may take the direct path now (checked per call: listeners come and go)."""
@@ -230,11 +268,14 @@ class StatementRunner:
         """Run a write plan alone in autocommit: its row count and insert id."""
         cursor, fairy = self._execute(plan, params)
         try:
-            return _Written(
+            written = _Written(
                 cursor.rowcount, getattr(cursor, "lastrowid", None)
             )  # psycopg 3 has none
-        finally:
+        except BaseException:
             self._release(cursor, fairy)
+            raise
+        self._release(cursor, fairy, keep=True)
+        return written
 
     @property
     def transactional(self) -> bool:
@@ -243,21 +284,7 @@ class StatementRunner:
 
     def write_together(self, writes: Sequence[tuple[_Plan, Mapping[str, Any]]]) -> None:
         """Run write plans in one transaction (one commit), on one pooled connection."""
-        engine = self.engine
-        try:
-            fairy = engine.pool.connect()
-        except DBAPIError as error:
-            raise cannot_connect(engine, error) from error
-        except engine.dialect.loaded_dbapi.Error as error:
-            wrapped = DBAPIError.instance(
-                None,
-                None,
-                error,
-                engine.dialect.loaded_dbapi.Error,
-                connection_invalidated=engine.dialect.is_disconnect(error, None, None),  # as Core
-                dialect=engine.dialect,
-            )
-            raise cannot_connect(engine, wrapped) from wrapped
+        fairy = self._checkout()
         dbapi_connection: Any = fairy.dbapi_connection
         cursor = None
         plan: _Plan | None = None
@@ -276,7 +303,7 @@ class StatementRunner:
             finally:
                 self._release(cursor, fairy)
             raise
-        self._release(cursor, fairy)
+        self._release(cursor, fairy, keep=True)
 
     def read(self, plan: _Plan, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         """Run a read plan: its rows (sequences by position), values processed as Core would."""
@@ -290,8 +317,10 @@ class StatementRunner:
             processors = plan.processors
             if processors is None:
                 processors = plan.processors = self._result_processors(plan, cursor)
-        finally:
+        except BaseException:
             self._release(cursor, fairy)
+            raise
+        self._release(cursor, fairy, keep=True)
         if not processors:
             return list(rows)
         processed: list[Sequence[Any]] = []
@@ -325,24 +354,7 @@ class StatementRunner:
             raise StatementError(
                 str(error), plan.sql, dict(params), error, hide_parameters=engine.hide_parameters
             ) from error
-        token = STORAGE_CHECKOUT.set(True) if self._sticky else None
-        try:
-            fairy = engine.pool.connect()
-        except DBAPIError as error:  # raised by a pool event (the idle ping)
-            raise cannot_connect(engine, error) from error
-        except engine.dialect.loaded_dbapi.Error as error:
-            wrapped = DBAPIError.instance(
-                None,
-                None,
-                error,
-                engine.dialect.loaded_dbapi.Error,
-                connection_invalidated=engine.dialect.is_disconnect(error, None, None),  # as Core
-                dialect=engine.dialect,
-            )
-            raise cannot_connect(engine, wrapped) from wrapped
-        finally:
-            if token is not None:
-                STORAGE_CHECKOUT.reset(token)
+        fairy = self._checkout()
         dbapi_connection: Any = fairy.dbapi_connection
         cursor = None
         try:
@@ -358,6 +370,37 @@ class StatementRunner:
                 self._release(cursor, fairy)
             raise
         return cursor, fairy
+
+    def _checkout(self) -> Any:
+        """A pooled connection for one call: the one this thread kept from its last call
+        (``dpone_state.keeper``), else one checked out of the pool."""
+        engine = self.engine
+        pool = engine.pool
+        if pool is not self._keeper_pool:  # first call, or the engine was disposed
+            self._keeper, self._keeper_pool = keeper_for(engine), pool
+        keeper = self._keeper
+        if keeper is not None:
+            fairy = keeper.checkout()
+            if fairy is not None:
+                return fairy
+        token = STORAGE_CHECKOUT.set(True) if self._sticky else None
+        try:
+            return pool.connect()
+        except DBAPIError as error:  # raised by a pool event (the idle ping)
+            raise cannot_connect(engine, error) from error
+        except engine.dialect.loaded_dbapi.Error as error:
+            wrapped = DBAPIError.instance(
+                None,
+                None,
+                error,
+                engine.dialect.loaded_dbapi.Error,
+                connection_invalidated=engine.dialect.is_disconnect(error, None, None),  # as Core
+                dialect=engine.dialect,
+            )
+            raise cannot_connect(engine, wrapped) from wrapped
+        finally:
+            if token is not None:
+                STORAGE_CHECKOUT.reset(token)
 
     def _raise_wrapped(
         self,
@@ -392,7 +435,9 @@ class StatementRunner:
         )
         raise wrapped from error
 
-    def _release(self, cursor: Any, fairy: Any) -> None:
+    def _release(self, cursor: Any, fairy: Any, *, keep: bool = False) -> None:
+        """Close the cursor and hand the connection back: kept for this thread's next call
+        after a success (``keep``), else to the pool (whose reset rolls back what is left)."""
         if fairy.dbapi_connection is None:  # invalidated: already back in the pool
             return
         try:
@@ -403,4 +448,8 @@ class StatementRunner:
         except Exception as error:  # a connection the server closed: never reuse it
             fairy.invalidate(error)
             return
-        fairy.close()
+        keeper = self._keeper
+        if keep and keeper is not None and keeper.pool is self.engine.pool:
+            keeper.checkin(fairy)
+        else:
+            fairy.close()

@@ -88,15 +88,18 @@ def utc_now() -> datetime:
 
 def to_utc(field_name: str, value: object) -> datetime:
     """Naive datetimes are UTC, aware ones are converted; the result is aware UTC and in range."""
-    if not isinstance(value, datetime):
+    if value.__class__ is datetime and value.tzinfo is timezone.utc:
+        result = value  # aware UTC already (``utc_now()``, rows read back): nothing to convert
+    elif not isinstance(value, datetime):
         raise InvalidStateError(field_name, f"expected a datetime, got {type(value).__name__}")
-    try:
-        aware = value.replace(tzinfo=timezone.utc) if value.utcoffset() is None else value
-        result = aware.astimezone(timezone.utc)
-    except OverflowError:
-        raise InvalidStateError(
-            field_name, f"{value.isoformat()} is out of range once converted to UTC"
-        ) from None
+    else:
+        try:
+            aware = value.replace(tzinfo=timezone.utc) if value.utcoffset() is None else value
+            result = aware.astimezone(timezone.utc)
+        except OverflowError:
+            raise InvalidStateError(
+                field_name, f"{value.isoformat()} is out of range once converted to UTC"
+            ) from None
     if not MIN_TIMESTAMP <= result <= MAX_TIMESTAMP:
         raise InvalidStateError(
             field_name,
@@ -113,6 +116,8 @@ def _check_text(field_name: str, value: object, max_len: int) -> str:
         raise InvalidStateError(field_name, f"is {len(value)} characters long; at most {max_len}")
     if "\x00" in value:
         raise InvalidStateError(field_name, "contains a NUL character, which no backend stores")
+    if value.isascii():  # one UTF-16 unit per character, no surrogate: nothing more to count
+        return value
     # SQL Server's NVARCHAR(n) holds n UTF-16 code units: a character outside the BMP (emoji)
     # takes two, so the limit is counted that way on every backend. The one encoding also
     # rejects lone surrogates, which no backend can store.
@@ -367,12 +372,13 @@ class RunState:
         check_name("load_strategy", self.load_strategy, LOAD_STRATEGY_MAX)
         if self.process_name is not None:
             check_name("process_name", self.process_name, PROCESS_NAME_MAX)
-        raw_state = _enum_value(self.state)
-        try:
-            self.state = RunStateStatus(raw_state)
-        except ValueError:
-            valid = ", ".join(s.value for s in RunStateStatus)
-            raise InvalidStateError("state", f"{raw_state!r} is not one of: {valid}") from None
+        if self.state.__class__ is not RunStateStatus:  # a member already needs no lookup
+            raw_state = _enum_value(self.state)
+            try:
+                self.state = RunStateStatus(raw_state)
+            except ValueError:
+                valid = ", ".join(s.value for s in RunStateStatus)
+                raise InvalidStateError("state", f"{raw_state!r} is not one of: {valid}") from None
         self.execution_date = to_utc("execution_date", self.execution_date)
         self.started_at = to_utc("started_at", self.started_at)
         if self.ended_at is not None:
@@ -388,6 +394,11 @@ class RunState:
         """A validated copy of any object with ``RunState``'s fields: this class (mutated in
         place since it was built), dpone's own ``RunState`` (its status enum read by
         ``.value``), or a mapping. The object itself is not changed."""
+        if type(obj) is cls:  # a copy validated like a new one, without the generic reads
+            copy = object.__new__(cls)
+            copy.__dict__.update(obj.__dict__)
+            copy.validate()
+            return copy
         values = {
             f.name: _attribute(obj, f.name, f.name in _RUN_REQUIRED, "run state")
             for f in fields(cls)

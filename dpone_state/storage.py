@@ -1162,6 +1162,10 @@ _RUN_FIELDS: Final = (
 )
 
 
+#: The upsert's parameter name of each run field.
+_RUN_PARAMS = tuple((f"p_{name}", name) for name in _RUN_FIELDS)
+
+
 class RunStateStorage(_Storage):
     """ETL run rows, one per ``(dag_id, execution_date)``."""
 
@@ -1243,7 +1247,8 @@ class RunStateStorage(_Storage):
         """
         run = RunState.from_object(run_state)  # validated again: the caller may have mutated it
         now = utc_now()
-        params = {f"p_{name}": getattr(run, name) for name in _RUN_FIELDS}
+        fields = run.__dict__  # validated just now: read without the attribute protocol
+        params = {param: fields[name] for param, name in _RUN_PARAMS}
         params["p_state"] = run.state.value
         params[f"p_{LOADED_AT}"] = params[f"p_{UPDATED_AT}"] = now
         self._write(self._upsert, params)

@@ -545,14 +545,6 @@ def test_bare_call_lists_commands_version_and_completion() -> None:
     assert "plain,runs" in done.stdout.split(), done.stdout + done.stderr
 
 
-def test_importing_the_library_loads_neither_click_nor_rich() -> None:
-    code = "import sys, dpone_state; print(sorted({'click', 'rich'} & set(sys.modules)))"
-    done = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=_env()
-    )
-    assert done.stdout.strip() == "[]"
-
-
 def test_json_errors_and_quiet(tmp_path: Path) -> None:
     url = ["--url", f"sqlite:///{tmp_path / 'q.db'}"]
     # Usage errors found by the parser and errors found by a command: a JSON object on stdout.

@@ -25,18 +25,59 @@ from dpone_state.postgres import PostgresRunStateStorage, PostgresXMinStateStora
 from dpone_state.sqlite import SqliteRunStateStorage, SqliteXMinStateStorage
 
 DRIVERS = ["psycopg2", "pymysql", "pyodbc", "google.cloud.bigquery", "sqlalchemy_bigquery", "hvac"]
+# What ``import dpone_state`` must not load beside the drivers: the command line's Click and
+# Rich, Alembic, PyYAML, and the modules behind the names loaded on first use (XMin extraction
+# and health, exactly-once loads, export/import, strategies). Any SQLAlchemy dialect package
+# (``sqlalchemy.dialects.<name>``) is refused too: each loads with its own backend's engine.
+HEAVY = [
+    *DRIVERS,
+    *("alembic", "click", "rich", "yaml", "dpone_state.cli", "dpone_state.migrate"),
+    *("dpone_state.exactly_once", "dpone_state.portability", "dpone_state.strategy"),
+    *("dpone_state.xmin", "dpone_state.xmin_health", "dpone_state.xmin_window"),
+]
 
 
-def test_importing_the_package_imports_no_driver() -> None:
+def test_importing_the_package_imports_no_heavy_module() -> None:
     code = (
         "import sys, dpone_state, dpone_state.postgres, dpone_state.mysql, dpone_state.sqlite\n"
         "import dpone_state.mssql\n"
         "import dpone_state.bigquery\n"
-        f"loaded = [m for m in {DRIVERS!r} if m in sys.modules]\n"
+        f"loaded = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "loaded += [m for m in sys.modules if m.startswith('sqlalchemy.dialects.')]\n"
         "print(','.join(loaded))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    assert out.stdout.strip() == "", f"imported by `import dpone_state`: {out.stdout}"
+
+
+def test_names_loaded_on_first_use_are_their_modules_objects() -> None:
+    # In a fresh interpreter: this one has loaded every module already.
+    code = """
+import sys, dpone_state
+from dpone_state import XMinExtractor, load_exactly_once
+from dpone_state.xmin import XMinExtractor as extractor
+from dpone_state.exactly_once import load_exactly_once as load
+assert XMinExtractor is extractor and load_exactly_once is load
+assert dpone_state.xmin.XMIN_KEY == "__dpone__xmin"  # a submodule by attribute, as before
+import dpone_state.xmin_health  # the submodule named like the function keeps the function
+assert dpone_state.xmin_health is sys.modules["dpone_state.xmin_health"].xmin_health
+assert set(dpone_state.__all__) <= set(dir(dpone_state))
+namespace = {}
+exec("from dpone_state import *", namespace)
+assert {name for name in dpone_state.__all__ if name not in namespace} == set()
+for name in dpone_state.__all__:
+    value = getattr(dpone_state, name)
+    home = sys.modules.get(getattr(value, "__module__", ""), None)
+    assert home is None or getattr(home, name, value) is value, name
+try:
+    dpone_state.no_such_name
+except AttributeError as error:
+    assert "no_such_name" in str(error)
+else:
+    raise AssertionError("an unknown name resolved")
+"""
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_public_api_is_declared() -> None:

@@ -20,17 +20,22 @@ from sqlalchemy.pool import PoolResetState
 __all__ = [
     "PING_AFTER_IDLE_SECONDS",
     "STORAGE_CHECKOUT",
+    "idle_ping_seconds",
     "keep_autocommit",
     "keeps_autocommit",
     "on_connect",
     "ping_when_idle",
+    "pinging_changes",
     "pings_when_idle",
 ]
 
 #: A pooled connection unused for longer than this is pinged before it is handed out.
 PING_AFTER_IDLE_SECONDS = 10.0
 _LAST_CHECKIN = "dpone_state_last_checkin"
-_PINGING_POOLS: weakref.WeakSet[Any] = weakref.WeakSet()
+#: Engines whose pools ping idle connections, and after how many idle seconds. Keyed by the
+#: engine: ``engine.dispose()`` replaces the pool (its listeners move to the new one).
+_PINGING: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
+_PING_CHANGES = [0]
 
 
 def ping_when_idle(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS) -> None:
@@ -41,7 +46,8 @@ def ping_when_idle(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS
     use fails its call with ``StateUnavailableError`` (reads are retried once), and the pool
     then replaces every connection opened before the failure.
     """
-    _PINGING_POOLS.add(engine.pool)
+    _PINGING[engine] = idle_seconds
+    _PING_CHANGES[0] += 1
 
     @event.listens_for(engine.pool, "checkin")
     def _checked_in(dbapi_connection: Any, record: Any) -> None:
@@ -63,7 +69,18 @@ def ping_when_idle(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS
 
 def pings_when_idle(engine: Engine) -> bool:
     """Whether ``ping_when_idle`` guards the engine's pool."""
-    return engine.pool in _PINGING_POOLS
+    return engine in _PINGING
+
+
+def idle_ping_seconds(engine: Engine) -> float | None:
+    """After how many idle seconds ``engine``'s connections are pinged (``None``: never)."""
+    return _PINGING.get(engine)
+
+
+def pinging_changes() -> int:
+    """A number that changes whenever ``ping_when_idle`` is applied to an engine: a caller
+    caching ``idle_ping_seconds`` knows when to look again."""
+    return _PING_CHANGES[0]
 
 
 def on_connect(engine: Engine, *statements: str) -> None:
@@ -81,7 +98,7 @@ def on_connect(engine: Engine, *statements: str) -> None:
 
 #: Set while a storage checks a connection out: ``keep_autocommit``'s guard leaves it alone.
 STORAGE_CHECKOUT: ContextVar[bool] = ContextVar("dpone_state_storage_checkout", default=False)
-_KEEPING_POOLS: weakref.WeakSet[Any] = weakref.WeakSet()
+_KEEPING: weakref.WeakSet[Engine] = weakref.WeakSet()  # by engine, as ``_PINGING``
 
 
 def keep_autocommit(
@@ -90,7 +107,7 @@ def keep_autocommit(
     in_autocommit: Callable[[Any], bool],
 ) -> None:
     """Let storages leave pooled connections of ``engine`` in autocommit, for a driver whose
-    switch is a round trip (PyMySQL): any other checkout gets the connection back in a
+    switch is a round trip (PyMySQL, pyodbc): any other checkout gets the connection back in a
     transaction, and the pool's reset on return is skipped for a connection in autocommit
     (each statement committed itself: nothing to roll back).
 
@@ -98,7 +115,7 @@ def keep_autocommit(
     An engine created with ``isolation_level="AUTOCOMMIT"`` hands everyone a connection in
     autocommit, so nothing is switched back for it.
     """
-    _KEEPING_POOLS.add(engine.pool)
+    _KEEPING.add(engine)
     if engine.dialect._on_connect_isolation_level != "AUTOCOMMIT":
 
         @event.listens_for(engine.pool, "checkout")
@@ -119,4 +136,4 @@ def keep_autocommit(
 
 def keeps_autocommit(engine: Engine) -> bool:
     """Whether ``keep_autocommit`` guards the engine's pool."""
-    return engine.pool in _KEEPING_POOLS
+    return engine in _KEEPING

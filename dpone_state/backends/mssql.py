@@ -154,18 +154,19 @@ def engine_options(url: URL) -> dict[str, Any]:
     return options
 
 
+# The native-number patterns below are compiled on first use (``re``'s cache), not at import.
 #: Error 208 "Invalid object name" (missing table or schema): pyodbc puts the ODBC SQLSTATE
 #: 42S02 in ``args[0]`` and the native number, as ``(208)``, in the message.
 _MISSING = frozenset({"42S02"})
-_MISSING_NATIVE = re.compile(r"\(208\) \(SQL\w+\)\s*$")
+_MISSING_NATIVE = r"\(208\) \(SQL\w+\)\s*$"
 #: Msg 207 "Invalid column name" (SQLSTATE 42S22): an unmigrated (or downgraded) dpone table.
-_MISSING_COLUMN_NATIVE = re.compile(r"\(207\) \(SQL\w+\)\s*$")
+_MISSING_COLUMN_NATIVE = r"\(207\) \(SQL\w+\)\s*$"
 #: Deadlock victim (1205) and snapshot conflict (3960), or SQLSTATE 40001.
-_TRANSIENT_NATIVE = re.compile(r"\((1205|3960)\) \(SQL\w+\)\s*$")
+_TRANSIENT_NATIVE = r"\((1205|3960)\) \(SQL\w+\)\s*$"
 #: Msg 1222 "Lock request time out period exceeded" (``SET LOCK_TIMEOUT``).
-_LOCK_TIMEOUT = re.compile(r"\(1222\) \(SQL\w+\)\s*$")
+_LOCK_TIMEOUT = r"\(1222\) \(SQL\w+\)\s*$"
 #: Msg 18456 login failed, Msg 4060 cannot open the database
-_AUTH_NATIVE = re.compile(r"\((18456|4060)\) \(SQL\w+\)")
+_AUTH_NATIVE = r"\((18456|4060)\) \(SQL\w+\)"
 
 
 class MssqlHooks(BackendHooks):
@@ -205,25 +206,25 @@ class MssqlHooks(BackendHooks):
 
     def is_lock_timeout(self, orig: BaseException) -> bool:
         args: tuple[Any, ...] = getattr(orig, "args", ())
-        return bool(args) and _LOCK_TIMEOUT.search(str(args[-1])) is not None
+        return bool(args) and re.search(_LOCK_TIMEOUT, str(args[-1])) is not None
 
     def is_missing_table(self, orig: BaseException) -> bool:
         args: tuple[Any, ...] = getattr(orig, "args", ())
         return bool(args) and (
-            args[0] in _MISSING or _MISSING_NATIVE.search(str(args[-1])) is not None
+            args[0] in _MISSING or re.search(_MISSING_NATIVE, str(args[-1])) is not None
         )
 
     def is_missing_column(self, orig: BaseException) -> bool:
         args: tuple[Any, ...] = getattr(orig, "args", ())
         return bool(args) and (
-            args[0] == "42S22" or _MISSING_COLUMN_NATIVE.search(str(args[-1])) is not None
+            args[0] == "42S22" or re.search(_MISSING_COLUMN_NATIVE, str(args[-1])) is not None
         )
 
     def is_transient_conflict(self, orig: BaseException) -> bool:
         args: tuple[Any, ...] = getattr(orig, "args", ())
         return bool(args) and (
-            args[0] == "40001" or _TRANSIENT_NATIVE.search(str(args[-1])) is not None
+            args[0] == "40001" or re.search(_TRANSIENT_NATIVE, str(args[-1])) is not None
         )
 
     def is_authentication_failure(self, orig: BaseException) -> bool:
-        return any(_AUTH_NATIVE.search(str(arg)) for arg in getattr(orig, "args", ()))
+        return any(re.search(_AUTH_NATIVE, str(arg)) for arg in getattr(orig, "args", ()))

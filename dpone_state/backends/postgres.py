@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 
 from dpone_state.backends import ping_when_idle
 from dpone_state.dialects import BackendHooks
@@ -39,6 +39,13 @@ def _sqlstate(orig: BaseException) -> str | None:
 
 class PostgresHooks(BackendHooks):
     """``postgresql+psycopg2`` (and psycopg 3)."""
+
+    def engine_options(self, url: URL) -> dict[str, Any]:
+        """psycopg2 formats a statement's parameters client-side, positional ``%s`` half again
+        as fast as named ``%(name)s`` (a bulk save binds 4,500 per statement)."""
+        if url.get_driver_name() == "psycopg2":
+            return {"paramstyle": "format"}
+        return {}
 
     def prepare_engine(self, engine: Engine) -> None:
         """Ping pooled connections that sat idle before handing them out."""
