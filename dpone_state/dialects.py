@@ -18,12 +18,12 @@ import importlib
 import os
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final, Literal, get_args
 
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Dialect, Engine, make_url
 
 from dpone_state.errors import UnsupportedBackendError
 
@@ -145,6 +145,17 @@ class BackendHooks:
         """Whether a DBAPI connection is in autocommit, read without a round trip (the row's
         ``server_autocommit_drivers``)."""
         raise NotImplementedError(type(self).__name__)
+
+    def replayed_listeners(self) -> frozenset[Callable[..., Any]]:
+        """Dialect listeners of ``prepare_engine`` that depend on the statement alone and that
+        ``input_sizes`` reproduces when a statement is compiled once: they leave the storages'
+        direct path (``execution.StatementRunner``) usable, where any other listener does not."""
+        return frozenset()
+
+    def input_sizes(self, binds: Sequence[Any], dialect: Dialect) -> list[Any] | None:
+        """What Core passes to ``cursor.setinputsizes`` for a statement whose placeholders, in
+        the driver's order, are ``binds`` (``None``: the driver declares nothing)."""
+        return None
 
     def url_schema(self, url: URL) -> str | None:
         """The default schema a URL names, if the backend's URLs can (BigQuery's dataset)."""
@@ -380,6 +391,7 @@ BACKENDS: Final[tuple[Backend, ...]] = (
         default_port=1433,
         odbc_driver="ODBC Driver 18 for SQL Server",
         shipped_offline_script=True,
+        server_autocommit_drivers=frozenset({"pyodbc"}),  # SET IMPLICIT_TRANSACTIONS
         extra_drivers=("pyodbc",),
         name_limit=(128, "characters"),  # sysname
         hooks_path="dpone_state.backends.mssql:MssqlHooks",

@@ -40,7 +40,11 @@ def default_url() -> str:
 
 def autocommit_switch(engine: Engine) -> Callable[[Any, bool], None] | None:
     """How to put a DBAPI connection of ``engine`` in (and out of) autocommit for free, if the
-    driver can; ``None`` where switching costs a round trip (PyMySQL, ODBC)."""
+    driver can; ``None`` where switching costs a round trip (PyMySQL, ODBC), and for an engine
+    created with ``isolation_level="AUTOCOMMIT"`` (its connections are in autocommit for every
+    user: a storage must not switch one out of it after its call)."""
+    if engine.dialect._on_connect_isolation_level == "AUTOCOMMIT":
+        return None
     return by_dialect(engine.dialect.name).autocommit_switch(engine.dialect.driver)
 
 

@@ -7,19 +7,23 @@ pooled DBAPI connection, in autocommit: one statement at the server, nothing els
 
 It is used only where that is exactly what Core would send:
 
-- drivers it knows (psycopg2 / psycopg, sqlite3, PyMySQL) and statements without per-execution
-  expansion (``IN`` lists, literal-execute parameters, Python-side defaults, RETURNING);
+- drivers it knows (psycopg2 / psycopg, sqlite3, PyMySQL, pyodbc) and statements without
+  per-execution expansion (``IN`` lists, Python-side defaults, RETURNING); a literal-execute
+  value fixed in the statement (SQL Server's ``TOP n``) is rendered once, as Core renders it;
 - engines without listeners (``before_cursor_execute``, ``handle_error``, …) and without
-  ``echo``: where anything watches or changes execution, the storages use plain Core.
+  ``echo``: where anything watches or changes execution, the storages use plain Core. The
+  backend's own parameter declarations (SQL Server's ``do_setinputsizes``) are the exception:
+  they depend on the statement alone, so its plan carries them (``BackendHooks.input_sizes``).
 
 Errors are raised as Core raises them (``DBAPIError`` subclasses, a lost connection invalidated
 together with the pool's older connections), so the storages' error handling is the same on
 both paths.
 
 Autocommit is switched per call where the driver does it without the server (psycopg, sqlite3).
-PyMySQL's switch is a round trip, so a connection used by a storage stays in autocommit:
-``dpone_state.backends.keep_autocommit`` (applied by ``create_state_engine`` on MySQL) switches it back for
-any other user of the pool at checkout, and makes the pool's reset on return free for it.
+PyMySQL's and pyodbc's switch is a round trip, so a connection used by a storage stays in
+autocommit: ``dpone_state.backends.keep_autocommit`` (applied by ``create_state_engine`` on MySQL
+and SQL Server) switches it back for any other user of the pool at checkout, and makes the
+pool's reset on return free for it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, cast
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine.interfaces import BindTyping
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -80,31 +85,52 @@ def cannot_connect(engine: Engine, error: Exception) -> StateError:
 _UNWATCHING = frozenset({"engine_disposed"})
 
 
-def _has_listeners(target: Any) -> bool:
+def _has_listeners(target: Any, replayed: frozenset[Callable[..., Any]] = frozenset()) -> bool:
     """Whether an engine or dialect has a listener on its execution now (``_has_events``
-    never turns back off)."""
+    never turns back off), other than the backend's ``replayed`` ones (reproduced by the
+    plans)."""
     if not target._has_events:
         return False
     dispatch = target.dispatch
-    return any(getattr(dispatch, name) for name in dispatch._event_names if name not in _UNWATCHING)
+    return any(
+        listener not in replayed
+        for name in dispatch._event_names
+        if name not in _UNWATCHING
+        for listener in getattr(dispatch, name)
+    )
 
 
 class _Plan:
     """One statement compiled once for one engine, with its parameter and row processing."""
 
-    __slots__ = ("names", "order", "processors", "result_types", "sql")
+    __slots__ = ("input_sizes", "names", "order", "processors", "rendered", "result_types", "sql")
 
-    def __init__(self, compiled: SQLCompiler) -> None:
+    def __init__(
+        self,
+        compiled: SQLCompiler,
+        input_sizes: Callable[[Sequence[Any]], list[Any] | None] | None = None,
+    ) -> None:
         self.sql: str = compiled.string
+        positiontup: Sequence[str] | None = compiled.positiontup
+        literal = compiled.literal_execute_params
+        if literal:  # values fixed in the statement (``TOP n``): rendered once, as Core does
+            expanded = compiled.construct_expanded_state(
+                {bind.key: None for bind in compiled.bind_names if bind.required}
+            )
+            self.sql, positiontup = expanded.statement, expanded.positiontup
+        #: Keys whose value is rendered into ``sql`` (a caller may not pass another).
+        self.rendered = frozenset(bind.key for bind in literal)
         processors = compiled._bind_processors
         escaped: Mapping[str, str] = compiled.escaped_bind_names or {}
         by_name: dict[str, tuple[str, Any, Any, Callable[[Any], Any] | None]] = {}
         for bind, name in compiled.bind_names.items():
+            if bind in literal:
+                continue
             # (A tuple type's processors are a sequence: such statements are not planned.)
             process = cast("Callable[[Any], Any] | None", processors.get(name))
             by_name[escaped.get(name, name)] = (bind.key, _fixed(bind, process), bind, process)
         driver_names = (
-            [escaped.get(name, name) for name in compiled.positiontup or ()]
+            [escaped.get(name, name) for name in positiontup or ()]
             if compiled.positional
             else list(by_name)
         )
@@ -115,6 +141,12 @@ class _Plan:
         ]
         #: The placeholders' names for a driver with named parameters; ``None``: positional.
         self.names: list[str] | None = None if compiled.positional else driver_names
+        #: ``cursor.setinputsizes``'s argument, where the driver declares parameters.
+        self.input_sizes = (
+            input_sizes([bind for _, _, bind, _ in self.order])
+            if input_sizes is not None and compiled.positional
+            else None
+        )
         self.result_types = [column[3] for column in compiled._result_columns]
         #: Result processors, found from the first cursor description (as Core does).
         self.processors: list[tuple[int, Callable[[Any], Any]]] | None = None
@@ -122,6 +154,13 @@ class _Plan:
     def parameters(self, params: Mapping[str, Any]) -> Any:
         """The DBAPI parameters for the caller's ``params`` (bind-processed, in driver order);
         a placeholder the caller leaves out takes its statement's value, processed once."""
+        if self.rendered and not self.rendered.isdisjoint(params):
+            raise StatementError(
+                f"{sorted(self.rendered & params.keys())} are rendered in the compiled statement",
+                self.sql,
+                dict(params),
+                None,
+            )
         # The value each processor saw last: the rows of a bulk save share their timestamps
         # and booleans, processed once rather than once per row.
         last: dict[Any, tuple[Any, Any]] = {}
@@ -165,10 +204,12 @@ def _fixed(bind: Any, process: Callable[[Any], Any] | None) -> Any:
 
 
 def _plannable(compiled: SQLCompiler) -> bool:
-    """Whether a compiled statement runs as it is: nothing Core adds per execution."""
+    """Whether a compiled statement runs as it is: nothing Core adds per execution (a
+    literal-execute value is rendered once where the statement fixes it)."""
+    literal = compiled.literal_execute_params
     return not (
-        compiled.literal_execute_params
-        or compiled.post_compile_params
+        any(bind.required or bind.callable is not None for bind in literal)
+        or compiled.post_compile_params - literal
         or compiled.insert_prefetch
         or compiled.update_prefetch
         or compiled.implicit_returning
@@ -187,10 +228,17 @@ class StatementRunner:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        kept = by_dialect(engine.dialect.name).kept_autocommit(engine.dialect.driver)
+        row = by_dialect(engine.dialect.name)
+        kept = row.kept_autocommit(engine.dialect.driver)
         self._sticky = kept is not None
         self._switch = autocommit_switch(engine) or (kept[0] if kept is not None else None)
         self._plans: dict[Any, _Plan | None] = {}
+        hooks = row.hooks()
+        self._replayed = hooks.replayed_listeners()
+        declares = engine.dialect.bind_typing is BindTyping.SETINPUTSIZES
+        self._input_sizes: Callable[[Sequence[Any]], list[Any] | None] | None = (
+            (lambda binds: hooks.input_sizes(binds, engine.dialect)) if declares else None
+        )
         self._keeper: Keeper | None = None
         self._keeper_pool: Any = None  # the pool ``_keeper`` was made for
 
@@ -201,7 +249,7 @@ class StatementRunner:
             return False
         if self._sticky and not keeps_autocommit(engine):
             return False
-        return not (_has_listeners(engine) or _has_listeners(engine.dialect))
+        return not (_has_listeners(engine) or _has_listeners(engine.dialect, self._replayed))
 
     def plan(self, statement: Any) -> _Plan | None:
         """The compiled plan of ``statement``, or ``None`` when Core must run it."""
@@ -210,7 +258,7 @@ class StatementRunner:
         except KeyError:
             pass
         compiled = statement.compile(dialect=self.engine.dialect)
-        plan = _Plan(compiled) if _plannable(compiled) else None
+        plan = _Plan(compiled, self._input_sizes) if _plannable(compiled) else None
         if len(self._plans) >= _MAX_PLANS:
             self._plans.clear()
         self._plans[statement] = plan
@@ -245,6 +293,8 @@ class StatementRunner:
             cursor = dbapi_connection.cursor()
             for plan, params in writes:
                 parameters = plan.parameters(params)
+                if plan.input_sizes is not None:
+                    cursor.setinputsizes(plan.input_sizes)
                 cursor.execute(plan.sql, parameters)
             dbapi_connection.commit()
         except BaseException as error:
@@ -310,6 +360,8 @@ class StatementRunner:
         try:
             self._switch(dbapi_connection, True)  # type: ignore[misc]  # free if already on
             cursor = dbapi_connection.cursor()
+            if plan.input_sizes is not None:
+                cursor.setinputsizes(plan.input_sizes)  # declared to the driver: no round trip
             cursor.execute(plan.sql, parameters)
         except BaseException as error:
             try:
@@ -338,7 +390,12 @@ class StatementRunner:
             raise cannot_connect(engine, error) from error
         except engine.dialect.loaded_dbapi.Error as error:
             wrapped = DBAPIError.instance(
-                None, None, error, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect
+                None,
+                None,
+                error,
+                engine.dialect.loaded_dbapi.Error,
+                connection_invalidated=engine.dialect.is_disconnect(error, None, None),  # as Core
+                dialect=engine.dialect,
             )
             raise cannot_connect(engine, wrapped) from wrapped
         finally:

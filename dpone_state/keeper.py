@@ -84,7 +84,10 @@ class Keeper:
             if not self.disposed and fairy.dbapi_connection is not None:
                 slot.fairy, slot.used = fairy, time.monotonic()
                 return
-        fairy.close()
+        if self.disposed and fairy.dbapi_connection is not None:
+            fairy.invalidate()  # disposed mid-call: closed now, as the kept ones were
+        else:
+            fairy.close()
 
     def dispose(self) -> None:
         """Close every kept connection (the engine was disposed); none is kept from now on."""

@@ -370,20 +370,20 @@ class _Storage:
         leave as ``StateError``s; a lost reply after the statement was sent in autocommit (the
         direct path always is) is ``StateOutcomeUnknownError``."""
         runner = self._runner
-        call = _Call(self.backend_row.self_committing)
         if not core and runner.usable():
             plan = runner.plan(statement)
             if plan is not None:
-                # A connection that cannot be had raises a StateError before anything is sent;
-                # once the statement is on its way it commits by itself (autocommit).
-                call.sent = call.self_committing = True
                 try:
                     return runner.write(plan, params)
-                except StateError:
+                except StateError:  # no connection could be had: nothing was sent
                     raise
                 except Exception:
-                    with self._translated_errors(call):  # no context manager on the happy path
+                    # Once on its way, the statement commits by itself (autocommit).
+                    sent = _Call(self_committing=True)
+                    sent.sent = True
+                    with self._translated_errors(sent):  # no context manager on the happy path
                         raise
+        call = _Call(self.backend_row.self_committing)
         with self._connect(write=True, call=call) as conn:
             call.sent = True
             # The row count is read when the statement ran: some drivers (psycopg 3) forget it

@@ -4,7 +4,9 @@
 #   1. starts it (mcr.microsoft.com/mssql/server, Developer edition) on 127.0.0.1:$PORT,
 #   2. for READ_COMMITTED_SNAPSHOT OFF, then ON, and for each ODBC driver (Microsoft's
 #      msodbcsql 18, then FreeTDS): empties the plan cache, runs the behaviour suite against the
-#      server (DPONE_STATE_TEST_MSSQL_URL), then reports the parameter declarations and cached
+#      server (DPONE_STATE_TEST_MSSQL_URL; its tests/test_round_trips.py counts the requests of
+#      the storage's session with an Extended Events session and expects one per call, no
+#      COMMIT or ROLLBACK), then reports the parameter declarations and cached
 #      plans of every statement dpone-state sent (scripts/mssql_plan_report.py: one
 #      declaration per statement expected, NULLs included),
 #   3. removes the container.

@@ -24,6 +24,7 @@ from dpone_state import (
     XMinState,
     create_state_engine,
 )
+from dpone_state.backends import keeps_autocommit
 from dpone_state.engine import pings_when_idle
 from dpone_state.failures import (
     is_connection_failure,
@@ -79,7 +80,10 @@ def test_engine_options() -> None:
     plain = engine_options(
         make_url("mssql+pyodbc://u:p@h:1433/db?driver=ODBC+Driver+18+for+SQL+Server")
     )
-    assert plain == {"connect_args": {"timeout": LOGIN_TIMEOUT_SECONDS}}  # no fast_executemany
+    assert plain == {  # no fast_executemany; the pool's reset is keep_autocommit's
+        "connect_args": {"timeout": LOGIN_TIMEOUT_SECONDS},
+        "pool_reset_on_return": None,
+    }
     freetds = engine_options(make_url("mssql+pyodbc://u:p@h:1433/db?driver=FreeTDS"))
     assert freetds["connect_args"] == {
         "timeout": LOGIN_TIMEOUT_SECONDS,
@@ -97,6 +101,8 @@ def test_engine_uses_the_options() -> None:
     assert engine.dialect.name == "mssql"
     assert engine.dialect.fast_executemany is False  # type: ignore[attr-defined]
     assert pings_when_idle(engine)
+    assert keeps_autocommit(engine)  # storages' connections stay in autocommit
+    assert MssqlXMinStateStorage(engine)._runner.usable()  # the direct path, one statement
     assert PASSWORD not in repr(MssqlXMinStateStorage(engine))
 
 

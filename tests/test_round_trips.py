@@ -2,13 +2,18 @@
 
 ``test_statements`` counts what SQLAlchemy sends (its listener makes the storages use plain
 Core); here the server's own counters count what arrives on the path the storages take without
-listeners: MariaDB's per-session ``Questions`` status, SQLite's statement trace. The direct path
+listeners: MariaDB's per-session ``Questions`` status, SQLite's statement trace, and on SQL
+Server (with ``DPONE_STATE_TEST_MSSQL_URL``) an Extended Events session that counts every
+request the storage's session sends: RPCs, SQL batches, transaction-manager requests (the
+ODBC drivers' COMMIT and ROLLBACK) and attentions. The direct path
 (``dpone_state.execution``) must send exactly the statements Core sends, and leave pooled
 connections as a transaction-using caller of the same engine expects them.
 """
 
 from __future__ import annotations
 
+import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,17 +33,74 @@ from tests.conftest import StateDB
 from tests.test_statements import CALLS
 
 #: Backends whose server counts the statements a connection sends.
-COUNTED = ("mariadb", "sqlite")
+COUNTED = ("mariadb", "sqlite", "mssql")
+
+#: SQL Server's Extended Events for every request a client sends: parameterized statements
+#: (RPC), batches, attentions (cancels), and the transaction-manager requests (the ``TM:``
+#: events; Microsoft's ODBC driver commits and rolls back with them, FreeTDS with batches).
+_REQUEST_EVENTS = ("rpc_starting", "sql_batch_starting", "attention")
+_TM_EVENTS = ("begin_tran_starting", "commit_tran_starting", "rollback_tran_starting")
+
+
+class _SqlServerRequests:
+    """Requests one SQL Server session received: an Extended Events session filtered on it,
+    into the synchronous ``event_counter`` target, read from another connection (so reading
+    adds nothing to the count)."""
+
+    def __init__(self, url: str, session_id: int) -> None:
+        self.admin = create_state_engine(url, poolclass=sa.pool.NullPool)
+        self.name = f"dpone_state_requests_{uuid.uuid4().hex[:10]}"
+        with self._autocommit() as conn:
+            found = set(
+                conn.exec_driver_sql(
+                    "SELECT o.name FROM sys.dm_xe_objects AS o JOIN sys.dm_xe_packages AS p "
+                    "ON p.guid = o.package_guid WHERE p.name = 'sqlserver' AND o.object_type "
+                    "= 'event' AND (o.name LIKE '%tran[_]starting' OR o.name IN "
+                    f"({', '.join(repr(name) for name in _REQUEST_EVENTS)}))"
+                ).scalars()
+            )
+            missing = set(_REQUEST_EVENTS + _TM_EVENTS) - found
+            assert not missing, f"this server has no {sorted(missing)} event ({sorted(found)})"
+            events = ",\n".join(
+                f"ADD EVENT sqlserver.{name} (WHERE sqlserver.session_id = {int(session_id)})"
+                for name in sorted(found)
+            )
+            conn.exec_driver_sql(
+                f"CREATE EVENT SESSION {self.name} ON SERVER\n{events}\n"
+                "ADD TARGET package0.event_counter"
+            )
+            conn.exec_driver_sql(f"ALTER EVENT SESSION {self.name} ON SERVER STATE = START")
+
+    def _autocommit(self) -> Any:
+        return self.admin.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def read(self) -> int:
+        with self._autocommit() as conn:
+            data = conn.exec_driver_sql(
+                "SELECT CAST(t.target_data AS NVARCHAR(MAX)) FROM sys.dm_xe_session_targets AS t "
+                "JOIN sys.dm_xe_sessions AS s ON s.address = t.event_session_address "
+                f"WHERE s.name = '{self.name}' AND t.target_name = 'event_counter'"
+            ).scalar_one()
+        return sum(int(event.get("count", 0)) for event in ET.fromstring(data).iter("Event"))
+
+    def close(self) -> None:
+        try:
+            with self._autocommit() as conn:
+                conn.exec_driver_sql(f"DROP EVENT SESSION {self.name} ON SERVER")
+        finally:
+            self.admin.dispose()
 
 
 class _ServerCount:
     """Statements the server received on the engine's one pooled connection."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, url: str) -> None:
         self.engine = engine
+        self.url = url
         self.dialect = engine.dialect.name
         self.traced: list[str] = []
         self.connection: Any = None
+        self.requests: _SqlServerRequests | None = None
 
         @sa.event.listens_for(engine.pool, "connect")
         def _remember(dbapi_connection: Any, record: Any) -> None:
@@ -46,10 +108,24 @@ class _ServerCount:
             if self.dialect == "sqlite":
                 dbapi_connection.set_trace_callback(self.traced.append)
 
+    def session_id(self) -> int:
+        """The server's id of the pooled connection (what ``KILL`` takes)."""
+        if self.dialect == "mssql":
+            cursor = self.connection.cursor()  # before any count: not counted
+            cursor.execute("SELECT @@SPID")
+            spid = int(cursor.fetchone()[0])
+            cursor.close()
+            return spid
+        return int(self.connection.thread_id())
+
     def read(self) -> int:
         """The server's count so far (reading MariaDB's counter is itself one statement)."""
         if self.dialect == "sqlite":
             return len(self.traced)
+        if self.dialect == "mssql":
+            if self.requests is None:
+                self.requests = _SqlServerRequests(str(self.url), self.session_id())
+            return self.requests.read()
         cursor = self.connection.cursor()  # directly on the idle pooled connection
         cursor.execute("SHOW SESSION STATUS LIKE 'Questions'")
         count = int(cursor.fetchone()[1])
@@ -59,8 +135,12 @@ class _ServerCount:
     def during(self, call: Callable[[], object]) -> int:
         before = self.read()
         call()
-        overhead = 1 if self.dialect != "sqlite" else 0  # the second SHOW STATUS
+        overhead = 1 if self.dialect in ("mysql", "mariadb") else 0  # the second SHOW STATUS
         return self.read() - before - overhead
+
+    def close(self) -> None:
+        if self.requests is not None:
+            self.requests.close()
 
 
 @pytest.fixture
@@ -69,10 +149,11 @@ def one_connection(db: StateDB) -> Iterator[tuple[StateDB, _ServerCount]]:
     if db.backend.name not in COUNTED:
         pytest.skip(f"{db.backend.name}: no per-connection statement counter to read here")
     engine = create_state_engine(db.url, pool_size=1, max_overflow=0)
-    counter = _ServerCount(engine)
+    counter = _ServerCount(engine, db.url)
     try:
         yield StateDB(db.backend, engine, db.url, db.schema), counter
     finally:
+        counter.close()
         engine.dispose()
 
 
@@ -112,14 +193,14 @@ def test_a_replaced_connection_commits_its_writes(
     """A connection the server dropped is replaced by a new one, in its default mode: the
     storage must switch that one to autocommit too, or its writes would never commit."""
     db, counter = one_connection
-    if db.backend.name != "mariadb":
-        pytest.skip("the server-side switch is MariaDB's")
+    if db.backend.name not in ("mariadb", "mssql"):
+        pytest.skip("the server-side switch is MariaDB's and SQL Server's")
     xmin = db.xmin()
     xmin.save_state("s", "t", XMinState(1))
     killer = create_state_engine(db.url)
     try:
-        with killer.connect() as conn:
-            conn.exec_driver_sql(f"KILL {counter.connection.thread_id()}")
+        with killer.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f"KILL {counter.session_id()}")
         # On the dropped connection: a typed failure. The statement was sent in autocommit when
         # the connection died, so whether it applied is unknown unless the row says so.
         with pytest.raises((StateUnavailableError, StateOutcomeUnknownError)):
@@ -132,6 +213,25 @@ def test_a_replaced_connection_commits_its_writes(
         assert value == 3
     finally:
         killer.dispose()
+
+
+def test_an_autocommit_engine_stays_in_autocommit(db: StateDB) -> None:
+    """``isolation_level="AUTOCOMMIT"`` means every user of the engine gets autocommit: a
+    statement without a commit is committed (storages keeping their connections in autocommit
+    must not switch the engine's back into transactions)."""
+    if db.backend.name == "bigquery":
+        pytest.skip("bigquery: no isolation levels")
+    engine = create_state_engine(db.url, isolation_level="AUTOCOMMIT")
+    try:
+        xmin = XMinStateStorage(engine, schema=db.schema)
+        xmin.save_state("s", "kept", XMinState(1))
+        with engine.connect() as conn:
+            conn.execute(sa.delete(xmin.table))  # never committed by this code
+        assert db.xmin().load_state("s", "kept") is None  # another engine: it was committed
+        xmin.save_state("s", "kept", XMinState(2))
+        assert db.xmin().load_state("s", "kept") is not None
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.parametrize("call", list(CALLS))
@@ -171,7 +271,7 @@ def test_the_direct_path_sends_the_statement_core_sends(db: StateDB, call: str) 
 
 
 def test_echo_uses_plain_core(db: StateDB) -> None:
-    if db.backend.name in ("bigquery", "mssql"):
+    if db.backend.name == "bigquery":
         pytest.skip(f"{db.backend.name}: its driver always runs through Core")
     engine = create_state_engine(db.url, echo=True)
     try:

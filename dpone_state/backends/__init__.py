@@ -107,18 +107,21 @@ def keep_autocommit(
     in_autocommit: Callable[[Any], bool],
 ) -> None:
     """Let storages leave pooled connections of ``engine`` in autocommit, for a driver whose
-    switch is a round trip (PyMySQL): any other checkout gets the connection back in a
+    switch is a round trip (PyMySQL, pyodbc): any other checkout gets the connection back in a
     transaction, and the pool's reset on return is skipped for a connection in autocommit
     (each statement committed itself: nothing to roll back).
 
     The engine must be created with ``pool_reset_on_return=None``: the reset happens here.
+    An engine created with ``isolation_level="AUTOCOMMIT"`` hands everyone a connection in
+    autocommit, so nothing is switched back for it.
     """
     _KEEPING.add(engine)
+    if engine.dialect._on_connect_isolation_level != "AUTOCOMMIT":
 
-    @event.listens_for(engine.pool, "checkout")
-    def _transactional_for_others(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        if not STORAGE_CHECKOUT.get() and in_autocommit(dbapi_connection):
-            switch(dbapi_connection, False)
+        @event.listens_for(engine.pool, "checkout")
+        def _transactional_for_others(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+            if not STORAGE_CHECKOUT.get() and in_autocommit(dbapi_connection):
+                switch(dbapi_connection, False)
 
     @event.listens_for(engine.pool, "reset")
     def _rollback_unless_autocommit(

@@ -1,9 +1,16 @@
 """SQL Server's hooks: a login timeout, FreeTDS's protocol version, the session settings of
 every new connection (``SESSION_SETTINGS``), one parameter declaration per statement
-(``declared_input_size``), an idle ping, and its driver's error codes.
+(``declared_input_size``), an idle ping, connections kept in autocommit by the storages, and
+its driver's error codes.
 
 Declaring parameters once per statement, whatever their values, gives each statement one
-cached plan, and a NULL needs no round trip to describe it. ``fast_executemany`` is not set:
+cached plan, and a NULL needs no round trip to describe it.
+
+pyodbc's autocommit switch (``SQLSetConnectAttr``) is a round trip: FreeTDS and Microsoft's
+driver send ``SET IMPLICIT_TRANSACTIONS``. As on MariaDB, a connection a storage used stays in
+autocommit (``backends.keep_autocommit``): each storage call is its one statement at the server,
+with no COMMIT and no ROLLBACK on the pool's check-in, and any other user of the pool gets the
+connection back in a transaction. ``fast_executemany`` is not set:
 no storage path calls ``executemany`` (bulk saves are one multi-row MERGE), and its known
 pitfalls (memory per row of ``NVARCHAR(max)``, truncation of longer values in later rows)
 should not be armed for callers sharing the engine.
@@ -12,14 +19,16 @@ should not be armed for callers sharing the engine.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Dialect, Engine
+from sqlalchemy.pool.base import reset_none
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.types import TypeEngine
 
-from dpone_state.backends import on_connect, ping_when_idle
+from dpone_state.backends import keep_autocommit, on_connect, ping_when_idle
 from dpone_state.dialects import BackendHooks
 
 __all__ = [
@@ -28,6 +37,7 @@ __all__ = [
     "LOGIN_TIMEOUT_SECONDS",
     "SESSION_SETTINGS",
     "MssqlHooks",
+    "core_input_size",
     "declared_input_size",
     "declared_type_name",
     "engine_options",
@@ -103,12 +113,35 @@ def declared_type_name(size: InputSize | None) -> str:
     return names[code]
 
 
+def core_input_size(type_: TypeEngine[Any], dialect: Dialect) -> Any:
+    """What Core declares a parameter of ``type_`` with when no hook declares it (the
+    dialect's DBAPI type, as ``setinputsizes`` takes it)."""
+    dbtype = type_._unwrapped_dialect_impl(dialect).get_dbapi_type(dialect.dbapi)  # type: ignore[arg-type]
+    include, exclude = dialect.include_set_input_sizes, dialect.exclude_set_input_sizes
+    if dbtype is None or (exclude and dbtype in exclude) or (include and dbtype not in include):
+        dbtype = None
+    return dbtype if isinstance(dbtype, tuple) else (dbtype, None, None)
+
+
+def _declare_parameters(
+    inputsizes: dict[Any, Any], cursor: Any, statement: str, parameters: Any, context: Any
+) -> None:
+    """``do_setinputsizes``: every parameter declared by its type (``declared_input_size``)."""
+    for bindparam in inputsizes:
+        size = declared_input_size(bindparam.type, context.dialect)
+        if size is not None:
+            inputsizes[bindparam] = size
+
+
 def engine_options(url: URL) -> dict[str, Any]:
     """A login timeout, and for FreeTDS ``TDS_Version=7.4`` unless the URL sets one (pyodbc
-    adds unknown keywords to the connection string)."""
+    adds unknown keywords to the connection string); the pool's reset on return left to
+    ``keep_autocommit`` (nothing for a connection a storage left in autocommit, a ROLLBACK
+    otherwise)."""
     options: dict[str, Any] = {}
     if url.get_driver_name() != "pyodbc":
         return options
+    options["pool_reset_on_return"] = None
     keys = {key.lower() for key in url.query}
     connect_args: dict[str, Any] = {}
     if not _TIMEOUT_KEYS & keys:
@@ -145,18 +178,31 @@ class MssqlHooks(BackendHooks):
     def prepare_engine(self, engine: Engine) -> None:
         """Session settings on every new connection (``SESSION_SETTINGS``, one batch per new
         pooled connection, not per call); typed parameter declarations on every statement;
-        idle pings."""
+        idle pings; storages keep pyodbc connections in autocommit where the pool's reset is
+        ours (``pool_reset_on_return=None``, the default of ``engine_options``)."""
         ping_when_idle(engine)
         on_connect(engine, SESSION_SETTINGS)
+        event.listen(engine, "do_setinputsizes", _declare_parameters)
+        if engine.dialect.driver == "pyodbc" and engine.pool._reset_on_return is reset_none:
+            keep_autocommit(engine, self.set_autocommit, self.in_autocommit)
 
-        @event.listens_for(engine, "do_setinputsizes")
-        def _declare(
-            inputsizes: dict[Any, Any], cursor: Any, statement: str, parameters: Any, context: Any
-        ) -> None:
-            for bindparam in inputsizes:
-                size = declared_input_size(bindparam.type, context.dialect)
-                if size is not None:
-                    inputsizes[bindparam] = size
+    def set_autocommit(self, dbapi_connection: Any, on: bool) -> None:
+        if bool(dbapi_connection.autocommit) != on:  # read locally; the switch is a round trip
+            dbapi_connection.autocommit = on
+
+    def in_autocommit(self, dbapi_connection: Any) -> bool:
+        return bool(dbapi_connection.autocommit)  # pyodbc's own flag, no round trip
+
+    def replayed_listeners(self) -> frozenset[Callable[..., Any]]:
+        return frozenset({_declare_parameters})
+
+    def input_sizes(self, binds: Sequence[Any], dialect: Dialect) -> list[Any] | None:
+        """The declarations ``_declare_parameters`` gives Core's ``setinputsizes``, computed
+        once per statement (they depend on the placeholders' types alone)."""
+        return [
+            declared_input_size(bind.type, dialect) or core_input_size(bind.type, dialect)
+            for bind in binds
+        ]
 
     def is_lock_timeout(self, orig: BaseException) -> bool:
         args: tuple[Any, ...] = getattr(orig, "args", ())
