@@ -173,8 +173,8 @@ def prune_vs_raw(target: str, url: str, rows: int, batch: int, rounds: int) -> N
           f"{rounds} alternated rounds: dpone-state {lib_s:.2f} s (longest batch "
           f"{statistics.median(longest['lib']) * 1e3:.1f} ms), hand-written loop {raw_s:.2f} s "
           f"(longest {statistics.median(longest['raw']) * 1e3:.1f} ms): {lib_s / raw_s:.2f}x")  # fmt: skip
-    one_statement = runs._prune_batches.get(batch)  # the backends that prune with DeleteBatch
-    if one_statement is not None:
+    if runs.backend_row.prune_batches == "delete_batch":  # one DeleteBatch statement a batch
+        one_statement = runs._prune_statements(by_dag=False).batch_of(batch)
         compiled = one_statement.compile(dialect=engine.dialect)
         bound = cutoff.replace(tzinfo=None)
         value: Any = bound.isoformat(" ") if target == "sqlite" else bound
@@ -251,8 +251,8 @@ def main() -> None:
             explain(engine, runs._list.limit(100), {"p_dag_id": "dag_7"}),
             explain(
                 engine,
-                runs._prune_batch,
-                {"p_cutoff": cutoff, "p_boundary_date": cutoff, "p_dag_id": "dag_7"},
+                runs._prune_statements(by_dag=False).up_to_boundary,
+                {"p_cutoff": cutoff, "p_boundary_date": cutoff, "p_boundary_dag_id": "dag_7"},
             ),
         )
         deletes.clear()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, and_, bindparam, delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 
 from dpone_state.models import RunState, RunStateStatus, to_utc, utc_now
 from dpone_state.storage import MAX_LIMIT, RunStateStorage
@@ -212,44 +212,12 @@ def prune_runs(
 ) -> int:
     """Delete runs (of ``dag_id``, or all) older than ``cutoff``; the count deleted.
 
-    With ``batch_size``, in transactions of at most that many rows (the retention index walked
-    in ``(execution_date, dag_id)`` order), so a large backlog never holds a long lock;
-    ``progress`` gets each batch's count.
+    The storage's own prune (``delete_old_states``): with ``batch_size``, in transactions of at
+    most that many rows as the backend deletes a batch (``prune_batches``), so a large backlog
+    never holds a long lock; ``progress`` gets each statement's count.
     """
-    t = storage.table
-    older = _older(storage, dag_id)
-    params = _prune_params(cutoff, dag_id)
-    write = storage.execute_write
-    if batch_size is None:
-        deleted = int(write(delete(t).where(older), params).rowcount)
-        if progress is not None:
-            progress(deleted)
-        return deleted
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
         raise ValueError("batch_size must be an integer >= 1")
-    boundary_select = (
-        select(t.c.execution_date, t.c.dag_id)
-        .where(older)
-        .order_by(t.c.execution_date, t.c.dag_id)
-        .offset(bindparam("o_offset", type_=Integer))
-        .limit(1)
-    )
-    boundary_date = bindparam("o_bdate", type_=t.c.execution_date.type)
-    batch = delete(t).where(
-        older,
-        (t.c.execution_date < boundary_date)
-        | ((t.c.execution_date == boundary_date) & (t.c.dag_id <= bindparam("o_bdag"))),
-    )
-    deleted = 0
-    while True:
-        last = storage.execute_read(boundary_select, {**params, "o_offset": batch_size - 1})
-        if not last:
-            count = int(write(delete(t).where(older), params).rowcount)
-        else:
-            bounds = {"o_bdate": last[0].execution_date, "o_bdag": last[0].dag_id}
-            count = int(write(batch, {**params, **bounds}).rowcount)
-        deleted += count
-        if progress is not None:
-            progress(count)
-        if not last:
-            return deleted
+    return storage._prune_before(cutoff, dag_id=dag_id, batch_size=batch_size, progress=progress)

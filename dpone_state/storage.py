@@ -10,7 +10,7 @@ import logging
 import os
 import shlex
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from enum import Enum
@@ -1162,6 +1162,58 @@ _RUN_FIELDS: Final = (
 )
 
 
+def _ignore(count: int) -> None:
+    """No progress report."""
+
+
+class _PruneStatements:
+    """The statements that delete runs before ``p_cutoff`` (of ``p_prune_dag_id`` only, when
+    ``by_dag``): all at once, one ``DeleteBatch`` per batch, or batches by boundary."""
+
+    def __init__(self, table: Table, by_dag: bool) -> None:
+        t = table
+        older = t.c.execution_date < bindparam("p_cutoff", type_=t.c.execution_date.type)
+        if by_dag:
+            older = older & (t.c.dag_id == bindparam("p_prune_dag_id", type_=t.c.dag_id.type))
+        # Always true; naming ``process_name`` makes an unmigrated dpone table refuse the prune
+        # as it refuses every other statement (StateNotProvisionedError), not delete quietly.
+        provisioned = t.c.process_name.is_(None) | t.c.process_name.is_not(None)
+        self.table = t
+        self.every = delete(t).where(older, provisioned)
+        self._batches: dict[int, DeleteBatch] = {}
+        # Batches by boundary (``prune_batches``) walk the retention index in (execution_date,
+        # dag_id) order: find the last row of the next batch, then delete up to and including it.
+        self.boundary = (
+            select(t.c.execution_date, t.c.dag_id)
+            .where(older)
+            .order_by(t.c.execution_date, t.c.dag_id)
+            .offset(bindparam("p_offset", type_=Integer))
+            .limit(1)
+        )
+        boundary_date = bindparam("p_boundary_date", type_=t.c.execution_date.type)
+        boundary_dag = bindparam("p_boundary_dag_id", type_=t.c.dag_id.type)
+        self.up_to_boundary = delete(t).where(
+            older,
+            provisioned,
+            # Redundant with the next condition, but a range the index scan can stop at: without
+            # it the scan reads the whole remaining backlog and filters it (a growing cost).
+            t.c.execution_date <= boundary_date,
+            (t.c.execution_date < boundary_date)
+            | ((t.c.execution_date == boundary_date) & (t.c.dag_id <= boundary_dag)),
+        )
+
+    def batch_of(self, rows: int) -> DeleteBatch:
+        """The one-statement batch of at most ``rows`` runs, oldest first, built once per size."""
+        statement = self._batches.get(rows)
+        if statement is None:
+            if len(self._batches) >= _MAX_PAGES:
+                self._batches.clear()
+            statement = self._batches[rows] = DeleteBatch(
+                self.every, rows, order_by=[self.table.c.execution_date]
+            )
+        return statement
+
+
 #: The upsert's parameter name of each run field.
 _RUN_PARAMS = tuple((f"p_{name}", name) for name in _RUN_FIELDS)
 
@@ -1201,31 +1253,7 @@ class RunStateStorage(_Storage):
         self._list_at = self._list.where(at)
         self._list_before = self._list.where(before)
         self._list_at_before = self._list.where(at, before)
-        older = t.c.execution_date < bindparam("p_cutoff", type_=t.c.execution_date.type)
-        # Always true; naming ``process_name`` makes an unmigrated dpone table refuse the prune
-        # as it refuses every other statement (StateNotProvisionedError), not delete quietly.
-        provisioned = t.c.process_name.is_(None) | t.c.process_name.is_not(None)
-        self._prune = delete(t).where(older, provisioned)
-        self._prune_batches: dict[int, DeleteBatch] = {}
-        # Batches by boundary (``prune_batches``) walk the retention index in (execution_date,
-        # dag_id) order: find the last row of the next batch, then delete up to and including it.
-        self._prune_boundary = (
-            select(t.c.execution_date, t.c.dag_id)
-            .where(older)
-            .order_by(t.c.execution_date, t.c.dag_id)
-            .offset(bindparam("p_offset", type_=Integer))
-            .limit(1)
-        )
-        boundary_date = bindparam("p_boundary_date", type_=t.c.execution_date.type)
-        self._prune_batch = delete(t).where(
-            older,
-            provisioned,
-            # Redundant with the next condition, but a range the index scan can stop at: without
-            # it the scan reads the whole remaining backlog and filters it (a growing cost).
-            t.c.execution_date <= boundary_date,
-            (t.c.execution_date < boundary_date)
-            | ((t.c.execution_date == boundary_date) & (t.c.dag_id <= self._param("dag_id"))),
-        )
+        self._prunes: dict[bool, _PruneStatements] = {}  # by "one DAG's runs only"
 
     def _build_table(self) -> Table:
         return run_state_table(
@@ -1334,41 +1362,55 @@ class RunStateStorage(_Storage):
             raise InvalidStateError(
                 "batch_size", f"must be an integer in 1 .. {MAX_BIGINT} or None"
             )
+        return self._prune_before(cutoff, batch_size=batch_size)
+
+    def _prune_statements(self, by_dag: bool) -> _PruneStatements:
+        """The statements of a prune of every run (or, ``by_dag``, one DAG's) before
+        ``p_cutoff``, built once."""
+        statements = self._prunes.get(by_dag)
+        if statements is None:
+            statements = self._prunes[by_dag] = _PruneStatements(self.table, by_dag)
+        return statements
+
+    def _prune_before(
+        self,
+        cutoff: datetime,
+        *,
+        dag_id: str | None = None,
+        batch_size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete the runs (of ``dag_id``, or every DAG) whose ``execution_date`` is before
+        ``cutoff``, in batches as ``delete_old_states`` does; ``progress`` gets each statement's
+        count. The one prune of the runtime's call and of the operator's command."""
+        params: dict[str, Any] = {"p_cutoff": to_utc("cutoff", cutoff)}
+        if dag_id is not None:
+            params["p_prune_dag_id"] = check_name("dag_id", dag_id, MAX_DAG_ID)
+        statements = self._prune_statements(dag_id is not None)
         row = self.backend_row
         batch = batch_size or row.prune_batch_rows
+        report = progress or _ignore
+
+        def write(statement: Any, values: Mapping[str, Any]) -> int:
+            count = self._rowcount(self._write(statement, values))
+            report(count)
+            return count
+
         if batch is None or row.prune_batches == "unbatched":
-            return self._rowcount(self._write(self._prune, {"p_cutoff": cutoff}))
-        if row.prune_batches == "delete_batch":
-            return self._prune_in_delete_batches(cutoff, batch)
-        return self._prune_by_boundaries(cutoff, batch)
-
-    def _prune_in_delete_batches(self, cutoff: datetime, batch: int) -> int:
-        """One ``DeleteBatch`` of at most ``batch`` rows per statement, until a short one."""
-        statement = self._prune_batches.get(batch)
-        if statement is None:
-            if len(self._prune_batches) >= _MAX_PAGES:
-                self._prune_batches.clear()
-            statement = self._prune_batches[batch] = DeleteBatch(
-                self._prune, batch, order_by=[self.table.c.execution_date]
-            )
+            return write(statements.every, params)
         deleted = 0
+        if row.prune_batches == "delete_batch":  # one statement per batch, until a short one
+            statement = statements.batch_of(batch)
+            while True:
+                count = write(statement, params)
+                deleted += count
+                if count < batch:
+                    return deleted
+        # By boundaries: read the last row of the next batch on the retention index, delete up
+        # to it; the rest in one DELETE once fewer than a batch are left.
         while True:
-            count = self._rowcount(self._write(statement, {"p_cutoff": cutoff}))
-            deleted += count
-            if count < batch:
-                return deleted
-
-    def _prune_by_boundaries(self, cutoff: datetime, batch: int) -> int:
-        """Read the last row of the next batch on the retention index, delete up to it; the
-        rest in one DELETE once fewer than a batch are left."""
-        deleted = 0
-        while True:
-            last = self._read(self._prune_boundary, {"p_cutoff": cutoff, "p_offset": batch - 1})
-            if not last:  # fewer than a batch left
-                return deleted + self._rowcount(self._write(self._prune, {"p_cutoff": cutoff}))
-            boundary = {
-                "p_cutoff": cutoff,
-                "p_boundary_date": last[0][0],
-                "p_dag_id": last[0][1],
-            }
-            deleted += self._rowcount(self._write(self._prune_batch, boundary))
+            last = self._read(statements.boundary, {**params, "p_offset": batch - 1})
+            if not last:
+                return deleted + write(statements.every, params)
+            boundary = {**params, "p_boundary_date": last[0][0], "p_boundary_dag_id": last[0][1]}
+            deleted += write(statements.up_to_boundary, boundary)

@@ -234,3 +234,37 @@ def test_batched_prune_sends_one_statement_per_batch_where_the_backend_can(
         assert len(deletes) == 3
         assert len(statements) == 6  # a boundary read before each DELETE
     assert [r.dag_id for r in runs.get_run_states_by_dag("dag_new")] == ["dag_new"]
+
+
+def test_the_operators_prune_of_one_dag_batches_as_the_runtimes_prune(
+    db: StateDB, runs: RunStateStorage
+) -> None:
+    """``dpone-state runs prune --dag … --batch-size`` is the storage's prune (one statement per
+    batch where the backend can; a bounded index range per batch elsewhere), never a loop of
+    its own: 25 old runs of one DAG in batches of 10, another DAG's old runs left alone."""
+    from dpone_state.dialects import by_dialect  # noqa: PLC0415
+    from dpone_state.operations import prune_runs  # noqa: PLC0415
+    from tests.backends import recorded  # noqa: PLC0415
+
+    now = datetime.now(timezone.utc)
+    old = now - timedelta(days=40)
+    for i in range(25):
+        runs.save_run_state(make_run(dag_id="dag_old", execution_date=old - timedelta(hours=i)))
+        runs.save_run_state(make_run(dag_id="dag_kept", execution_date=old - timedelta(hours=i)))
+    counts: list[int] = []
+    with recorded(db.engine) as statements:
+        deleted = prune_runs(
+            runs, now - timedelta(days=30), dag_id="dag_old", batch_size=10, progress=counts.append
+        )
+    assert deleted == 25 and sum(counts) == 25
+    deletes = [sql for sql in statements if sql.lstrip().upper().startswith("DELETE")]
+    way = by_dialect(db.engine.dialect.name).prune_batches
+    if way == "unbatched":
+        assert len(statements) == len(deletes) == 1
+    elif way == "delete_batch":
+        assert len(statements) == len(deletes) == 3
+    else:
+        assert len(deletes) == 3 and len(statements) == 6
+        assert all("<=" in sql for sql in deletes[:2])  # the batch's bound the index stops at
+    assert runs.get_run_states_by_dag("dag_old") == []
+    assert len(runs.get_run_states_by_dag("dag_kept")) == 25
