@@ -241,16 +241,19 @@ class XMinState:
 
     def __post_init__(self) -> None:
         _check_int("xmin_value", self.xmin_value)
-        for name in ("extraction_identity", "source_fingerprint"):
-            value = getattr(self, name)
-            if value is not None:
-                _check_text(name, value, XMIN_TAG_MAX)
-        _check_int("frozen_xid", self.frozen_xid, optional=True)
+        if self.extraction_identity is not None:
+            _check_text("extraction_identity", self.extraction_identity, XMIN_TAG_MAX)
+        if self.source_fingerprint is not None:
+            _check_text("source_fingerprint", self.source_fingerprint, XMIN_TAG_MAX)
+        if self.frozen_xid is not None:
+            _check_int("frozen_xid", self.frozen_xid)
         _check_int("revision", self.revision)
         for name in ("is_initial", "wraparound_detected"):
-            if not isinstance(getattr(self, name), bool):
+            if getattr(self, name).__class__ is not bool:
                 raise InvalidStateError(name, "expected a bool")
-        object.__setattr__(self, "timestamp", to_utc("timestamp", self.timestamp))
+        timestamp = to_utc("timestamp", self.timestamp)
+        if timestamp is not self.timestamp:
+            object.__setattr__(self, "timestamp", timestamp)
 
     @classmethod
     def from_object(cls, obj: object) -> XMinState:
