@@ -205,7 +205,9 @@ def test_postgresql_lock_and_statement_timeouts_are_typed(db: StateDB, setting: 
 
 
 def _canceller(db: StateDB, sql: str, stop: threading.Event) -> threading.Thread:
-    """Cancels every statement that waits for a lock (pg_cancel_backend / KILL QUERY)."""
+    """Cancels every statement ``sql`` finds waiting for a lock (pg_cancel_backend / KILL
+    QUERY): only the test's own, found by its schema (the suite runs in several workers, and
+    other runs may share the server)."""
 
     def loop() -> None:
         with db.engine.connect() as conn:
@@ -228,8 +230,8 @@ def test_postgresql_pg_cancel_backend_is_typed(db: StateDB) -> None:
     stop = threading.Event()
     with _pg_tables_locked(db) as holder:
         waiting = (
-            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            f"AND datname = current_database() AND pid <> {holder}"
+            # the sessions this test's holder blocks: never another run's
+            f"SELECT pid FROM pg_stat_activity WHERE {holder} = ANY(pg_blocking_pids(pid))"
         )
         thread = _canceller(db, waiting, stop)
         try:
@@ -254,7 +256,8 @@ def test_mariadb_kill_query_is_typed(db: StateDB) -> None:
         me = int(holder.execute(sa.text("SELECT CONNECTION_ID()")).scalar_one())
         waiting = (
             "SELECT id FROM information_schema.processlist WHERE state LIKE '%%lock%%' "
-            f"AND id <> {me} AND command = 'Query' AND info NOT LIKE '%%processlist%%'"
+            f"AND id <> {me} AND command = 'Query' AND info NOT LIKE '%%processlist%%' "
+            f"AND info LIKE '%%{db.schema}%%'"  # this test's: not another run's
         )
         thread = _canceller(db, waiting, stop)
         try:
