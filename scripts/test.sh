@@ -102,4 +102,19 @@ echo "test services: BigQuery emulator ${DPONE_STATE_TEST_BIGQUERY_EMULATOR:-(re
   "Vault $DPONE_STATE_TEST_VAULT_ADDR, throwaway clusters on ports" \
   "$DPONE_STATE_TEST_FAULT_PG_PORT $DPONE_STATE_TEST_XMIN_CLUSTER_PORT" \
   "$DPONE_STATE_TEST_XMIN_SAFETY_PORT $DPONE_STATE_TEST_XMIN_STANDBY_PORT"
-"$VENV/bin/python" -m pytest "$@"
+# Two workers by default (DPONE_STATE_TEST_WORKERS; 1: one process): each test file runs whole
+# in one worker (--dist loadfile), since a file's throwaway cluster is on one port.
+WORKERS=${DPONE_STATE_TEST_WORKERS:-2}
+PARALLEL=()
+if [[ "$WORKERS" -gt 1 ]]; then
+  PARALLEL=(-n "$WORKERS" --dist loadfile)
+fi
+"$VENV/bin/python" -m pytest "${PARALLEL[@]}" "$@"
+
+# The storage tests again on SQLAlchemy 2.0 (make test names its venv and the files), when the
+# whole suite ran (no pytest arguments); BigQuery takes Core's path, the same on both series.
+if [[ $# -eq 0 && -n "${SA20_PYTHON:-}" ]]; then
+  echo "the storage tests on SQLAlchemy $("$SA20_PYTHON" -c 'import sqlalchemy; print(sqlalchemy.__version__)')"
+  # shellcheck disable=SC2086  # a list of paths
+  "$SA20_PYTHON" -m pytest "${PARALLEL[@]}" -q $SA20_TESTS -k "not bigquery"
+fi

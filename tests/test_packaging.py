@@ -75,7 +75,17 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ROOT,
         source,
         ignore=shutil.ignore_patterns(
-            ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "*.db"
+            ".git",
+            ".venv*",
+            ".demo",
+            ".services",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            ".*_cache",
+            ".hypothesis",
+            "*.db",
         ),
     )
     done = subprocess.run(
