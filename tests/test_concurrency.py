@@ -21,16 +21,16 @@ from tests.conftest import StateDB
 
 PROCESSES = 4
 SAVES_PER_PROCESS = 25
-#: On BigQuery (the emulator runs one statement of all clients at a time; a real project's DML
-#: takes seconds) more rounds add minutes, not contention: the writers still interleave on
-#: every key.
-EMULATED_SAVES_PER_PROCESS = 6
+BIGQUERY_SAVES_PER_PROCESS = 6
 KEYS = ["a", "b", "c"]
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def _saves(db: StateDB) -> int:
-    return EMULATED_SAVES_PER_PROCESS if db.engine.dialect.name == "bigquery" else SAVES_PER_PROCESS
+def _rounds(db: StateDB, usual: int, on_bigquery: int) -> int:
+    """Fewer rounds on BigQuery (the emulator runs one statement of all clients at a time; a
+    real project's DML takes seconds): more add minutes there, not contention, as the writers
+    interleave on every key either way."""
+    return on_bigquery if db.engine.dialect.name == "bigquery" else usual
 
 
 def _writer(url: str, schema: str | None, worker: int, saves: int, start: Any, errors: Any) -> None:
@@ -90,7 +90,7 @@ def _run(target: Any, args_per_process: list[tuple[Any, ...]]) -> None:
 def test_concurrent_writers_same_keys(db: StateDB) -> None:
     ctx = mp.get_context("spawn")
     start, errors = ctx.Barrier(PROCESSES), ctx.Queue()
-    saves = _saves(db)
+    saves = _rounds(db, SAVES_PER_PROCESS, BIGQUERY_SAVES_PER_PROCESS)
     _run(_writer, [(db.url, db.schema, w, saves, start, errors) for w in range(PROCESSES)])
     problems = []
     while not errors.empty():
@@ -128,11 +128,7 @@ def test_racing_compare_and_set_has_exactly_one_winner(db: StateDB) -> None:
 
 BULK_KEYS = 60
 BULK_ROUNDS = 10
-EMULATED_BULK_ROUNDS = 4
-
-
-def _bulk_rounds(db: StateDB) -> int:
-    return EMULATED_BULK_ROUNDS if db.engine.dialect.name == "bigquery" else BULK_ROUNDS
+BIGQUERY_BULK_ROUNDS = 4
 
 
 def _bulk_writer(
@@ -158,7 +154,7 @@ def test_bulk_writers_locking_keys_in_opposite_orders_do_not_fail(db: StateDB) -
     rolled back whole, so the storage sends it again and no caller sees an error."""
     ctx = mp.get_context("spawn")
     start, errors = ctx.Barrier(2), ctx.Queue()
-    rounds = _bulk_rounds(db)
+    rounds = _rounds(db, BULK_ROUNDS, BIGQUERY_BULK_ROUNDS)
     _run(
         _bulk_writer,
         [(db.url, db.schema, reverse, rounds, start, errors) for reverse in (False, True)],

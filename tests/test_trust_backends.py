@@ -205,9 +205,9 @@ def test_postgresql_lock_and_statement_timeouts_are_typed(db: StateDB, setting: 
 
 
 def _canceller(db: StateDB, sql: str, stop: threading.Event) -> threading.Thread:
-    """Cancels every statement ``sql`` finds waiting for a lock (pg_cancel_backend / KILL
-    QUERY): only the test's own, found by its schema (the suite runs in several workers, and
-    other runs may share the server)."""
+    """Cancels the statements ``sql`` finds waiting for the test's lock (pg_cancel_backend /
+    KILL QUERY): ``sql`` finds the test's own only, as the suite runs in several workers and
+    other runs may share the server."""
 
     def loop() -> None:
         with db.engine.connect() as conn:
