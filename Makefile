@@ -77,7 +77,7 @@ $(SA20_STAMP): pyproject.toml
 	touch $(SA20_STAMP)
 
 test-sqlalchemy-2.0: $(SA20_STAMP)  ## the storage tests on SQLAlchemy 2.0, every backend (services as for make test)
-	$(SA20_VENV)/bin/python -m pytest -q -n 2 --dist loadfile $(SA20_TESTS)
+	$(SA20_VENV)/bin/python -m pytest -q -n $${DPONE_STATE_TEST_WORKERS:-2} --dist loadfile $(SA20_TESTS)
 
 clean:  ## everything the targets made: venvs, the demo's database, services, caches, builds
 	rm -rf $(VENV) $(PEER_VENV) $(SA20_VENV) $(DEMO_DIR) .services .mypy_cache .ruff_cache .pytest_cache .hypothesis \
